@@ -1,0 +1,45 @@
+# caddy-webhooks: see README.md.
+GO       ?= go
+XCADDY   := bin/xcaddy
+CADDY    := bin/caddy
+FUZZTIME ?= 60s
+
+.PHONY: build run test bench fuzz adapt-examples clean
+
+# Caddy with this plugin, as xcaddy.json describes the build.
+build: $(XCADDY)
+	$(GO) run ./internal/buildcaddy -config xcaddy.json -xcaddy $(XCADDY) -o $(CADDY)
+	$(CADDY) list-modules | grep -q '^http.handlers.codemie_webhooks$$'
+
+$(XCADDY):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5
+
+# Serves examples/Caddyfile on the embedded default store (no Redis).
+run: build
+	$(CADDY) run --config examples/Caddyfile --adapter caddyfile
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each fuzz target for FUZZTIME; `make test` runs their seed corpora.
+fuzz:
+	@for target in $$($(GO) test -list '^Fuzz' ./... | grep '^Fuzz'); do \
+		pkg=$$($(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | while read p d; do \
+			grep -ls "func $$target(" $$d/*_test.go >/dev/null 2>&1 && echo $$p; done | head -1); \
+		echo "fuzzing $$target in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+# Every example must adapt with the built binary.
+adapt-examples: build
+	@for f in examples/*Caddyfile*; do \
+		echo "adapting $$f"; \
+		$(CADDY) adapt --config $$f --adapter caddyfile >/dev/null || exit 1; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,200 @@
+// Package caddyfile registers the codemie_webhooks Caddyfile directive and
+// parses it into a module.Handler.
+package caddyfile
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/codemie-edge/caddy-webhooks/module"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("codemie_webhooks", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("codemie_webhooks", httpcaddyfile.Before, "respond")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var wh module.Handler
+	err := unmarshal(h.Dispenser, &wh)
+	return &wh, err
+}
+
+// unmarshal parses the directive:
+//
+//	codemie_webhooks {
+//		redis [<addrs...>] {
+//			addrs <host:port...>
+//			cluster
+//			master_name <name>
+//			username <username>
+//			password <password>
+//			db <n>
+//			tls
+//			key_prefix <prefix>
+//		}
+//		integrations_file <path>
+//		cache_ttl <duration>
+//		negative_ttl <duration>
+//		stale_ttl <duration>
+//		cache_size <n>
+//		max_body <size>
+//	}
+//
+// Every option may appear once. Values that hold an address or a secret may
+// be placeholders such as {env.REDIS_PASSWORD}, expanded when the
+// configuration loads.
+func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("codemie_webhooks: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "redis":
+			wh.Redis, err = parseRedis(d)
+		case "integrations_file":
+			err = oneArg(d, func(s string) error { wh.IntegrationsFile = s; return nil })
+		case "cache_ttl":
+			err = oneArg(d, durationInto(&wh.CacheTTL))
+		case "negative_ttl":
+			err = oneArg(d, durationInto(&wh.NegativeTTL))
+		case "stale_ttl":
+			err = oneArg(d, durationInto(&wh.StaleTTL))
+		case "cache_size":
+			err = oneArg(d, positiveIntInto(&wh.CacheSize))
+		case "max_body":
+			err = oneArg(d, func(s string) error {
+				n, err := humanize.ParseBytes(s)
+				if err != nil || n == 0 || n > 1<<40 {
+					return notA("size such as 25MB", s)
+				}
+				wh.MaxBody = int64(n)
+				return nil
+			})
+		default:
+			return d.Errf("codemie_webhooks: unknown option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseRedis parses the redis block; addresses may also follow the word.
+func parseRedis(d *caddyfile.Dispenser) (*module.RedisConfig, error) {
+	rc := &module.RedisConfig{}
+	rc.Addrs = d.RemainingArgs()
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("codemie_webhooks: redis: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "addrs":
+			if len(rc.Addrs) > 0 {
+				return nil, d.Errf("codemie_webhooks: redis: addresses given both after redis and in addrs")
+			}
+			if rc.Addrs = d.RemainingArgs(); len(rc.Addrs) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "cluster":
+			err = noArgs(d, func() { rc.Cluster = true })
+		case "tls":
+			err = noArgs(d, func() { rc.TLS = true })
+		case "master_name":
+			err = oneArg(d, func(s string) error { rc.MasterName = s; return nil })
+		case "username":
+			err = oneArg(d, func(s string) error { rc.Username = s; return nil })
+		case "password":
+			err = oneArg(d, func(s string) error { rc.Password = s; return nil })
+		case "key_prefix":
+			err = oneArg(d, func(s string) error { rc.KeyPrefix = s; return nil })
+		case "db":
+			err = oneArg(d, func(s string) error {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 0 {
+					return notA("database number", s)
+				}
+				rc.DB = n
+				return nil
+			})
+		default:
+			return nil, d.Errf("codemie_webhooks: redis: unknown option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rc, nil
+}
+
+// oneArg reads exactly one argument on the option's line and hands it to set.
+func oneArg(d *caddyfile.Dispenser, set func(string) error) error {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return d.Errf("codemie_webhooks: %s takes exactly one argument, got %d", opt, len(args))
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("codemie_webhooks: %s takes no block", opt)
+	}
+	if err := set(args[0]); err != nil {
+		return d.Errf("codemie_webhooks: %s: %v", opt, err)
+	}
+	return nil
+}
+
+// notA says that a value is not what an option takes. Values are quoted:
+// the only options that take secrets take any string.
+func notA(what, value string) error {
+	return fmt.Errorf("%q is not a %s", value, what)
+}
+
+// noArgs checks that a flag option stands alone on its line.
+func noArgs(d *caddyfile.Dispenser, set func()) error {
+	if opt := d.Val(); d.NextArg() {
+		return d.Errf("codemie_webhooks: %s takes no arguments", opt)
+	}
+	set()
+	return nil
+}
+
+func durationInto(dst *caddy.Duration) func(string) error {
+	return func(s string) error {
+		v, err := caddy.ParseDuration(s)
+		if err != nil || v <= 0 {
+			return notA("positive duration such as 30s", s)
+		}
+		*dst = caddy.Duration(v)
+		return nil
+	}
+}
+
+func positiveIntInto(dst *int) func(string) error {
+	return func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return notA("positive whole number", s)
+		}
+		*dst = n
+		return nil
+	}
+}

@@ -1,0 +1,115 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// DecodeFile decodes an integrations file: a JSON array of records with the
+// field names of the Redis hash. Values may be strings, booleans, numbers or,
+// for list and secret fields, arrays of strings (joined with commas and new
+// lines respectively). Each record needs a webhook_id, unique in the file.
+// An error names the record (by index or id) and field, never a value.
+func DecodeFile(data []byte) (map[string]*Integration, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var records []map[string]any
+	if err := dec.Decode(&records); err != nil {
+		return nil, fmt.Errorf("decoding integrations file: %v", jsonErrorWithoutValue(err))
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decoding integrations file: data after the array")
+	}
+	out := make(map[string]*Integration, len(records))
+	for i, rec := range records {
+		fields, err := flatten(rec)
+		if err != nil {
+			return nil, fmt.Errorf("integrations file record %d: %v", i, err)
+		}
+		id := fields[FieldWebhookID]
+		if id == "" {
+			return nil, fmt.Errorf("integrations file record %d: field %s: required", i, FieldWebhookID)
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("integrations file record %d: webhook_id %q appears more than once", i, id)
+		}
+		in, err := Decode(id, fields)
+		if err != nil {
+			return nil, fmt.Errorf("integrations file record %d: %w", i, err)
+		}
+		out[id] = in
+	}
+	return out, nil
+}
+
+// jsonErrorWithoutValue keeps the position of a JSON syntax or type error but
+// not the offending value, which could be a secret.
+func jsonErrorWithoutValue(err error) error {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return fmt.Errorf("invalid JSON at byte %d", e.Offset)
+	case *json.UnmarshalTypeError:
+		return fmt.Errorf("want an array of objects, got %s at byte %d", e.Value, e.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON: unexpected end of file")
+	}
+	return err
+}
+
+// flatten turns one JSON record into the string fields of a Redis hash.
+func flatten(rec map[string]any) (map[string]string, error) {
+	fields := make(map[string]string, len(rec))
+	for name, v := range rec {
+		s, err := fieldString(name, v)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %v", name, err)
+		}
+		fields[name] = s
+	}
+	return fields, nil
+}
+
+func fieldString(name string, v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case bool:
+		if v {
+			return "true", nil
+		}
+		return "false", nil
+	case json.Number:
+		return v.String(), nil
+	case []any:
+		sep := ","
+		if isSecretField(name) {
+			sep = "\n"
+		}
+		parts := make([]string, len(v))
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return "", fmt.Errorf("array entries must be strings")
+			}
+			parts[i] = s
+		}
+		return strings.Join(parts, sep), nil
+	}
+	return "", fmt.Errorf("must be a string, boolean, number or array of strings")
+}
+
+// isSecretField reports whether the named field holds secrets.
+func isSecretField(name string) bool {
+	switch name {
+	case FieldSecureHeaderValue, FieldGitHubWebhookSecret, FieldGitLabWebhookToken:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,58 @@
+package integration
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDecodeFile(t *testing.T) {
+	got, err := DecodeFile([]byte(`[
+		{"webhook_id": "a", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1",
+		 "github_webhook_secret": ["old", "new"], "github_event_filter": ["push", "ping"]},
+		{"webhook_id": "b", "is_enabled": "False", "github_require_sha256": 0, "alias": null}
+	]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*Integration{
+		"a": {ID: "a", Enabled: true, ResourceType: "workflow", ResourceID: "w1", GitHubRequireSHA256: true,
+			GitHubSecret: Secrets{Secret("old"), Secret("new")}, GitHubEventFilter: []string{"push", "ping"}},
+		"b": {ID: "b"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %#v\nwant %#v", got, want)
+	}
+}
+
+func TestDecodeFileErrors(t *testing.T) {
+	const secret = "hunter2-secret"
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"not JSON", `[{"webhook_id": "a", "github_webhook_secret": "` + secret + `"`, "invalid JSON"},
+		{"bad JSON", `[{"webhook_id": "a" "` + secret + `"}]`, "invalid JSON at byte"},
+		{"empty", ``, "invalid JSON"},
+		{"not an array", `{"webhook_id": "a"}`, "want an array of objects"},
+		{"trailing data", `[] []`, "data after the array"},
+		{"no id", `[{"is_enabled": true}]`, "record 0: field webhook_id: required"},
+		{"duplicate id", `[{"webhook_id": "a"}, {"webhook_id": "a"}]`, `record 1: webhook_id "a" appears more than once`},
+		{"object value", `[{"webhook_id": "a", "github_webhook_secret": {"v": "` + secret + `"}}]`, "field github_webhook_secret: must be"},
+		{"array of numbers", `[{"webhook_id": "a", "github_event_filter": [1]}]`, "field github_event_filter: array entries"},
+		{"bad boolean", `[{"webhook_id": "a", "is_enabled": "` + secret + `"}]`, `integration "a": field is_enabled: not a boolean`},
+		{"bad id", `[{"webhook_id": "a b"}]`, "field webhook_id: must be"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeFile([]byte(tc.data))
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q reveals a secret", err)
+			}
+		})
+	}
+}

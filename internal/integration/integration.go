@@ -1,0 +1,221 @@
+// Package integration holds the webhook integration record: the fields the
+// CodeMie backend stores in an integration's credential_values, decoded from a
+// Redis hash or a JSON file, validated, with its secrets kept out of every
+// printed or marshalled form.
+package integration
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Field names, exactly as the CodeMie backend stores them.
+const (
+	FieldWebhookID           = "webhook_id"
+	FieldIsEnabled           = "is_enabled"
+	FieldSecureHeaderName    = "secure_header_name"
+	FieldSecureHeaderValue   = "secure_header_value"
+	FieldGitHubRequireSHA256 = "github_require_sha256"
+	FieldGitHubWebhookSecret = "github_webhook_secret"
+	FieldGitHubEventFilter   = "github_event_filter"
+	FieldGitLabWebhookToken  = "gitlab_webhook_token"
+	FieldGitLabEventFilter   = "gitlab_event_filter"
+	FieldResourceType        = "resource_type"
+	FieldResourceID          = "resource_id"
+	FieldUserID              = "user_id"
+	FieldProjectName         = "project_name"
+	FieldAlias               = "alias"
+)
+
+// Resource types an integration can trigger.
+const (
+	ResourceAssistant  = "assistant"
+	ResourceWorkflow   = "workflow"
+	ResourceDatasource = "datasource"
+)
+
+// MaxIDLength is the longest webhook id accepted, in bytes.
+const MaxIDLength = 128
+
+// Integration is one webhook's record (codemie-contract.md section 2).
+type Integration struct {
+	// ID is the webhook id, the last segment of the webhook URL.
+	ID string
+	// Enabled is false when the webhook must process nothing. Unset: false.
+	Enabled bool
+	// SecureHeaderName and SecureHeaderValue are a shared header check;
+	// both are set or neither.
+	SecureHeaderName  string
+	SecureHeaderValue Secrets
+	// GitHubRequireSHA256 false also accepts X-Hub-Signature: sha1=. Unset: true.
+	GitHubRequireSHA256 bool
+	// GitHubSecret is the HMAC key of GitHub signatures.
+	GitHubSecret Secrets
+	// GitHubEventFilter lists the allowed X-GitHub-Event values; empty allows all.
+	GitHubEventFilter []string
+	// GitLabToken is the expected X-Gitlab-Token.
+	GitLabToken Secrets
+	// GitLabEventFilter lists the allowed merge-request actions; empty allows all.
+	GitLabEventFilter []string
+	// ResourceType is what to trigger: assistant, workflow or datasource.
+	// Other values are kept and refused at dispatch, as the backend does.
+	ResourceType string
+	// ResourceID is the id of the resource to trigger.
+	ResourceID string
+	// UserID, ProjectName and Alias are the owner, project and display name.
+	UserID      string
+	ProjectName string
+	Alias       string
+}
+
+// ValidID reports whether id can be a webhook id: 1 to MaxIDLength bytes of
+// [A-Za-z0-9._~-] (the URL's unreserved characters).
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !unreserved[id[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var unreserved = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// FieldError says which field of which webhook's record is malformed. It
+// never holds the field's value.
+type FieldError struct {
+	ID     string
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("integration %q: field %s: %s", e.ID, e.Field, e.Reason)
+}
+
+// IsMalformed reports whether err says a record is malformed (as opposed to
+// a store that could not be reached).
+func IsMalformed(err error) bool {
+	var fe *FieldError
+	return errors.As(err, &fe)
+}
+
+// Decode builds the integration with the given id from its fields, as stored
+// in a Redis hash. Unknown fields are ignored; empty values count as unset.
+func Decode(id string, fields map[string]string) (*Integration, error) {
+	d := decoder{id: id, fields: fields}
+	in := &Integration{
+		ID:                  id,
+		Enabled:             d.boolean(FieldIsEnabled, false),
+		SecureHeaderName:    fields[FieldSecureHeaderName],
+		SecureHeaderValue:   splitSecrets(fields[FieldSecureHeaderValue]),
+		GitHubRequireSHA256: d.boolean(FieldGitHubRequireSHA256, true),
+		GitHubSecret:        splitSecrets(fields[FieldGitHubWebhookSecret]),
+		GitHubEventFilter:   splitList(fields[FieldGitHubEventFilter]),
+		GitLabToken:         splitSecrets(fields[FieldGitLabWebhookToken]),
+		GitLabEventFilter:   splitList(fields[FieldGitLabEventFilter]),
+		ResourceType:        fields[FieldResourceType],
+		ResourceID:          fields[FieldResourceID],
+		UserID:              fields[FieldUserID],
+		ProjectName:         fields[FieldProjectName],
+		Alias:               fields[FieldAlias],
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if err := in.validate(fields[FieldWebhookID]); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// validate checks what the fields cannot say on their own. stored is the
+// webhook_id field as stored, which may be empty in a Redis hash (the key
+// names the webhook) but never disagree with it.
+func (in *Integration) validate(stored string) error {
+	if !ValidID(in.ID) {
+		return in.fieldErr(FieldWebhookID, "must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -")
+	}
+	if stored != "" && stored != in.ID {
+		return in.fieldErr(FieldWebhookID, "does not match the webhook id it is stored under")
+	}
+	if (in.SecureHeaderName == "") != (len(in.SecureHeaderValue) == 0) {
+		return in.fieldErr(FieldSecureHeaderName, "secure_header_name and secure_header_value must be set together")
+	}
+	if in.SecureHeaderName != "" && !httpguts.ValidHeaderFieldName(in.SecureHeaderName) {
+		return in.fieldErr(FieldSecureHeaderName, "not a valid HTTP header name")
+	}
+	if in.SecureHeaderName != "" {
+		in.SecureHeaderName = http.CanonicalHeaderKey(in.SecureHeaderName)
+	}
+	return nil
+}
+
+func (in *Integration) fieldErr(field, reason string) error {
+	return &FieldError{ID: in.ID, Field: field, Reason: reason}
+}
+
+// decoder reads typed fields and keeps the first error.
+type decoder struct {
+	id     string
+	fields map[string]string
+	err    error
+}
+
+func (d *decoder) boolean(field string, unset bool) bool {
+	v, ok := parseBool(d.fields[field])
+	switch {
+	case d.fields[field] == "":
+		return unset
+	case !ok && d.err == nil:
+		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a boolean (true, false, 1, 0, True, False)"}
+	}
+	return v
+}
+
+// parseBool accepts the spellings the backend and its clients write.
+func parseBool(s string) (value, ok bool) {
+	switch s {
+	case "true", "True", "TRUE", "1":
+		return true, true
+	case "false", "False", "FALSE", "0":
+		return false, true
+	}
+	return false, false
+}
+
+// splitList splits a comma-separated list, trimming spaces and dropping
+// empty entries, as the backend does.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}

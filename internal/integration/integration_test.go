@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestValidID(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"abc", true},
+		{"A-z_0.9~", true},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+		{"", false},
+		{"a/b", false},
+		{"a b", false},
+		{"a%2Fb", false},
+		{"ü", false},
+		{"a\x00", false},
+		{"{a}", false},
+	} {
+		if got := ValidID(tc.id); got != tc.want {
+			t.Errorf("ValidID(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}
+
+func TestDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fields map[string]string
+		want   Integration
+	}{
+		{
+			name:   "minimal: disabled, sha256 required",
+			fields: map[string]string{},
+			want:   Integration{ID: "wh", GitHubRequireSHA256: true},
+		},
+		{
+			name: "every field",
+			fields: map[string]string{
+				"webhook_id": "wh", "is_enabled": "True",
+				"secure_header_name": "x-token", "secure_header_value": "v1",
+				"github_require_sha256": "0", "github_webhook_secret": "old\r\nnew\n",
+				"github_event_filter": " push, pull_request.opened ,,", "gitlab_webhook_token": "tok",
+				"gitlab_event_filter": "open,merge", "resource_type": "workflow", "resource_id": "r1",
+				"user_id": "u1", "project_name": "p1", "alias": "a1", "unknown_future_field": "x",
+			},
+			want: Integration{
+				ID: "wh", Enabled: true, SecureHeaderName: "X-Token", SecureHeaderValue: Secrets{Secret("v1")},
+				GitHubRequireSHA256: false, GitHubSecret: Secrets{Secret("old"), Secret("new")},
+				GitHubEventFilter: []string{"push", "pull_request.opened"}, GitLabToken: Secrets{Secret("tok")},
+				GitLabEventFilter: []string{"open", "merge"}, ResourceType: "workflow", ResourceID: "r1",
+				UserID: "u1", ProjectName: "p1", Alias: "a1",
+			},
+		},
+		{
+			name:   "secret kept byte for byte",
+			fields: map[string]string{"github_webhook_secret": " It's a Secret to Everybody "},
+			want:   Integration{ID: "wh", GitHubRequireSHA256: true, GitHubSecret: Secrets{Secret(" It's a Secret to Everybody ")}},
+		},
+		{
+			name:   "unknown resource type kept for dispatch to refuse",
+			fields: map[string]string{"resource_type": "robot"},
+			want:   Integration{ID: "wh", GitHubRequireSHA256: true, ResourceType: "robot"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Decode("wh", tc.fields)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*got, tc.want) {
+				t.Errorf("got  %#v\nwant %#v", *got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeBooleans(t *testing.T) {
+	for v, want := range map[string]bool{
+		"true": true, "True": true, "TRUE": true, "1": true,
+		"false": false, "False": false, "FALSE": false, "0": false,
+	} {
+		got, err := Decode("wh", map[string]string{"is_enabled": v})
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		if got.Enabled != want {
+			t.Errorf("is_enabled %q: got %v, want %v", v, got.Enabled, want)
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	const secret = "s3cr3t-value"
+	for _, tc := range []struct {
+		name   string
+		id     string
+		fields map[string]string
+		field  string
+	}{
+		{"bad boolean", "wh", map[string]string{"is_enabled": "yes", "github_webhook_secret": secret}, "is_enabled"},
+		{"bad sha256 toggle", "wh", map[string]string{"github_require_sha256": "maybe"}, "github_require_sha256"},
+		{"header name without value", "wh", map[string]string{"secure_header_name": "X-A"}, "secure_header_name"},
+		{"header value without name", "wh", map[string]string{"secure_header_value": secret}, "secure_header_name"},
+		{"header name not a token", "wh", map[string]string{"secure_header_name": "X A", "secure_header_value": secret}, "secure_header_name"},
+		{"id mismatch", "wh", map[string]string{"webhook_id": "other"}, "webhook_id"},
+		{"bad id", "a/b", map[string]string{}, "webhook_id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.id, tc.fields)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !IsMalformed(err) {
+				t.Errorf("IsMalformed(%v) = false", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, fmt.Sprintf("%q", tc.id)) || !strings.Contains(msg, tc.field) {
+				t.Errorf("error %q does not name id %q and field %s", msg, tc.id, tc.field)
+			}
+			if strings.Contains(msg, secret) {
+				t.Errorf("error %q reveals a secret", msg)
+			}
+		})
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	in, err := Decode("wh", map[string]string{
+		"secure_header_name": "X-Key", "secure_header_value": "hdr-secret",
+		"github_webhook_secret": "gh-secret-1\ngh-secret-2", "gitlab_webhook_token": "gl-secret",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs := []string{string(js)}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+		outputs = append(outputs, fmt.Sprintf(verb, in), fmt.Sprintf(verb, *in), fmt.Sprintf(verb, in.GitHubSecret))
+	}
+	for _, out := range outputs {
+		for _, s := range []string{"hdr-secret", "gh-secret", "gl-secret", "6768"} {
+			if strings.Contains(out, s) {
+				t.Errorf("output reveals %q: %s", s, out)
+			}
+		}
+	}
+}

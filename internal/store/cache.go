@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+)
+
+// CacheConfig sets how long and how many records a Cache keeps.
+type CacheConfig struct {
+	// TTL is how long a loaded record is served before it is loaded again.
+	TTL time.Duration
+	// NegativeTTL is how long an unknown id is answered as unknown without
+	// asking the store.
+	NegativeTTL time.Duration
+	// StaleTTL is how long after its last successful load a record is still
+	// served while the store cannot be reached.
+	StaleTTL time.Duration
+	// MaxEntries bounds the records kept, and separately the unknown ids kept.
+	MaxEntries int
+	// Stale is called, if set, each time a record is served past its TTL
+	// because the store failed with err.
+	Stale func(id string, err error)
+}
+
+// Cache is a Store that keeps what another Store loads. Concurrent loads of
+// one id share a single call to the underlying store.
+type Cache struct {
+	src    Store
+	cfg    CacheConfig
+	now    func() time.Time
+	flight singleflight.Group
+
+	mu       sync.RWMutex
+	entries  map[string]*entry
+	negative map[string]time.Time // unknown id -> answered as unknown until
+	gen      uint64               // bumped by every invalidation
+}
+
+// entry is one cached answer. Entries are never modified once stored, so
+// they can be read without the lock.
+type entry struct {
+	rec   *integration.Integration
+	err   error     // a malformed record's decoding error
+	fresh time.Time // served without asking the store until
+	stale time.Time // served when the store fails until
+}
+
+// expired returns a copy of e that is no longer fresh but still stale.
+func (e *entry) expired() *entry {
+	cp := *e
+	cp.fresh = time.Time{}
+	return &cp
+}
+
+// NewCache returns a cache in front of src.
+func NewCache(src Store, cfg CacheConfig) *Cache {
+	return &Cache{
+		src:      src,
+		cfg:      cfg,
+		now:      time.Now,
+		entries:  make(map[string]*entry),
+		negative: make(map[string]time.Time),
+	}
+}
+
+// Load implements Store. A fresh record, or an id known to be unknown, is
+// answered from memory; otherwise the store is asked, and if it cannot be
+// reached the last good record is served until its StaleTTL runs out.
+func (c *Cache) Load(ctx context.Context, id string) (*integration.Integration, error) {
+	now := c.now()
+	c.mu.RLock()
+	e, ok := c.entries[id]
+	unknownUntil, unknown := c.negative[id]
+	c.mu.RUnlock()
+	if ok && now.Before(e.fresh) {
+		return e.rec, e.err
+	}
+	if unknown && now.Before(unknownUntil) {
+		return nil, ErrNotFound
+	}
+	res, err, _ := c.flight.Do(id, func() (any, error) {
+		// The first caller's cancellation must not fail the others waiting.
+		return c.fill(context.WithoutCancel(ctx), id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e = res.(*entry)
+	return e.rec, e.err
+}
+
+// fill loads id from the store and records the answer. It returns the entry
+// to serve, or the store's error (ErrNotFound, or unreachable with nothing
+// good to serve instead).
+func (c *Cache) fill(ctx context.Context, id string) (*entry, error) {
+	c.mu.RLock()
+	gen := c.gen
+	c.mu.RUnlock()
+
+	rec, err := c.src.Load(ctx, id)
+	now := c.now()
+	switch {
+	case err == nil || integration.IsMalformed(err):
+		e := &entry{rec: rec, err: err, fresh: now.Add(c.cfg.TTL), stale: now.Add(c.cfg.StaleTTL)}
+		c.mu.Lock()
+		if c.gen != gen {
+			// Invalidated while loading: what was loaded may already be old,
+			// so it serves only as a last good copy.
+			e.fresh = time.Time{}
+		}
+		delete(c.negative, id)
+		c.put(id, e)
+		c.mu.Unlock()
+		return e, nil
+
+	case errors.Is(err, ErrNotFound):
+		c.mu.Lock()
+		delete(c.entries, id)
+		if c.gen == gen {
+			c.putNegative(id, now.Add(c.cfg.NegativeTTL))
+		}
+		c.mu.Unlock()
+		return nil, ErrNotFound
+	}
+
+	c.mu.RLock()
+	e, ok := c.entries[id]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.stale) {
+		return nil, err
+	}
+	if c.cfg.Stale != nil {
+		c.cfg.Stale(id, err)
+	}
+	return e, nil
+}
+
+// put stores e, evicting an arbitrary entry when the cache is full.
+// c.mu must be held.
+func (c *Cache) put(id string, e *entry) {
+	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.cfg.MaxEntries {
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[id] = e
+}
+
+// putNegative remembers id as unknown, evicting an arbitrary unknown id when
+// full, so that floods of random ids never push out real records.
+// c.mu must be held.
+func (c *Cache) putNegative(id string, until time.Time) {
+	if _, ok := c.negative[id]; !ok && len(c.negative) >= c.cfg.MaxEntries {
+		for k := range c.negative {
+			delete(c.negative, k)
+			break
+		}
+	}
+	c.negative[id] = until
+}
+
+// Invalidate makes the next Load of id ask the store. The record stays as a
+// last good copy in case the store cannot be reached.
+func (c *Cache) Invalidate(id string) {
+	c.mu.Lock()
+	c.gen++
+	if e, ok := c.entries[id]; ok {
+		c.entries[id] = e.expired()
+	}
+	delete(c.negative, id)
+	c.mu.Unlock()
+	c.flight.Forget(id)
+}
+
+// InvalidateAll makes the next Load of every id ask the store.
+func (c *Cache) InvalidateAll() {
+	c.mu.Lock()
+	c.gen++
+	for id, e := range c.entries {
+		c.entries[id] = e.expired()
+	}
+	clear(c.negative)
+	c.mu.Unlock()
+}

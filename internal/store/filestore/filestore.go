@@ -1,0 +1,111 @@
+// Package filestore serves integrations from a JSON file (the embedded
+// default store: no Redis needed), re-read whenever the file changes.
+package filestore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/store"
+)
+
+// PollInterval is how often the file is checked for changes.
+const PollInterval = time.Second
+
+// Store is a store.Store and store.Watcher over an integrations file.
+type Store struct {
+	path   string
+	logger *zap.Logger
+	poll   time.Duration
+
+	mu      sync.RWMutex
+	records map[string]*integration.Integration
+	stamp   stamp
+}
+
+// stamp tells whether a file changed since it was read.
+type stamp struct {
+	mod  time.Time
+	size int64
+}
+
+// Open reads the integrations file at path. A file that cannot be read or
+// decoded is an error, so a bad file fails the configuration at load.
+func Open(path string, logger *zap.Logger) (*Store, error) {
+	s := &Store{path: path, logger: logger, poll: PollInterval}
+	if _, err := s.reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Load implements store.Store.
+func (s *Store) Load(_ context.Context, id string) (*integration.Integration, error) {
+	s.mu.RLock()
+	in, ok := s.records[id]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return in, nil
+}
+
+// reload reads the file if it changed since the last read, and reports
+// whether it did.
+func (s *Store) reload() (bool, error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return false, fmt.Errorf("reading integrations file: %v", err)
+	}
+	st := stamp{mod: fi.ModTime(), size: fi.Size()}
+	s.mu.RLock()
+	same := st == s.stamp
+	s.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return false, fmt.Errorf("reading integrations file: %v", err)
+	}
+	records, err := integration.DecodeFile(data)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	s.records, s.stamp = records, st
+	s.mu.Unlock()
+	return true, nil
+}
+
+// Watch implements store.Watcher: it checks the file every poll interval and
+// calls all after each successful re-read. A file that became unreadable or
+// invalid is logged and the records read before keep being served.
+func (s *Store) Watch(ctx context.Context, _ func(id string), all func()) {
+	t := time.NewTicker(s.poll)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := s.reload()
+		switch {
+		case err != nil && err.Error() != lastErr:
+			s.logger.Error("integrations file not reloaded; serving the previous version", zap.Error(err))
+			lastErr = err.Error()
+		case changed:
+			s.logger.Info("integrations file reloaded", zap.String("path", s.path))
+			lastErr = ""
+			all()
+		}
+	}
+}

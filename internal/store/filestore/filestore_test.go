@@ -1,0 +1,98 @@
+package filestore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/store"
+)
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	// Write beside and rename, as editors and config management do.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(filepath.Join(dir, "missing.json"), zap.NewNop()); err == nil {
+		t.Error("missing file: want an error")
+	}
+	bad := filepath.Join(dir, "bad.json")
+	write(t, bad, `[{"webhook_id": "a", "is_enabled": "perhaps"}]`)
+	if _, err := Open(bad, zap.NewNop()); err == nil {
+		t.Error("invalid record: want an error")
+	}
+}
+
+func TestLoadAndReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "integrations.json")
+	write(t, path, `[{"webhook_id": "a", "is_enabled": true}]`)
+	core, logs := observer.New(zap.InfoLevel)
+	s, err := Open(path, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.poll = 5 * time.Millisecond
+	ctx := context.Background()
+	if in, err := s.Load(ctx, "a"); err != nil || !in.Enabled {
+		t.Fatalf("Load(a) = %+v, %v", in, err)
+	}
+	if _, err := s.Load(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Load(b) err = %v, want ErrNotFound", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reloaded := make(chan struct{}, 10)
+	go s.Watch(ctx, nil, func() { reloaded <- struct{}{} })
+	waitReload := func() {
+		t.Helper()
+		select {
+		case <-reloaded:
+		case <-time.After(10 * time.Second):
+			t.Fatal("file change not picked up")
+		}
+	}
+
+	write(t, path, `[{"webhook_id": "b", "is_enabled": true}, {"webhook_id": "a", "is_enabled": false}]`)
+	waitReload()
+	if in, err := s.Load(ctx, "a"); err != nil || in.Enabled {
+		t.Errorf("after reload Load(a) = %+v, %v; want disabled", in, err)
+	}
+	if _, err := s.Load(ctx, "b"); err != nil {
+		t.Errorf("after reload Load(b): %v", err)
+	}
+
+	// An invalid file is logged and the previous records stay.
+	write(t, path, `[{"webhook_id": "a", "is_enabled": "perhaps, with a longer body"}]`)
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.FilterMessage("integrations file not reloaded; serving the previous version").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("invalid file not reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Load(ctx, "b"); err != nil {
+		t.Errorf("after an invalid file Load(b): %v; want the previous records", err)
+	}
+
+	write(t, path, `[{"webhook_id": "c"}]`)
+	waitReload()
+	if _, err := s.Load(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after a fixed file Load(b) err = %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,98 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/store"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+func TestLoad(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	const p = "test:"
+	r.Client.HSet(ctx, Key(p, "good"), "webhook_id", "good", "is_enabled", "true", "resource_type", "workflow", "github_webhook_secret", "s3cret")
+	r.Client.HSet(ctx, Key(p, "bad"), "is_enabled", "s3cret-looking-value")
+	r.Client.Set(ctx, Key(p, "str"), "x", 0)
+	s := New(r.Client, p, zap.NewNop())
+
+	got, err := s.Load(ctx, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != "good" || !got.Enabled || got.ResourceType != "workflow" || string(got.GitHubSecret[0]) != "s3cret" {
+		t.Errorf("got %+v", got)
+	}
+	if _, err := s.Load(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing: err = %v, want ErrNotFound", err)
+	}
+	for _, id := range []string{"bad", "str"} {
+		if _, err := s.Load(ctx, id); !integration.IsMalformed(err) {
+			t.Errorf("%s: err = %v, want malformed", id, err)
+		}
+	}
+
+	r.Stop()
+	_, err = s.Load(ctx, "good")
+	if err == nil || errors.Is(err, store.ErrNotFound) || integration.IsMalformed(err) {
+		t.Errorf("redis down: err = %v, want an unreachable error", err)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	r := testenv.StartRedis(t)
+	const p = "test:"
+	// A client of its own, as in production: the test's client stays usable.
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	s := New(c, p, zap.NewNop())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	changed, all := make(chan string, 10), make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() {
+		s.Watch(ctx, func(id string) { changed <- id }, func() { all <- struct{}{} })
+		close(done)
+	}()
+
+	wait := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+	wait("the first subscription", all)
+
+	publish := func(msg string) {
+		t.Helper()
+		if err := r.Client.Publish(context.Background(), Channel(p), msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("wh-1")
+	select {
+	case id := <-changed:
+		if id != "wh-1" {
+			t.Errorf("changed(%q), want wh-1", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the published id")
+	}
+	publish("not/an/id")
+	wait("all() for an unreadable message", all)
+
+	r.Restart()
+	wait("all() after resubscribing to a restarted server", all)
+
+	cancel()
+	wait("Watch to return on cancel", done)
+}

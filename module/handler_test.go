@@ -1,0 +1,263 @@
+package module_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/codemie-edge/caddy-webhooks/caddyfile"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+const webhooks = "/code-assistant-api/v1/webhooks/"
+
+// notFound is the contract's body for an unknown or disabled webhook.
+func notFound(id string) string {
+	return `{"detail":"Webhook with ID '` + id + `' not found or not enabled"}`
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type exchange struct {
+	name       string
+	method     string
+	path       string
+	body       string
+	headers    []string
+	wantStatus int
+	wantBody   string
+	wantHeader map[string]string
+}
+
+func (x exchange) run(t *testing.T, c *testenv.Caddy) {
+	t.Helper()
+	method := x.method
+	if method == "" {
+		method = http.MethodPost
+	}
+	status, hdr, body := c.Do(t, method, x.path, x.body, x.headers...)
+	if status != x.wantStatus || body != x.wantBody {
+		t.Errorf("%s: got %d %s; want %d %s", x.name, status, body, x.wantStatus, x.wantBody)
+	}
+	for k, v := range x.wantHeader {
+		if got := hdr.Get(k); got != v {
+			t.Errorf("%s: header %s = %q, want %q", x.name, k, got, v)
+		}
+	}
+}
+
+func TestFileStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "integrations.json")
+	writeFile(t, path, `[
+		{"webhook_id": "on", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"},
+		{"webhook_id": "off", "is_enabled": false, "resource_type": "workflow", "resource_id": "w1"}
+	]`)
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			integrations_file %s
+			max_body 1KB
+		}
+	}`, webhooks, path))
+
+	for _, x := range []exchange{
+		{name: "unknown", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope")},
+		{name: "disabled", path: webhooks + "off", wantStatus: 400, wantBody: notFound("off")},
+		{name: "enabled reaches the next step", path: webhooks + "on", body: "{}", wantStatus: 501,
+			wantBody: `{"detail":"Webhook verification and dispatch are not available yet"}`},
+		{name: "GET", method: "GET", path: webhooks + "on", wantStatus: 405,
+			wantBody: `{"detail":"Method Not Allowed"}`, wantHeader: map[string]string{"Allow": "POST"}},
+		{name: "PUT", method: "PUT", path: webhooks + "on", wantStatus: 405,
+			wantBody: `{"detail":"Method Not Allowed"}`, wantHeader: map[string]string{"Allow": "POST"}},
+		{name: "empty id", path: webhooks, wantStatus: 400, wantBody: `{"detail":"Invalid webhook ID"}`},
+		{name: "id too long", path: webhooks + strings.Repeat("a", 129), wantStatus: 400, wantBody: `{"detail":"Invalid webhook ID"}`},
+		{name: "longest id", path: webhooks + strings.Repeat("a", 128), wantStatus: 400, wantBody: notFound(strings.Repeat("a", 128))},
+		{name: "id with a bad character", path: webhooks + "a%20b", wantStatus: 400, wantBody: `{"detail":"Invalid webhook ID"}`},
+		{name: "id with an encoded slash", path: webhooks + "a%2Fon", wantStatus: 400, wantBody: `{"detail":"Invalid webhook ID"}`},
+		{name: "trailing slash", path: webhooks + "on/", wantStatus: 400, wantBody: `{"detail":"Invalid webhook ID"}`},
+		{name: "body over max_body", path: webhooks + "on", body: strings.Repeat("x", 1001), wantStatus: 413,
+			wantBody: `{"detail":"Request body too large"}`},
+		{name: "body at max_body", path: webhooks + "on", body: strings.Repeat("x", 1000), wantStatus: 501,
+			wantBody: `{"detail":"Webhook verification and dispatch are not available yet"}`},
+		{name: "content type", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope"),
+			wantHeader: map[string]string{"Content-Type": "application/json"}},
+	} {
+		x.run(t, c)
+	}
+
+	// A body sent without Content-Length is cut off at max_body too.
+	req, _ := http.NewRequest(http.MethodPost, c.URL+webhooks+"on", strings.NewReader(strings.Repeat("x", 5000)))
+	req.ContentLength = -1 // unknown: sent chunked
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("chunked body over max_body: status %d, want 413", resp.StatusCode)
+	}
+
+	// The file is re-read when it changes.
+	writeFile(t, path, `[{"webhook_id": "off", "is_enabled": true}]`)
+	waitFor(t, "the changed file to be served", func() bool {
+		status, _, _ := c.Post(t, webhooks+"off", "")
+		return status == 501
+	})
+	exchange{name: "removed from the file", path: webhooks + "on", wantStatus: 400, wantBody: notFound("on")}.run(t, c)
+}
+
+// waitFor polls cond until it holds or 10 seconds pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRedisStore(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	const secret = "gh-s3cret-do-not-log"
+	r.Client.HSet(ctx, "codemie:webhooks:{wh-1}", "webhook_id", "wh-1", "is_enabled", "true",
+		"resource_type", "workflow", "resource_id", "w1", "github_webhook_secret", secret)
+	r.Client.HSet(ctx, "codemie:webhooks:{wh-off}", "is_enabled", "False")
+	r.Client.HSet(ctx, "codemie:webhooks:{broken}", "is_enabled", "sometimes", "github_webhook_secret", secret)
+
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			cache_ttl 1h
+			negative_ttl 1h
+		}
+	}
+	handle /metrics {
+		metrics
+	}`, webhooks, r.Addr))
+
+	accepted := `{"detail":"Webhook verification and dispatch are not available yet"}`
+	for _, x := range []exchange{
+		{name: "written with HSET", path: webhooks + "wh-1", wantStatus: 501, wantBody: accepted},
+		{name: "disabled", path: webhooks + "wh-off", wantStatus: 400, wantBody: notFound("wh-off")},
+		{name: "unknown", path: webhooks + "wh-new", wantStatus: 400, wantBody: notFound("wh-new")},
+		{name: "malformed", path: webhooks + "broken", wantStatus: 500, wantBody: `{"detail":"Webhook processing failed"}`},
+	} {
+		x.run(t, c)
+	}
+	logs := c.Logs(t)
+	if !strings.Contains(logs, `"msg":"integration record malformed"`) || !strings.Contains(logs, `\"broken\": field is_enabled`) {
+		t.Errorf("no log line naming the malformed record and field:\n%s", logs)
+	}
+	if strings.Contains(logs, secret) || strings.Contains(logs, "sometimes") {
+		t.Errorf("logs reveal a record's values:\n%s", logs)
+	}
+
+	// Changes announced on the channel are seen at once, despite the 1h TTLs.
+	r.Client.HSet(ctx, "codemie:webhooks:{wh-1}", "is_enabled", "false")
+	r.Client.HSet(ctx, "codemie:webhooks:{wh-new}", "is_enabled", "true")
+	r.Client.HSet(ctx, "codemie:webhooks:{broken}", "is_enabled", "1")
+	for _, id := range []string{"wh-1", "wh-new", "broken"} {
+		r.Client.Publish(ctx, "codemie:webhooks:changed", id)
+	}
+	waitFor(t, "published changes to be served", func() bool {
+		s1, _, _ := c.Post(t, webhooks+"wh-1", "")
+		s2, _, _ := c.Post(t, webhooks+"wh-new", "")
+		s3, _, _ := c.Post(t, webhooks+"broken", "")
+		return s1 == 400 && s2 == 501 && s3 == 501
+	})
+
+}
+
+func TestRedisDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	r.Client.HSet(context.Background(), "codemie:webhooks:{wh-1}", "is_enabled", "true")
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			cache_ttl 20ms
+			stale_ttl 1h
+		}
+	}
+	handle /metrics {
+		metrics
+	}`, webhooks, r.Addr))
+	accepted := exchange{name: "cached", path: webhooks + "wh-1", wantStatus: 501,
+		wantBody: `{"detail":"Webhook verification and dispatch are not available yet"}`}
+	accepted.run(t, c)
+	r.Stop()
+
+	// Every answer is the cached record's, and once its TTL has passed it is
+	// served as the last good copy, counted.
+	stale := `caddy_codemie_webhooks_integrations_stale_served_total`
+	before := metricValue(t, c, stale)
+	waitFor(t, "the last good copy to be served", func() bool {
+		accepted.run(t, c)
+		return metricValue(t, c, stale) > before
+	})
+	exchange{name: "never seen", path: webhooks + "wh-other", wantStatus: 503,
+		wantBody:   `{"detail":"Webhook store unavailable, retry later"}`,
+		wantHeader: map[string]string{"Retry-After": "5"}}.run(t, c)
+	if logs := c.Logs(t); !strings.Contains(logs, "serving the last good copy") {
+		t.Errorf("serving a stale copy was not logged:\n%s", logs)
+	}
+}
+
+// metricValue reads one sample from the site's /metrics, or -1 if absent.
+func metricValue(t *testing.T, c *testenv.Caddy, sample string) float64 {
+	t.Helper()
+	_, _, body := c.Do(t, http.MethodGet, "/metrics", "")
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	writeFile(t, bad, `[{"webhook_id": "x", "is_enabled": "perhaps"}]`)
+	for _, tc := range []struct {
+		name, options, want string
+	}{
+		{"no store", "cache_ttl 1s", "no integration store"},
+		{"two stores", "integrations_file x.json\n\t\tredis 127.0.0.1:1", "exclusive"},
+		{"missing file", "integrations_file " + filepath.Join(dir, "missing.json"), "reading integrations file"},
+		{"invalid file", "integrations_file " + bad, `integration "x": field is_enabled`},
+		{"cluster db", "redis 127.0.0.1:1 127.0.0.1:2 {\n\t\t\tdb 2\n\t\t}", "only database 0"},
+		{"bad address", "redis localhost", `address "localhost"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := testenv.TryLoadCaddyfile(fmt.Sprintf("{\n\tadmin off\n}\n:0 {\n\tcodemie_webhooks {\n\t\t%s\n\t}\n}\n", tc.options))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,60 @@
+package module
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// outcome is how a request ended; it labels caddy_codemie_webhooks_requests_total.
+type outcome string
+
+// Outcomes of a request.
+const (
+	outcomeMethodNotAllowed outcome = "method_not_allowed"
+	outcomeBadID            outcome = "bad_id"
+	outcomeTooLarge         outcome = "too_large"
+	outcomeBadBody          outcome = "bad_body"
+	outcomeNotFound         outcome = "not_found"
+	outcomeDisabled         outcome = "disabled"
+	outcomeMalformed        outcome = "malformed"
+	outcomeStoreUnavailable outcome = "store_unavailable"
+	outcomeNotImplemented   outcome = "not_implemented"
+)
+
+// metrics are created once and registered with every configuration's
+// registry, so counts survive config reloads.
+var metrics = struct {
+	once        sync.Once
+	requests    *prometheus.CounterVec
+	staleServed prometheus.Counter
+}{}
+
+const namespace, subsystem = "caddy", "codemie_webhooks"
+
+func registerMetrics(reg prometheus.Registerer) error {
+	metrics.once.Do(func() {
+		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Subsystem: subsystem,
+			Name:      "requests_total",
+			Help:      "Webhook requests by how they ended.",
+		}, []string{"outcome"})
+		metrics.staleServed = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Subsystem: subsystem,
+			Name:      "integrations_stale_served_total",
+			Help:      "Integrations served past their cache TTL because the store could not be reached.",
+		})
+	})
+	for _, c := range []prometheus.Collector{metrics.requests, metrics.staleServed} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
