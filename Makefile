@@ -21,17 +21,19 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	# allocation budgets, without the race detector (it allocates on its own)
+	$(GO) test -count=1 -run 'Allocs' ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Each fuzz target for FUZZTIME; `make test` runs their seed corpora.
 fuzz:
-	@for target in $$($(GO) test -list '^Fuzz' ./... | grep '^Fuzz'); do \
-		pkg=$$($(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | while read p d; do \
-			grep -ls "func $$target(" $$d/*_test.go >/dev/null 2>&1 && echo $$p; done | head -1); \
-		echo "fuzzing $$target in $$pkg for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzzing $$target in $$pkg for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
 	done
 
 # Every example must adapt with the built binary.

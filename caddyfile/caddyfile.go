@@ -45,6 +45,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stale_ttl <duration>
 //		cache_size <n>
 //		max_body <size>
+//		filtered_status 200|400
+//		require_auth
+//		rate_limit <requests> <window> | off
+//		replay_window <duration> | off
 //	}
 //
 // Every option may appear once. Values that hold an address or a secret may
@@ -83,6 +87,29 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 					return notA("size such as 25MB", s)
 				}
 				wh.MaxBody = int64(n)
+				return nil
+			})
+		case "filtered_status":
+			err = oneArg(d, func(s string) error {
+				if s != "200" && s != "400" {
+					return notA("status: 200 or 400", s)
+				}
+				wh.FilteredStatus, _ = strconv.Atoi(s)
+				return nil
+			})
+		case "require_auth":
+			err = noArgs(d, func() { wh.RequireAuth = true })
+		case "rate_limit":
+			wh.RateLimit, err = parseRateLimit(d)
+		case "replay_window":
+			err = oneArg(d, func(s string) error {
+				var w caddy.Duration
+				if s != "off" {
+					if err := durationInto(&w)(s); err != nil {
+						return err
+					}
+				}
+				wh.ReplayWindow = &w
 				return nil
 			})
 		default:
@@ -144,6 +171,25 @@ func parseRedis(d *caddyfile.Dispenser) (*module.RedisConfig, error) {
 		}
 	}
 	return rc, nil
+}
+
+// parseRateLimit parses "rate_limit <requests> <window>" or "rate_limit off".
+func parseRateLimit(d *caddyfile.Dispenser) (*module.RateLimit, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && args[0] == "off":
+		return &module.RateLimit{}, nil
+	case len(args) != 2:
+		return nil, d.Errf("codemie_webhooks: rate_limit takes <requests> <window>, or off")
+	}
+	rl := &module.RateLimit{}
+	if err := positiveIntInto(&rl.Requests)(args[0]); err != nil {
+		return nil, d.Errf("codemie_webhooks: rate_limit: %v", err)
+	}
+	if err := durationInto(&rl.Window)(args[1]); err != nil {
+		return nil, d.Errf("codemie_webhooks: rate_limit: %v", err)
+	}
+	return rl, nil
 }
 
 // oneArg reads exactly one argument on the option's line and hands it to set.

@@ -7,18 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/filestore"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
+	"github.com/codemie-edge/caddy-webhooks/internal/verify"
 )
 
 func init() {
@@ -32,6 +36,9 @@ const (
 	DefaultStaleTTL    = 10 * time.Minute
 	DefaultCacheSize   = 100_000
 	DefaultMaxBody     = 25 << 20 // GitHub caps payloads at 25 MB
+	DefaultRateLimit   = 10       // requests per DefaultRateWindow, as the CodeMie backend
+	DefaultRateWindow  = 60 * time.Second
+	DefaultReplay      = 24 * time.Hour
 )
 
 // Handler is the edge for CodeMie webhooks. It answers
@@ -39,10 +46,18 @@ const (
 // the path. It loads that webhook's integration (from Redis, or from an
 // integrations file) and answers as the CodeMie backend would: 400 for an
 // unknown or disabled webhook (the same body for both, so ids cannot be
-// probed), 405 for another method, 413 for a body over MaxBody.
+// probed), 405 for another method, 413 for a body over MaxBody. Then every
+// mechanism the integration configures must pass (GitHub signature, GitLab
+// token, secure header), event filters apply, and the rate limit and replay
+// guard are checked in one Redis round trip.
 //
 // The handler answers every request it gets and never calls the next
-// handler: put it in a route for the webhook path.
+// handler: put it in a route for the webhook path. It sets these
+// placeholders, for access logs:
+//
+//	{http.codemie_webhooks.id}           the webhook id, once it is valid
+//	{http.codemie_webhooks.delivery_id}  the sender's delivery id, if any
+//	{http.codemie_webhooks.outcome}      how the request ended, as in the metrics
 type Handler struct {
 	// Redis holds the integrations, one hash per webhook. Exactly one of
 	// Redis and IntegrationsFile must be set.
@@ -74,9 +89,39 @@ type Handler struct {
 	// requests get 413. Default: 26214400 (25 MiB).
 	MaxBody int64 `json:"max_body,omitempty"`
 
+	// FilteredStatus answers a GitHub event that the integration's filter
+	// drops: 200 {"message":"Webhook received, event filtered out"}, or 400
+	// with the CodeMie backend's body. GitLab events are always answered 200
+	// (GitLab disables hooks that keep failing). Default: 200.
+	FilteredStatus int `json:"filtered_status,omitempty"`
+
+	// RequireAuth rejects, with 401, webhooks whose integration configures no
+	// mechanism. Without it they are served, logged and counted.
+	RequireAuth bool `json:"require_auth,omitempty"`
+
+	// RateLimit is how often one webhook may trigger, across every instance
+	// sharing the Redis. Default: 10 requests per 60s, as the CodeMie backend.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// ReplayWindow is how long a delivery id is remembered: a delivery seen
+	// within it is answered 200 and not triggered again. 0 turns the replay
+	// guard off. Default: 24h.
+	ReplayWindow *caddy.Duration `json:"replay_window,omitempty"`
+
 	logger       *zap.Logger
 	redis        *redisconn.Config // as acquired, to release on Cleanup
 	integrations store.Store
+	guard        guard.Guard
+	verifyOpts   verify.Options
+	limitedMsg   string
+}
+
+// RateLimit is a fixed window per webhook.
+type RateLimit struct {
+	// Requests admitted per window; 0 turns the rate limit off.
+	Requests int `json:"requests"`
+	// Window is the window's length. Default: 60s.
+	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // RedisConfig is where and how integrations are kept in Redis.
@@ -107,6 +152,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.verifyOpts = verify.Options{RequireAuth: h.RequireAuth, FilteredStatus: h.FilteredStatus}
+	h.limitedMsg = fmt.Sprintf("Webhook rate limit exceeded: maximum %d requests per %s seconds allowed.",
+		h.RateLimit.Requests, strconv.FormatFloat(time.Duration(h.RateLimit.Window).Seconds(), 'f', -1, 64))
 	cache := store.NewCache(src, store.CacheConfig{
 		TTL:         time.Duration(h.CacheTTL),
 		NegativeTTL: time.Duration(h.NegativeTTL),
@@ -137,6 +185,27 @@ func (h *Handler) setDefaults() {
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
 	}
+	if h.FilteredStatus == 0 {
+		h.FilteredStatus = http.StatusOK
+	}
+	if h.RateLimit == nil {
+		h.RateLimit = &RateLimit{Requests: DefaultRateLimit}
+	}
+	if h.RateLimit.Window == 0 {
+		h.RateLimit.Window = caddy.Duration(DefaultRateWindow)
+	}
+	if h.ReplayWindow == nil {
+		d := caddy.Duration(DefaultReplay)
+		h.ReplayWindow = &d
+	}
+}
+
+func (h *Handler) guardConfig() guard.Config {
+	return guard.Config{
+		Limit:        h.RateLimit.Requests,
+		Window:       time.Duration(h.RateLimit.Window),
+		ReplayWindow: time.Duration(*h.ReplayWindow),
+	}
 }
 
 // openStore opens the configured store. Placeholders such as
@@ -147,6 +216,7 @@ func (h *Handler) openStore() (store.Store, error) {
 	case h.Redis != nil && h.IntegrationsFile != "":
 		return nil, errors.New("redis and integrations_file are exclusive: configure one store")
 	case h.IntegrationsFile != "":
+		h.guard = guard.NewMemory(h.guardConfig())
 		return filestore.Open(repl.ReplaceKnown(h.IntegrationsFile, ""), h.logger)
 	case h.Redis != nil:
 		cfg := h.Redis.Config
@@ -166,6 +236,7 @@ func (h *Handler) openStore() (store.Store, error) {
 		if prefix == "" {
 			prefix = redisstore.DefaultPrefix
 		}
+		h.guard = guard.NewRedis(client, prefix, h.guardConfig())
 		return redisstore.New(client, prefix, h.logger), nil
 	}
 	return nil, errors.New("no integration store: configure redis or integrations_file")
@@ -185,6 +256,15 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxBody < 0 {
 		return errors.New("max_body must not be negative")
+	}
+	if h.FilteredStatus != http.StatusOK && h.FilteredStatus != http.StatusBadRequest {
+		return fmt.Errorf("filtered_status %d: must be 200 or 400", h.FilteredStatus)
+	}
+	if h.RateLimit.Requests < 0 || h.RateLimit.Window < 0 {
+		return errors.New("rate_limit must not be negative")
+	}
+	if *h.ReplayWindow < 0 {
+		return errors.New("replay_window must not be negative")
 	}
 	return nil
 }
@@ -206,74 +286,154 @@ func (h *Handler) servedStale(id string, err error) {
 
 // ServeHTTP answers a webhook request. It never calls next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	o := h.serve(w, r)
-	metrics.requests.WithLabelValues(string(o)).Inc()
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	a := h.serve(w, r, repl)
+	if repl != nil {
+		repl.Set("http.codemie_webhooks.outcome", string(a.outcome))
+	}
+	metrics.requests.WithLabelValues(string(a.outcome)).Inc()
+	h.log(r, a)
 	return nil
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) outcome {
+// answer is how one request ended, for the metrics and the log.
+type answer struct {
+	outcome    outcome
+	status     int
+	id         string
+	deliveryID string
+	err        error // what went wrong on our side, if anything
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeDetail(w, http.StatusMethodNotAllowed, "Method Not Allowed")
-		return outcomeMethodNotAllowed
+		return writeDetail(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, "Method Not Allowed")
 	}
 	id := webhookID(r.URL.EscapedPath())
 	if !integration.ValidID(id) {
-		writeDetail(w, http.StatusBadRequest, "Invalid webhook ID")
-		return outcomeBadID
+		return writeDetail(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, "Invalid webhook ID")
+	}
+	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header)}
+	if repl != nil {
+		repl.Set("http.codemie_webhooks.id", id)
+		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
 	}
 	if r.ContentLength > h.MaxBody {
-		writeDetail(w, http.StatusRequestEntityTooLarge, msgTooLarge)
-		return outcomeTooLarge
+		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
 	}
 
 	in, err := h.integrations.Load(r.Context(), id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeNotFound(w, id)
-		return outcomeNotFound
+		return writeNotFound(w, a.with(outcomeNotFound, http.StatusBadRequest))
 	case integration.IsMalformed(err):
-		h.logger.Error("integration record malformed", zap.String("webhook_id", id), zap.Error(err))
-		writeDetail(w, http.StatusInternalServerError, msgFailed)
-		return outcomeMalformed
+		a.err = err
+		return writeDetail(w, a.with(outcomeMalformed, http.StatusInternalServerError), msgFailed)
 	case err != nil:
-		h.logger.Error("integration store unreachable", zap.String("webhook_id", id), zap.Error(err))
+		a.err = err
 		w.Header().Set("Retry-After", "5")
-		writeDetail(w, http.StatusServiceUnavailable, "Webhook store unavailable, retry later")
-		return outcomeStoreUnavailable
+		return writeDetail(w, a.with(outcomeStoreUnavailable, http.StatusServiceUnavailable), "Webhook store unavailable, retry later")
 	case !in.Enabled:
-		writeNotFound(w, id)
-		return outcomeDisabled
+		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	}
 
 	body, err := readBody(r, h.MaxBody)
-	if err != nil {
-		return h.bodyError(w, err)
+	if errors.Is(err, errBodyTooLarge) {
+		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
 	}
-	return h.accept(w, in, body)
+	if err != nil {
+		a.err = err
+		return writeDetail(w, a.with(outcomeBadBody, http.StatusBadRequest), "Could not read the request body")
+	}
+
+	v := verify.Check(in, r.Header, body, h.verifyOpts)
+	if v.Unauthenticated {
+		metrics.unauthenticated.Inc()
+		h.logger.Warn("webhook has no authentication configured; served without any",
+			zap.String("webhook_id", id), zap.String("delivery_id", a.deliveryID))
+	}
+	if v.Outcome != verify.Pass {
+		return writeResult(w, a.with(outcome(v.Outcome), v.Status), v.Message)
+	}
+	return h.admit(w, r, a, in, body)
 }
 
-// accept is where an enabled webhook's request goes next: verification and
-// dispatch, which are not built yet. Until they are, nothing is triggered and
-// the sender is told so, rather than answered 200.
-func (h *Handler) accept(w http.ResponseWriter, _ *integration.Integration, _ []byte) outcome {
-	writeDetail(w, http.StatusNotImplemented, "Webhook verification and dispatch are not available yet")
-	return outcomeNotImplemented
+// admit runs the guard over a verified request and hands it on.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
+	d, err := h.guard.Check(r.Context(), a.id, a.deliveryID)
+	if err != nil {
+		// Fail open: an unreachable Redis must not stop verified webhooks.
+		metrics.guardErrors.Inc()
+		h.logger.Warn("rate limit and replay guard unavailable; admitting", zap.String("webhook_id", a.id), zap.Error(err))
+	}
+	switch d.Verdict {
+	case guard.Duplicate:
+		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), "Duplicate delivery ignored")
+	case guard.Limited:
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
+		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg)
+	}
+	res := h.accept(w, a, in, body)
+	if res.status >= 300 {
+		// Not accepted after all: the sender's retry must not be a duplicate.
+		if err := h.guard.Forget(r.Context(), a.id, a.deliveryID); err != nil {
+			h.logger.Warn("forgetting a delivery that was not accepted", zap.String("webhook_id", a.id), zap.Error(err))
+		}
+	}
+	return res
+}
+
+// accept is where a verified, guarded request goes next: dispatch, which is
+// not built yet. Until it is, nothing is triggered and the sender is told
+// so, rather than answered 200.
+func (h *Handler) accept(w http.ResponseWriter, a answer, _ *integration.Integration, _ []byte) answer {
+	return writeDetail(w, a.with(outcomeNotImplemented, http.StatusNotImplemented), "Webhook dispatch is not available yet")
+}
+
+func (a answer) with(o outcome, status int) answer {
+	a.outcome, a.status = o, status
+	return a
+}
+
+// log writes one line per request that did not trigger anything: an error
+// for a fault on our side, a warning for a refused sender, info for other
+// rejections, debug for answers that are not failures (pong, filtered,
+// duplicate). It never logs a secret or the body.
+func (h *Handler) log(r *http.Request, a answer) {
+	lvl := zapcore.DebugLevel
+	switch {
+	case a.status >= 500:
+		lvl = zapcore.ErrorLevel
+	case a.status == http.StatusUnauthorized || a.status == http.StatusTooManyRequests:
+		lvl = zapcore.WarnLevel
+	case a.status >= 400:
+		lvl = zapcore.InfoLevel
+	}
+	c := h.logger.Check(lvl, "webhook not triggered")
+	if c == nil {
+		return
+	}
+	remote := r.RemoteAddr
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		remote = ip
+	}
+	fields := []zap.Field{
+		zap.String("webhook_id", a.id),
+		zap.String("reason", string(a.outcome)),
+		zap.Int("status", a.status),
+		zap.String("remote_ip", remote),
+		zap.String("delivery_id", a.deliveryID),
+	}
+	if a.err != nil {
+		fields = append(fields, zap.Error(a.err))
+	}
+	c.Write(fields...)
 }
 
 // webhookID returns the last segment of an escaped path.
 func webhookID(path string) string {
 	return path[strings.LastIndexByte(path, '/')+1:]
-}
-
-func (h *Handler) bodyError(w http.ResponseWriter, err error) outcome {
-	if errors.Is(err, errBodyTooLarge) {
-		writeDetail(w, http.StatusRequestEntityTooLarge, msgTooLarge)
-		return outcomeTooLarge
-	}
-	h.logger.Debug("reading request body", zap.Error(err))
-	writeDetail(w, http.StatusBadRequest, "Could not read the request body")
-	return outcomeBadBody
 }
 
 // Interface guards

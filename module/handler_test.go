@@ -73,6 +73,7 @@ func TestFileStore(t *testing.T) {
 		codemie_webhooks {
 			integrations_file %s
 			max_body 1KB
+			rate_limit off
 		}
 	}`, webhooks, path))
 
@@ -80,7 +81,7 @@ func TestFileStore(t *testing.T) {
 		{name: "unknown", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope")},
 		{name: "disabled", path: webhooks + "off", wantStatus: 400, wantBody: notFound("off")},
 		{name: "enabled reaches the next step", path: webhooks + "on", body: "{}", wantStatus: 501,
-			wantBody: `{"detail":"Webhook verification and dispatch are not available yet"}`},
+			wantBody: `{"detail":"Webhook dispatch is not available yet"}`},
 		{name: "GET", method: "GET", path: webhooks + "on", wantStatus: 405,
 			wantBody: `{"detail":"Method Not Allowed"}`, wantHeader: map[string]string{"Allow": "POST"}},
 		{name: "PUT", method: "PUT", path: webhooks + "on", wantStatus: 405,
@@ -94,7 +95,7 @@ func TestFileStore(t *testing.T) {
 		{name: "body over max_body", path: webhooks + "on", body: strings.Repeat("x", 1001), wantStatus: 413,
 			wantBody: `{"detail":"Request body too large"}`},
 		{name: "body at max_body", path: webhooks + "on", body: strings.Repeat("x", 1000), wantStatus: 501,
-			wantBody: `{"detail":"Webhook verification and dispatch are not available yet"}`},
+			wantBody: `{"detail":"Webhook dispatch is not available yet"}`},
 		{name: "content type", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope"),
 			wantHeader: map[string]string{"Content-Type": "application/json"}},
 	} {
@@ -139,7 +140,7 @@ func TestRedisStore(t *testing.T) {
 	ctx := context.Background()
 	const secret = "gh-s3cret-do-not-log"
 	r.Client.HSet(ctx, "codemie:webhooks:{wh-1}", "webhook_id", "wh-1", "is_enabled", "true",
-		"resource_type", "workflow", "resource_id", "w1", "github_webhook_secret", secret)
+		"resource_type", "workflow", "resource_id", "w1")
 	r.Client.HSet(ctx, "codemie:webhooks:{wh-off}", "is_enabled", "False")
 	r.Client.HSet(ctx, "codemie:webhooks:{broken}", "is_enabled", "sometimes", "github_webhook_secret", secret)
 
@@ -149,13 +150,14 @@ func TestRedisStore(t *testing.T) {
 			redis %s
 			cache_ttl 1h
 			negative_ttl 1h
+			rate_limit off
 		}
 	}
 	handle /metrics {
 		metrics
 	}`, webhooks, r.Addr))
 
-	accepted := `{"detail":"Webhook verification and dispatch are not available yet"}`
+	accepted := `{"detail":"Webhook dispatch is not available yet"}`
 	for _, x := range []exchange{
 		{name: "written with HSET", path: webhooks + "wh-1", wantStatus: 501, wantBody: accepted},
 		{name: "disabled", path: webhooks + "wh-off", wantStatus: 400, wantBody: notFound("wh-off")},
@@ -165,7 +167,7 @@ func TestRedisStore(t *testing.T) {
 		x.run(t, c)
 	}
 	logs := c.Logs(t)
-	if !strings.Contains(logs, `"msg":"integration record malformed"`) || !strings.Contains(logs, `\"broken\": field is_enabled`) {
+	if !strings.Contains(logs, `"reason":"malformed"`) || !strings.Contains(logs, `\"broken\": field is_enabled`) {
 		t.Errorf("no log line naming the malformed record and field:\n%s", logs)
 	}
 	if strings.Contains(logs, secret) || strings.Contains(logs, "sometimes") {
@@ -183,7 +185,7 @@ func TestRedisStore(t *testing.T) {
 		s1, _, _ := c.Post(t, webhooks+"wh-1", "")
 		s2, _, _ := c.Post(t, webhooks+"wh-new", "")
 		s3, _, _ := c.Post(t, webhooks+"broken", "")
-		return s1 == 400 && s2 == 501 && s3 == 501
+		return s1 == 400 && s2 == 501 && s3 == 401 // broken now decodes, and wants its signature
 	})
 
 }
@@ -197,13 +199,14 @@ func TestRedisDown(t *testing.T) {
 			redis %s
 			cache_ttl 20ms
 			stale_ttl 1h
+			rate_limit off
 		}
 	}
 	handle /metrics {
 		metrics
 	}`, webhooks, r.Addr))
 	accepted := exchange{name: "cached", path: webhooks + "wh-1", wantStatus: 501,
-		wantBody: `{"detail":"Webhook verification and dispatch are not available yet"}`}
+		wantBody: `{"detail":"Webhook dispatch is not available yet"}`}
 	accepted.run(t, c)
 	r.Stop()
 

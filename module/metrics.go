@@ -20,15 +20,20 @@ const (
 	outcomeDisabled         outcome = "disabled"
 	outcomeMalformed        outcome = "malformed"
 	outcomeStoreUnavailable outcome = "store_unavailable"
+	outcomeRateLimited      outcome = "rate_limited"
+	outcomeDuplicate        outcome = "duplicate"
 	outcomeNotImplemented   outcome = "not_implemented"
+	// and the outcomes of verification: verify.Outcome values other than Pass.
 )
 
 // metrics are created once and registered with every configuration's
 // registry, so counts survive config reloads.
 var metrics = struct {
-	once        sync.Once
-	requests    *prometheus.CounterVec
-	staleServed prometheus.Counter
+	once            sync.Once
+	requests        *prometheus.CounterVec
+	staleServed     prometheus.Counter
+	unauthenticated prometheus.Counter
+	guardErrors     prometheus.Counter
 }{}
 
 const namespace, subsystem = "caddy", "codemie_webhooks"
@@ -47,8 +52,20 @@ func registerMetrics(reg prometheus.Registerer) error {
 			Name:      "integrations_stale_served_total",
 			Help:      "Integrations served past their cache TTL because the store could not be reached.",
 		})
+		metrics.unauthenticated = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Subsystem: subsystem,
+			Name:      "unauthenticated_requests_total",
+			Help:      "Requests to webhooks whose integration configures no authentication mechanism.",
+		})
+		metrics.guardErrors = prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Subsystem: subsystem,
+			Name:      "guard_errors_total",
+			Help:      "Requests admitted without rate limit and replay guard because Redis could not be reached.",
+		})
 	})
-	for _, c := range []prometheus.Collector{metrics.requests, metrics.staleServed} {
+	for _, c := range []prometheus.Collector{metrics.requests, metrics.staleServed, metrics.unauthenticated, metrics.guardErrors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -72,6 +72,12 @@ type Integration struct {
 	Alias       string
 }
 
+// HasAuth reports whether the integration configures any mechanism that
+// authenticates requests.
+func (in *Integration) HasAuth() bool {
+	return len(in.GitHubSecret) > 0 || len(in.GitLabToken) > 0 || in.SecureHeaderName != ""
+}
+
 // ValidID reports whether id can be a webhook id: 1 to MaxIDLength bytes of
 // [A-Za-z0-9._~-] (the URL's unreserved characters).
 func ValidID(id string) bool {

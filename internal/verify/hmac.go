@@ -1,0 +1,70 @@
+package verify
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"hash"
+	"sync"
+)
+
+// blockSize is the block size of SHA-1 and SHA-256, in bytes.
+const blockSize = 64
+
+// mac computes HMACs (RFC 2104) over one hash function with pooled state,
+// so that checking a signature allocates nothing.
+type mac struct {
+	pool sync.Pool // of *macState
+}
+
+// macState is one computation's hash and buffers; kept on the heap by the
+// pool, so passing its arrays to the hash does not allocate.
+type macState struct {
+	h     hash.Hash
+	key   [blockSize]byte
+	pad   [blockSize]byte
+	inner [blockSize]byte
+	outer [blockSize]byte
+}
+
+func newMAC(newHash func() hash.Hash) *mac {
+	return &mac{pool: sync.Pool{New: func() any { return &macState{h: newHash()} }}}
+}
+
+var (
+	hmacSHA256 = newMAC(sha256.New)
+	hmacSHA1   = newMAC(sha1.New)
+)
+
+// equal reports, in time independent of where they differ, whether sum is
+// the HMAC of msg under key.
+func (m *mac) equal(key, msg, sum []byte) bool {
+	s := m.pool.Get().(*macState)
+	defer m.pool.Put(s)
+	h := s.h
+
+	s.key = [blockSize]byte{}
+	if len(key) > blockSize {
+		h.Reset()
+		h.Write(key)
+		h.Sum(s.key[:0])
+	} else {
+		copy(s.key[:], key)
+	}
+
+	for i := range s.pad {
+		s.pad[i] = s.key[i] ^ 0x36
+	}
+	h.Reset()
+	h.Write(s.pad[:])
+	h.Write(msg)
+	inner := h.Sum(s.inner[:0])
+
+	for i := range s.pad {
+		s.pad[i] = s.key[i] ^ 0x5c
+	}
+	h.Reset()
+	h.Write(s.pad[:])
+	h.Write(inner)
+	return hmac.Equal(h.Sum(s.outer[:0]), sum)
+}

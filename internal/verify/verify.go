@@ -1,0 +1,252 @@
+// Package verify decides, from an integration, the request's headers and its
+// raw body, whether a webhook request may trigger anything: the checks of
+// codemie-contract.md section 3 (GitHub signature and event filter, GitLab
+// token and merge-request filter, secure header), fail-closed. It is pure:
+// no I/O, no clock, no logging.
+package verify
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+)
+
+// Request headers, in canonical form so they index http.Header directly.
+const (
+	HeaderGitHubSignature256 = "X-Hub-Signature-256"
+	HeaderGitHubSignature1   = "X-Hub-Signature"
+	HeaderGitHubEvent        = "X-Github-Event"
+	HeaderGitLabToken        = "X-Gitlab-Token"
+)
+
+// Outcome names what verification decided; it labels logs and metrics.
+type Outcome string
+
+// Outcomes of verification.
+const (
+	Pass                Outcome = "pass"
+	SignatureMissing    Outcome = "github_signature_missing"
+	SignatureInvalid    Outcome = "github_signature_invalid"
+	GitLabTokenInvalid  Outcome = "gitlab_token_invalid"
+	SecureHeaderInvalid Outcome = "secure_header_invalid"
+	AuthRequired        Outcome = "auth_required"
+	Filtered            Outcome = "filtered"
+	Ping                Outcome = "ping"
+)
+
+// Answers of the contract.
+const (
+	msgSignatureMissing = "Missing GitHub webhook signature header"
+	msgSignatureInvalid = "Invalid GitHub webhook signature"
+	msgGitLabToken      = "Invalid GitLab webhook token"
+	msgSecureHeader     = "Invalid security header"
+	msgAuthRequired     = "Webhook has no authentication configured"
+	msgFiltered         = "Webhook received, event filtered out"
+	msgPong             = "pong"
+)
+
+// maxEventEcho bounds how much of a sender's event name is echoed back.
+const maxEventEcho = 128
+
+// Options are the handler's settings that change decisions.
+type Options struct {
+	// RequireAuth rejects integrations that configure no mechanism.
+	RequireAuth bool
+	// FilteredStatus is the status of a GitHub event that the filter drops:
+	// 200 (the default, so senders do not count it as a failure) or 400 (the
+	// CodeMie backend's answer).
+	FilteredStatus int
+}
+
+// Result is the decision. When Outcome is Pass the request goes on; any
+// other outcome is answered with Status and Message (as {"detail":...} for
+// errors, {"message":...} for 2xx) and triggers nothing.
+type Result struct {
+	Outcome Outcome
+	Status  int
+	Message string
+	// Unauthenticated is set when the request passed because the
+	// integration configures no mechanism at all.
+	Unauthenticated bool
+}
+
+// Check verifies a request against in. Every mechanism the integration
+// configures must pass, whatever headers the request carries; then pings
+// are answered and event filters applied, so filters never speak to a
+// sender that has not authenticated.
+func Check(in *integration.Integration, h http.Header, body []byte, opts Options) Result {
+	if r := authenticate(in, h, body, opts); r.Outcome != Pass {
+		return r
+	}
+	unauthenticated := !in.HasAuth()
+	event := single(h, HeaderGitHubEvent)
+	switch {
+	case event == "ping":
+		return Result{Outcome: Ping, Status: http.StatusOK, Message: msgPong, Unauthenticated: unauthenticated}
+	case len(in.GitHubEventFilter) > 0 && !GitHubEventAllowed(in.GitHubEventFilter, event, payload(h, body)):
+		if opts.FilteredStatus == http.StatusBadRequest {
+			return Result{Outcome: Filtered, Status: http.StatusBadRequest,
+				Message: "GitHub event type '" + truncate(event, maxEventEcho) + "' is not allowed for this webhook"}
+		}
+		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
+	case len(in.GitLabEventFilter) > 0 && !GitLabActionAllowed(in.GitLabEventFilter, body):
+		// Always 200: GitLab disables hooks that keep answering non-2xx.
+		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
+	}
+	return Result{Outcome: Pass, Unauthenticated: unauthenticated}
+}
+
+// authenticate runs every configured mechanism, in the contract's order.
+func authenticate(in *integration.Integration, h http.Header, body []byte, opts Options) Result {
+	if len(in.GitHubSecret) > 0 {
+		if r := checkGitHub(in, h, body); r.Outcome != Pass {
+			return r
+		}
+	}
+	if len(in.GitLabToken) > 0 && !tokenMatches(single(h, HeaderGitLabToken), in.GitLabToken) {
+		return Result{Outcome: GitLabTokenInvalid, Status: http.StatusUnauthorized, Message: msgGitLabToken}
+	}
+	if in.SecureHeaderName != "" && !tokenMatches(single(h, in.SecureHeaderName), in.SecureHeaderValue) {
+		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: msgSecureHeader}
+	}
+	if opts.RequireAuth && !in.HasAuth() {
+		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: msgAuthRequired}
+	}
+	return Result{Outcome: Pass}
+}
+
+// checkGitHub verifies X-Hub-Signature-256, or X-Hub-Signature (SHA-1) when
+// the integration allows it and no SHA-256 signature was sent.
+func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result {
+	invalid := Result{Outcome: SignatureInvalid, Status: http.StatusUnauthorized, Message: msgSignatureInvalid}
+	if v, ok := h[HeaderGitHubSignature256]; ok {
+		var sum [sha256.Size]byte
+		if len(v) != 1 || !ParseHexSignature(v[0], "sha256=", sum[:]) || !anyMAC(hmacSHA256, in.GitHubSecret, body, sum[:]) {
+			return invalid
+		}
+		return Result{Outcome: Pass}
+	}
+	if v, ok := h[HeaderGitHubSignature1]; ok && !in.GitHubRequireSHA256 {
+		var sum [20]byte
+		if len(v) != 1 || !ParseHexSignature(v[0], "sha1=", sum[:]) || !anyMAC(hmacSHA1, in.GitHubSecret, body, sum[:]) {
+			return invalid
+		}
+		return Result{Outcome: Pass}
+	}
+	return Result{Outcome: SignatureMissing, Status: http.StatusUnauthorized, Message: msgSignatureMissing}
+}
+
+// ParseHexSignature decodes v, which must be prefix followed by exactly
+// 2*len(dst) lowercase hex digits, into dst.
+func ParseHexSignature(v, prefix string, dst []byte) bool {
+	digits, ok := strings.CutPrefix(v, prefix)
+	if !ok || len(digits) != 2*len(dst) {
+		return false
+	}
+	for i := 0; i < len(digits); i++ {
+		if c := digits[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	_, err := hex.Decode(dst, []byte(digits))
+	return err == nil
+}
+
+// anyMAC reports whether sum is the MAC of body under any of the secrets.
+// Every secret is tried, so the time taken does not say which one matched.
+func anyMAC(m *mac, secrets integration.Secrets, body, sum []byte) bool {
+	ok := false
+	for _, s := range secrets {
+		ok = m.equal(s, body, sum) || ok
+	}
+	return ok
+}
+
+// tokenMatches compares a sent token with every stored value in constant
+// time. Both sides are hashed first, so not even the length is revealed.
+func tokenMatches(got string, secrets integration.Secrets) bool {
+	if got == "" {
+		return false
+	}
+	g := sha256.Sum256([]byte(got))
+	match := 0
+	for _, s := range secrets {
+		want := sha256.Sum256(s)
+		match |= subtle.ConstantTimeCompare(g[:], want[:])
+	}
+	return match == 1
+}
+
+// single returns the one value of header name; "" when it is missing or
+// sent more than once.
+func single(h http.Header, name string) string {
+	if v := h[name]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// GitHubEventAllowed reports whether event passes filter: some entry is the
+// event's name, or "<event>.<action>" with the payload's top-level action.
+// An absent event passes nothing.
+func GitHubEventAllowed(filter []string, event string, payload []byte) bool {
+	if event == "" {
+		return false
+	}
+	var action string
+	actionRead := false
+	for _, f := range filter {
+		if f == event {
+			return true
+		}
+		if len(f) <= len(event) || f[len(event)] != '.' || f[:len(event)] != event {
+			continue
+		}
+		if !actionRead {
+			action, actionRead = gjson.GetBytes(payload, "action").String(), true
+		}
+		if f[len(event)+1:] == action {
+			return true
+		}
+	}
+	return false
+}
+
+// GitLabActionAllowed reports whether a GitLab payload passes a
+// merge-request action filter. Other events than merge requests are outside
+// the filter and pass, as in the CodeMie backend.
+func GitLabActionAllowed(filter []string, payload []byte) bool {
+	if gjson.GetBytes(payload, "object_kind").String() != "merge_request" {
+		return true
+	}
+	action := gjson.GetBytes(payload, "object_attributes.action").String()
+	return action != "" && slices.Contains(filter, action)
+}
+
+// payload returns the JSON document of a GitHub delivery: the body, or the
+// payload field of a form-encoded body.
+func payload(h http.Header, body []byte) []byte {
+	if ct := single(h, "Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		return body
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil
+	}
+	return []byte(form.Get("payload"))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,265 @@
+package verify
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand/v2"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"testing"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+)
+
+// GitHub's documented test vector:
+// https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
+const (
+	vectorSecret    = "It's a Secret to Everybody"
+	vectorBody      = "Hello, World!"
+	vectorSignature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+)
+
+func sign256(secret, body string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(body))
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func sign1(secret, body string) string {
+	m := hmac.New(sha1.New, []byte(secret))
+	m.Write([]byte(body))
+	return "sha1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func TestHeaderNamesAreCanonical(t *testing.T) {
+	for _, h := range []string{HeaderGitHubSignature256, HeaderGitHubSignature1, HeaderGitHubEvent, HeaderGitLabToken} {
+		if c := textproto.CanonicalMIMEHeaderKey(h); c != h {
+			t.Errorf("%q is not canonical (%q)", h, c)
+		}
+	}
+}
+
+func TestGitHubTestVector(t *testing.T) {
+	if got := sign256(vectorSecret, vectorBody); got != vectorSignature {
+		t.Fatalf("reference HMAC %s, want GitHub's %s", got, vectorSignature)
+	}
+	in := &integration.Integration{ID: "x", GitHubRequireSHA256: true, GitHubSecret: integration.Secrets{integration.Secret(vectorSecret)}}
+	h := http.Header{HeaderGitHubSignature256: {vectorSignature}}
+	if r := Check(in, h, []byte(vectorBody), Options{}); r.Outcome != Pass {
+		t.Errorf("GitHub's test vector: %+v", r)
+	}
+}
+
+func TestMACMatchesCryptoHMAC(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, keyLen := range []int{0, 1, 20, 63, 64, 65, 100, 300} {
+		for _, msgLen := range []int{0, 1, 55, 64, 1000} {
+			key, msg := make([]byte, keyLen), make([]byte, msgLen)
+			for i := range key {
+				key[i] = byte(rng.Uint32())
+			}
+			for i := range msg {
+				msg[i] = byte(rng.Uint32())
+			}
+			for _, tc := range []struct {
+				m   *mac
+				ref func() hmacHash
+			}{{hmacSHA256, func() hmacHash { return hmac.New(sha256.New, key) }}, {hmacSHA1, func() hmacHash { return hmac.New(sha1.New, key) }}} {
+				ref := tc.ref()
+				ref.Write(msg)
+				sum := ref.Sum(nil)
+				if !tc.m.equal(key, msg, sum) {
+					t.Errorf("key %d msg %d bytes: MAC differs from crypto/hmac", keyLen, msgLen)
+				}
+				sum[len(sum)-1] ^= 1
+				if tc.m.equal(key, msg, sum) {
+					t.Errorf("key %d msg %d bytes: a wrong MAC matched", keyLen, msgLen)
+				}
+			}
+		}
+	}
+}
+
+type hmacHash interface {
+	Write([]byte) (int, error)
+	Sum([]byte) []byte
+}
+
+func secrets(values ...string) integration.Secrets {
+	var out integration.Secrets
+	for _, v := range values {
+		out = append(out, integration.Secret(v))
+	}
+	return out
+}
+
+func headers(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
+func TestCheck(t *testing.T) {
+	const body = `{"action":"opened","number":1}`
+	good := sign256("s3cret", body)
+	github := &integration.Integration{ID: "gh", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret")}
+	githubSHA1 := &integration.Integration{ID: "gh1", GitHubSecret: secrets("s3cret")}
+	rotating := &integration.Integration{ID: "rot", GitHubRequireSHA256: true, GitHubSecret: secrets("old", "new")}
+	gitlab := &integration.Integration{ID: "gl", GitLabToken: secrets("gl-token")}
+	gitlabRotating := &integration.Integration{ID: "gl2", GitLabToken: secrets("gl-old", "gl-new")}
+	header := &integration.Integration{ID: "hd", SecureHeaderName: "X-Secret", SecureHeaderValue: secrets("hv")}
+	all := &integration.Integration{ID: "all", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret"),
+		GitLabToken: secrets("gl-token"), SecureHeaderName: "X-Secret", SecureHeaderValue: secrets("hv")}
+	none := &integration.Integration{ID: "none"}
+	filtered := &integration.Integration{ID: "f", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret"),
+		GitHubEventFilter: []string{"push", "pull_request.opened"}}
+	glFiltered := &integration.Integration{ID: "glf", GitLabToken: secrets("gl-token"), GitLabEventFilter: []string{"open", "merge"}}
+
+	mr := func(action string) string {
+		return `{"object_kind":"merge_request","object_attributes":{"action":"` + action + `"}}`
+	}
+	for _, tc := range []struct {
+		name    string
+		in      *integration.Integration
+		h       http.Header
+		body    string
+		opts    Options
+		want    Outcome
+		status  int
+		message string
+		unauth  bool
+	}{
+		// GitHub signatures (contract step 3).
+		{name: "github valid", in: github, h: headers(HeaderGitHubSignature256, good), body: body, want: Pass},
+		{name: "github wrong secret", in: github, h: headers(HeaderGitHubSignature256, sign256("other", body)), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github tampered body", in: github, h: headers(HeaderGitHubSignature256, good), body: body + " ",
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github no headers at all (fail-closed)", in: github, h: headers(), body: body,
+			want: SignatureMissing, status: 401, message: "Missing GitHub webhook signature header"},
+		{name: "github upper-case hex", in: github, h: headers(HeaderGitHubSignature256, "sha256="+strings.ToUpper(good[7:])), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github missing prefix", in: github, h: headers(HeaderGitHubSignature256, good[7:]), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github wrong prefix", in: github, h: headers(HeaderGitHubSignature256, "sha1="+good[7:]), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github short", in: github, h: headers(HeaderGitHubSignature256, good[:len(good)-2]), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github long", in: github, h: headers(HeaderGitHubSignature256, good+"00"), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github not hex", in: github, h: headers(HeaderGitHubSignature256, "sha256="+strings.Repeat("zz", 32)), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github empty", in: github, h: headers(HeaderGitHubSignature256, ""), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github two values, one good", in: github, h: headers(HeaderGitHubSignature256, good, HeaderGitHubSignature256, good), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github sha1 refused when sha256 required", in: github, h: headers(HeaderGitHubSignature1, sign1("s3cret", body)), body: body,
+			want: SignatureMissing, status: 401, message: "Missing GitHub webhook signature header"},
+		{name: "github sha1 accepted when allowed", in: githubSHA1, h: headers(HeaderGitHubSignature1, sign1("s3cret", body)), body: body, want: Pass},
+		{name: "github sha1 wrong", in: githubSHA1, h: headers(HeaderGitHubSignature1, sign1("other", body)), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "github sha256 wins over sha1", in: githubSHA1, h: headers(HeaderGitHubSignature256, sign256("other", body), HeaderGitHubSignature1, sign1("s3cret", body)), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "rotation: old secret", in: rotating, h: headers(HeaderGitHubSignature256, sign256("old", body)), body: body, want: Pass},
+		{name: "rotation: new secret", in: rotating, h: headers(HeaderGitHubSignature256, sign256("new", body)), body: body, want: Pass},
+		{name: "rotation: neither", in: rotating, h: headers(HeaderGitHubSignature256, sign256("newer", body)), body: body,
+			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
+		{name: "non-UTF-8 body verified byte-exact", in: github, h: headers(HeaderGitHubSignature256, sign256("s3cret", "\xff\xfe\x00x")), body: "\xff\xfe\x00x", want: Pass},
+
+		// GitLab token (contract step 4).
+		{name: "gitlab valid", in: gitlab, h: headers("X-Gitlab-Token", "gl-token"), want: Pass},
+		{name: "gitlab wrong", in: gitlab, h: headers("X-Gitlab-Token", "gl-tokeN"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+		{name: "gitlab prefix of the token", in: gitlab, h: headers("X-Gitlab-Token", "gl-tok"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+		{name: "gitlab missing", in: gitlab, h: headers(), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+		{name: "gitlab twice", in: gitlab, h: headers("X-Gitlab-Token", "gl-token", "X-Gitlab-Token", "gl-token"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+		{name: "gitlab rotation", in: gitlabRotating, h: headers("X-Gitlab-Token", "gl-new"), want: Pass},
+
+		// Secure header (contract step 5).
+		{name: "header valid", in: header, h: headers("x-secret", "hv"), want: Pass},
+		{name: "header wrong", in: header, h: headers("X-Secret", "hv2"), want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
+		{name: "header missing", in: header, h: headers(), want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
+		{name: "header empty", in: header, h: headers("X-Secret", ""), want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
+
+		// Fail-closed: every configured mechanism must pass.
+		{name: "all pass", in: all, h: headers(HeaderGitHubSignature256, good, "X-Gitlab-Token", "gl-token", "X-Secret", "hv"), body: body, want: Pass},
+		{name: "all but github", in: all, h: headers("X-Gitlab-Token", "gl-token", "X-Secret", "hv"), body: body,
+			want: SignatureMissing, status: 401, message: "Missing GitHub webhook signature header"},
+		{name: "all but gitlab", in: all, h: headers(HeaderGitHubSignature256, good, "X-Secret", "hv"), body: body,
+			want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+		{name: "all but header", in: all, h: headers(HeaderGitHubSignature256, good, "X-Gitlab-Token", "gl-token"), body: body,
+			want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
+
+		// No mechanism.
+		{name: "unauthenticated served", in: none, h: headers(), want: Pass, unauth: true},
+		{name: "unauthenticated refused with require_auth", in: none, h: headers(), opts: Options{RequireAuth: true},
+			want: AuthRequired, status: 401, message: "Webhook has no authentication configured"},
+
+		// Ping and event filters.
+		{name: "ping passes any filter", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "ping"), body: body,
+			want: Ping, status: 200, message: "pong"},
+		{name: "ping still needs the signature", in: filtered, h: headers("X-GitHub-Event", "ping"), body: body,
+			want: SignatureMissing, status: 401, message: "Missing GitHub webhook signature header"},
+		{name: "event allowed by name", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "push"), body: body, want: Pass},
+		{name: "event allowed by name.action", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "pull_request"), body: body, want: Pass},
+		{name: "event with another action filtered", in: filtered,
+			h: headers(HeaderGitHubSignature256, sign256("s3cret", `{"action":"closed"}`), "X-GitHub-Event", "pull_request"), body: `{"action":"closed"}`,
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "event not in filter", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "issues"), body: body,
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "event case-sensitive", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "Push"), body: body,
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "no event header with a filter", in: filtered, h: headers(HeaderGitHubSignature256, good), body: body,
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "filtered with filtered_status 400", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "issues"), body: body,
+			opts: Options{FilteredStatus: 400}, want: Filtered, status: 400, message: "GitHub event type 'issues' is not allowed for this webhook"},
+		{name: "event.action from a form-encoded payload", in: filtered,
+			h: headers(HeaderGitHubSignature256, sign256("s3cret", "payload=%7B%22action%22%3A%22opened%22%7D"), "X-GitHub-Event", "pull_request",
+				"Content-Type", "application/x-www-form-urlencoded"),
+			body: "payload=%7B%22action%22%3A%22opened%22%7D", want: Pass},
+		{name: "gitlab MR action allowed", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: mr("merge"), want: Pass},
+		{name: "gitlab MR action filtered", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: mr("update"),
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "gitlab MR without action filtered", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: `{"object_kind":"merge_request"}`,
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "gitlab MR filtered stays 200 with filtered_status 400", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: mr("close"),
+			opts: Options{FilteredStatus: 400}, want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "gitlab push outside the MR filter", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: `{"object_kind":"push"}`, want: Pass},
+		{name: "gitlab filter only after the token", in: glFiltered, h: headers(), body: mr("update"),
+			want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Check(tc.in, tc.h, []byte(tc.body), tc.opts)
+			if r.Outcome != tc.want || r.Status != tc.status || r.Message != tc.message || r.Unauthenticated != tc.unauth {
+				t.Errorf("got %+v\nwant outcome %s, status %d, message %q, unauthenticated %v", r, tc.want, tc.status, tc.message, tc.unauth)
+			}
+		})
+	}
+}
+
+func TestGitHubEventAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		filter  []string
+		event   string
+		payload string
+		want    bool
+	}{
+		{[]string{"push"}, "push", "", true},
+		{[]string{"push"}, "pushx", "", false},
+		{[]string{"pull_request.opened"}, "pull_request", `{"action":"opened"}`, true},
+		{[]string{"pull_request.opened"}, "pull_request", `{"action":"reopened"}`, false},
+		{[]string{"pull_request.opened"}, "pull_request", `not json`, false},
+		{[]string{"pull_request.opened"}, "pull", `{"action":"request.opened"}`, false},
+		{[]string{"pull_request."}, "pull_request", `{}`, true}, // entry with an empty action matches a payload without one
+		{[]string{"issues", "pull_request.closed", "pull_request.opened"}, "pull_request", `{"action":"opened"}`, true},
+		{[]string{"push"}, "", "", false},
+	} {
+		if got := GitHubEventAllowed(tc.filter, tc.event, []byte(tc.payload)); got != tc.want {
+			t.Errorf("GitHubEventAllowed(%q, %q, %s) = %v, want %v", tc.filter, tc.event, tc.payload, got, tc.want)
+		}
+	}
+}
