@@ -49,6 +49,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		require_auth
 //		rate_limit <requests> <window> | off
 //		replay_window <duration> | off
+//		upstream <base-url> {
+//			bearer_token <token>
+//			oauth2 <token_url> <client_id> <client_secret>
+//			timeout <duration>
+//			header <name> <value>
+//		}
+//		delivery sync
 //	}
 //
 // Every option may appear once. Values that hold an address or a secret may
@@ -112,6 +119,16 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 				wh.ReplayWindow = &w
 				return nil
 			})
+		case "upstream":
+			wh.Upstream, err = parseUpstream(d)
+		case "delivery":
+			err = oneArg(d, func(s string) error {
+				if s != module.DeliverySync {
+					return notA("delivery mode: sync", s)
+				}
+				wh.Delivery = s
+				return nil
+			})
 		default:
 			return d.Errf("codemie_webhooks: unknown option %q", opt)
 		}
@@ -120,6 +137,57 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 		}
 	}
 	return nil
+}
+
+// parseUpstream parses the upstream block.
+func parseUpstream(d *caddyfile.Dispenser) (*module.Upstream, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return nil, d.Errf("codemie_webhooks: upstream takes the CodeMie API's base URL")
+	}
+	up := &module.Upstream{URL: args[0]}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "header" {
+			return nil, d.Errf("codemie_webhooks: upstream: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "bearer_token":
+			err = oneArg(d, func(s string) error { up.BearerToken = s; return nil })
+		case "timeout":
+			err = oneArg(d, durationInto(&up.Timeout))
+		case "oauth2":
+			a := d.RemainingArgs()
+			if len(a) != 3 {
+				return nil, d.Errf("codemie_webhooks: upstream: oauth2 takes <token_url> <client_id> <client_secret>")
+			}
+			up.OAuth2 = &module.OAuth2{TokenURL: a[0], ClientID: a[1], ClientSecret: a[2]}
+		case "header":
+			a := d.RemainingArgs()
+			if len(a) != 2 {
+				return nil, d.Errf("codemie_webhooks: upstream: header takes <name> <value>")
+			}
+			if up.Headers == nil {
+				up.Headers = map[string]string{}
+			}
+			if _, dup := up.Headers[a[0]]; dup {
+				return nil, d.Errf("codemie_webhooks: upstream: header %s given more than once", a[0])
+			}
+			up.Headers[a[0]] = a[1]
+		default:
+			return nil, d.Errf("codemie_webhooks: upstream: unknown option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if up.BearerToken != "" && up.OAuth2 != nil {
+		return nil, d.Errf("codemie_webhooks: upstream: bearer_token and oauth2 are exclusive")
+	}
+	return up, nil
 }
 
 // parseRedis parses the redis block; addresses may also follow the word.

@@ -45,6 +45,7 @@ const (
 func enforcementSite(t *testing.T) (*testenv.Caddy, *testenv.Redis, string) {
 	t.Helper()
 	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
 	ctx := context.Background()
 	for id, fields := range map[string][]string{
 		"gh":   {"github_webhook_secret", ghSecret, "github_event_filter", "push,pull_request.opened"},
@@ -81,6 +82,7 @@ func enforcementSite(t *testing.T) (*testenv.Caddy, *testenv.Redis, string) {
 		codemie_webhooks {
 			redis %s
 			rate_limit 1000 1m
+			upstream %s
 		}
 	}
 	route /strict/* {
@@ -88,17 +90,19 @@ func enforcementSite(t *testing.T) (*testenv.Caddy, *testenv.Redis, string) {
 			redis %s
 			filtered_status 400
 			require_auth
+			upstream %s
 		}
 	}
 	route /limited/* {
 		codemie_webhooks {
 			redis %s
 			rate_limit 2 1m
+			upstream %s
 		}
 	}
 	handle /metrics {
 		metrics
-	}`, accessLog, webhooks, r.Addr, r.Addr, r.Addr))
+	}`, accessLog, webhooks, r.Addr, api.URL, r.Addr, api.URL, r.Addr, api.URL))
 	return c, r, accessLog
 }
 
@@ -110,7 +114,7 @@ func TestEnforcement(t *testing.T) {
 		return `{"object_kind":"merge_request","object_attributes":{"action":"` + action + `"},"note":"` + bodyMark + `"}`
 	}
 	const (
-		next        = `{"detail":"Webhook dispatch is not available yet"}`
+		next        = invoked
 		invalidSig  = `{"detail":"Invalid GitHub webhook signature"}`
 		missingSig  = `{"detail":"Missing GitHub webhook signature header"}`
 		invalidGL   = `{"detail":"Invalid GitLab webhook token"}`
@@ -125,7 +129,7 @@ func TestEnforcement(t *testing.T) {
 
 		// Step 3: GitHub.
 		{name: "github valid", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: push", "X-GitHub-Delivery: d-1"},
-			wantStatus: 501, wantBody: next},
+			wantStatus: 200, wantBody: next},
 		{name: "github wrong signature", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + sign256("guess", body), "X-GitHub-Event: push"},
 			wantStatus: 401, wantBody: invalidSig},
 		{name: "github upper-case hex", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: sha256=" + strings.ToUpper(good[7:]), "X-GitHub-Event: push"},
@@ -133,9 +137,9 @@ func TestEnforcement(t *testing.T) {
 		{name: "github no headers at all (fail-closed)", path: webhooks + "gh", body: body, wantStatus: 401, wantBody: missingSig},
 		{name: "github sha1 when sha256 is required", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature: " + sign1(ghSecret, body), "X-GitHub-Event: push"},
 			wantStatus: 401, wantBody: missingSig},
-		{name: "github sha1 allowed", path: webhooks + "gh1", body: body, headers: []string{"X-Hub-Signature: " + sign1(ghSecret, body)}, wantStatus: 501, wantBody: next},
+		{name: "github sha1 allowed", path: webhooks + "gh1", body: body, headers: []string{"X-Hub-Signature: " + sign1(ghSecret, body)}, wantStatus: 200, wantBody: next},
 		{name: "github event.action allowed", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: pull_request"},
-			wantStatus: 501, wantBody: next},
+			wantStatus: 200, wantBody: next},
 		{name: "github event.action filtered", path: webhooks + "gh", body: closed, headers: []string{"X-Hub-Signature-256: " + sign256(ghSecret, closed), "X-GitHub-Event: pull_request"},
 			wantStatus: 200, wantBody: filteredOut},
 		{name: "github event filtered", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: issues"},
@@ -147,27 +151,27 @@ func TestEnforcement(t *testing.T) {
 		{name: "github ping unsigned", path: webhooks + "gh", body: body, headers: []string{"X-GitHub-Event: ping"}, wantStatus: 401, wantBody: missingSig},
 
 		// Step 4: GitLab.
-		{name: "gitlab valid", path: webhooks + "gl", body: mr("merge"), headers: []string{"X-Gitlab-Token: " + glToken}, wantStatus: 501, wantBody: next},
+		{name: "gitlab valid", path: webhooks + "gl", body: mr("merge"), headers: []string{"X-Gitlab-Token: " + glToken}, wantStatus: 200, wantBody: next},
 		{name: "gitlab wrong token", path: webhooks + "gl", body: mr("merge"), headers: []string{"X-Gitlab-Token: not-" + glToken}, wantStatus: 401, wantBody: invalidGL},
 		{name: "gitlab no token", path: webhooks + "gl", body: mr("merge"), wantStatus: 401, wantBody: invalidGL},
 		{name: "gitlab MR action filtered", path: webhooks + "gl", body: mr("update"), headers: []string{"X-Gitlab-Token: " + glToken}, wantStatus: 200, wantBody: filteredOut},
 		{name: "gitlab MR filtered stays 200 when strict", path: "/strict/gl", body: mr("update"), headers: []string{"X-Gitlab-Token: " + glToken}, wantStatus: 200, wantBody: filteredOut},
 
 		// Step 5: secure header.
-		{name: "header valid", path: webhooks + "hdr", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 501, wantBody: next},
+		{name: "header valid", path: webhooks + "hdr", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next},
 		{name: "header wrong", path: webhooks + "hdr", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret + "x"}, wantStatus: 401, wantBody: invalidHdr},
 		{name: "header missing", path: webhooks + "hdr", body: body, wantStatus: 401, wantBody: invalidHdr},
 
 		// Every configured mechanism must pass.
 		{name: "all mechanisms", path: webhooks + "all", body: body,
-			headers: []string{"X-Hub-Signature-256: " + good, "X-Gitlab-Token: " + glToken, "X-Webhook-Key: " + hdrSecret}, wantStatus: 501, wantBody: next},
+			headers: []string{"X-Hub-Signature-256: " + good, "X-Gitlab-Token: " + glToken, "X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next},
 		{name: "all but the signature", path: webhooks + "all", body: body,
 			headers: []string{"X-Gitlab-Token: " + glToken, "X-Webhook-Key: " + hdrSecret}, wantStatus: 401, wantBody: missingSig},
 		{name: "all but the header", path: webhooks + "all", body: body,
 			headers: []string{"X-Hub-Signature-256: " + good, "X-Gitlab-Token: " + glToken}, wantStatus: 401, wantBody: invalidHdr},
 
 		// No mechanism.
-		{name: "unauthenticated served", path: webhooks + "open", body: body, wantStatus: 501, wantBody: next},
+		{name: "unauthenticated served", path: webhooks + "open", body: body, wantStatus: 200, wantBody: next},
 		{name: "unauthenticated refused by require_auth", path: "/strict/open", body: body, wantStatus: 401,
 			wantBody: `{"detail":"Webhook has no authentication configured"}`},
 
@@ -175,8 +179,8 @@ func TestEnforcement(t *testing.T) {
 		{name: "limited: unauthenticated requests do not count", path: "/limited/rl", body: body, wantStatus: 401, wantBody: invalidHdr},
 		{name: "limited: unauthenticated requests do not count", path: "/limited/rl", body: body, wantStatus: 401, wantBody: invalidHdr},
 		{name: "limited: unauthenticated requests do not count", path: "/limited/rl", body: body, wantStatus: 401, wantBody: invalidHdr},
-		{name: "limited: first", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 501, wantBody: next},
-		{name: "limited: second", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 501, wantBody: next},
+		{name: "limited: first", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next},
+		{name: "limited: second", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next},
 		{name: "limited: third", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 429,
 			wantBody: `{"detail":"Webhook rate limit exceeded: maximum 2 requests per 60 seconds allowed."}`},
 	} {
@@ -222,14 +226,14 @@ func TestEnforcement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !accessLogged(t, access, map[string]string{"webhook_id": "gh", "webhook_outcome": "not_implemented", "webhook_delivery": "d-1"}) {
+	if !accessLogged(t, access, map[string]string{"webhook_id": "gh", "webhook_outcome": "dispatched", "webhook_delivery": "d-1"}) {
 		t.Errorf("placeholders missing from the access log:\n%s", access)
 	}
 
 	// Redis down: the guard fails open, logged and counted.
 	before := metricValue(t, c, "caddy_codemie_webhooks_guard_errors_total")
 	r.Stop()
-	exchange{name: "guard down", path: webhooks + "hdr", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 501, wantBody: next}.run(t, c)
+	exchange{name: "guard down", path: webhooks + "hdr", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next}.run(t, c)
 	if after := metricValue(t, c, "caddy_codemie_webhooks_guard_errors_total"); after != before+1 {
 		t.Errorf("guard errors %v -> %v, want one more", before, after)
 	}

@@ -4,18 +4,22 @@
 package module
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
@@ -39,6 +43,13 @@ const (
 	DefaultRateLimit   = 10       // requests per DefaultRateWindow, as the CodeMie backend
 	DefaultRateWindow  = 60 * time.Second
 	DefaultReplay      = 24 * time.Hour
+	DefaultTimeout     = 600 * time.Second // per CodeMie API call, as the backend
+)
+
+// Delivery modes.
+const (
+	// DeliverySync dispatches during the request: CodeMie's answer decides ours.
+	DeliverySync = "sync"
 )
 
 // Handler is the edge for CodeMie webhooks. It answers
@@ -108,12 +119,46 @@ type Handler struct {
 	// guard off. Default: 24h.
 	ReplayWindow *caddy.Duration `json:"replay_window,omitempty"`
 
+	// Upstream is the CodeMie API that accepted webhooks trigger. Required.
+	Upstream *Upstream `json:"upstream,omitempty"`
+
+	// Delivery is how accepted webhooks reach the upstream: "sync"
+	// dispatches during the request. Default: sync.
+	Delivery string `json:"delivery,omitempty"`
+
 	logger       *zap.Logger
 	redis        *redisconn.Config // as acquired, to release on Cleanup
 	integrations store.Store
 	guard        guard.Guard
 	verifyOpts   verify.Options
 	limitedMsg   string
+	dispatcher   *dispatch.Client
+}
+
+// Upstream is the CodeMie API and how to authorize calls to it.
+type Upstream struct {
+	// URL is the API's base URL, such as http://codemie-api:8080.
+	URL string `json:"url"`
+
+	// BearerToken is sent as "Authorization: Bearer <token>".
+	BearerToken string `json:"bearer_token,omitempty"`
+
+	// OAuth2 gets tokens with the client-credentials grant instead.
+	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
+
+	// Timeout bounds each call to the API. Default: 600s, as the backend.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Headers are added to every call.
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// OAuth2 is a client of the client-credentials grant, such as a Keycloak
+// service account (token URL {issuer}/protocol/openid-connect/token).
+type OAuth2 struct {
+	TokenURL     string `json:"token_url"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
 }
 
 // RateLimit is a fixed window per webhook.
@@ -150,6 +195,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	src, err := h.openStore()
 	if err != nil {
+		return err
+	}
+	if h.dispatcher, err = h.Upstream.client(); err != nil {
 		return err
 	}
 	h.verifyOpts = verify.Options{RequireAuth: h.RequireAuth, FilteredStatus: h.FilteredStatus}
@@ -198,6 +246,43 @@ func (h *Handler) setDefaults() {
 		d := caddy.Duration(DefaultReplay)
 		h.ReplayWindow = &d
 	}
+	if h.Upstream != nil && h.Upstream.Timeout == 0 {
+		h.Upstream.Timeout = caddy.Duration(DefaultTimeout)
+	}
+	if h.Delivery == "" {
+		h.Delivery = DeliverySync
+	}
+}
+
+// client builds the CodeMie API client. Placeholders such as
+// {env.CODEMIE_TOKEN} are expanded in the URL, credentials and headers.
+func (u *Upstream) client() (*dispatch.Client, error) {
+	if u == nil || u.URL == "" {
+		return nil, errors.New("upstream: the CodeMie API's URL is required")
+	}
+	repl := caddy.NewReplacer()
+	base, err := url.Parse(repl.ReplaceKnown(u.URL, ""))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("upstream: %q is not an http or https URL", u.URL)
+	}
+	if base.User != nil {
+		return nil, errors.New("upstream: credentials in the URL are not allowed; use bearer_token or oauth2")
+	}
+	cfg := dispatch.Config{BaseURL: base, Timeout: time.Duration(u.Timeout), Header: http.Header{}, Client: dispatch.HTTPClient}
+	for name, value := range u.Headers {
+		cfg.Header.Set(name, repl.ReplaceKnown(value, ""))
+	}
+	switch {
+	case u.BearerToken != "" && u.OAuth2 != nil:
+		return nil, errors.New("upstream: bearer_token and oauth2 are exclusive")
+	case u.BearerToken != "":
+		cfg.Tokens = dispatch.StaticToken(repl.ReplaceKnown(u.BearerToken, ""))
+	case u.OAuth2 != nil:
+		o := u.OAuth2
+		cfg.Tokens = dispatch.NewClientCredentials(repl.ReplaceKnown(o.TokenURL, ""),
+			repl.ReplaceKnown(o.ClientID, ""), repl.ReplaceKnown(o.ClientSecret, ""), dispatch.HTTPClient)
+	}
+	return dispatch.New(cfg), nil
 }
 
 func (h *Handler) guardConfig() guard.Config {
@@ -265,6 +350,12 @@ func (h *Handler) Validate() error {
 	}
 	if *h.ReplayWindow < 0 {
 		return errors.New("replay_window must not be negative")
+	}
+	if h.Upstream.Timeout < 0 {
+		return errors.New("upstream: timeout must not be negative")
+	}
+	if h.Delivery != DeliverySync {
+		return fmt.Errorf("delivery %q: must be sync", h.Delivery)
 	}
 	return nil
 }
@@ -356,6 +447,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if v.Outcome != verify.Pass {
 		return writeResult(w, a.with(outcome(v.Outcome), v.Status), v.Message)
 	}
+	if !dispatch.Supported(in.ResourceType) {
+		ans := dispatch.UnsupportedAnswer(in.ResourceType)
+		return writeDetail(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
+	}
 	return h.admit(w, r, a, in, body)
 }
 
@@ -374,7 +469,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
 		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg)
 	}
-	res := h.accept(w, a, in, body)
+	res := h.accept(w, r, a, in, body)
 	if res.status >= 300 {
 		// Not accepted after all: the sender's retry must not be a duplicate.
 		if err := h.guard.Forget(r.Context(), a.id, a.deliveryID); err != nil {
@@ -384,11 +479,55 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	return res
 }
 
-// accept is where a verified, guarded request goes next: dispatch, which is
-// not built yet. Until it is, nothing is triggered and the sender is told
-// so, rather than answered 200.
-func (h *Handler) accept(w http.ResponseWriter, a answer, _ *integration.Integration, _ []byte) answer {
-	return writeDetail(w, a.with(outcomeNotImplemented, http.StatusNotImplemented), "Webhook dispatch is not available yet")
+// accept triggers the integration's resource. The sender's delivery id
+// (or, without one, a new id) is the Idempotency-Key of every call.
+func (h *Handler) accept(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
+	deliveryID := a.deliveryID
+	if deliveryID == "" {
+		deliveryID = "edge-" + uuid.NewString()
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set("http.codemie_webhooks.delivery_id", deliveryID)
+		}
+	}
+	job := dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
+		UserID: in.UserID, DeliveryID: deliveryID, Body: body}
+	// A sender that gives up must not leave the calls half made.
+	res := h.dispatch(context.WithoutCancel(r.Context()), job)
+	return h.answerDispatch(w, a, res)
+}
+
+// dispatch makes one attempt and records it.
+func (h *Handler) dispatch(ctx context.Context, job dispatch.Job) dispatch.Result {
+	start := time.Now()
+	res := h.dispatcher.Dispatch(ctx, job)
+	metrics.dispatches.WithLabelValues(job.ResourceType, res.Class.String()).Inc()
+	metrics.dispatchDuration.WithLabelValues(job.ResourceType).Observe(time.Since(start).Seconds())
+	if res.Warning != "" {
+		h.logger.Warn("webhook dispatched with a warning", zap.String("webhook_id", job.WebhookID),
+			zap.String("delivery_id", job.DeliveryID), zap.String("warning", res.Warning))
+	}
+	return res
+}
+
+// answerDispatch tells the sender how a synchronous dispatch went: never
+// the upstream's body, only the step that failed and CodeMie's status.
+func (h *Handler) answerDispatch(w http.ResponseWriter, a answer, res dispatch.Result) answer {
+	if res.Class == dispatch.Success {
+		return writeResult(w, a.with(outcomeDispatched, http.StatusOK), "Webhook invoked successfully")
+	}
+	a.err = errors.New(res.Reason)
+	if res.Answer != nil {
+		return writeDetail(w, a.with(outcomeDispatchRefused, res.Answer.Status), res.Answer.Detail)
+	}
+	msg := "Webhook dispatch failed at step '" + res.Step + "'"
+	if res.Status != 0 {
+		msg += ": CodeMie answered " + strconv.Itoa(res.Status)
+	}
+	if res.Class == dispatch.Final {
+		return writeDetail(w, a.with(outcomeDispatchFailed, http.StatusBadGateway), msg)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(res.RetryAfter, 5*time.Second)/time.Second)))
+	return writeDetail(w, a.with(outcomeDispatchUnavailable, http.StatusServiceUnavailable), msg+", retry later")
 }
 
 func (a answer) with(o outcome, status int) answer {

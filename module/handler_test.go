@@ -16,7 +16,10 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
-const webhooks = "/code-assistant-api/v1/webhooks/"
+const (
+	webhooks = "/code-assistant-api/v1/webhooks/"
+	invoked  = `{"message":"Webhook invoked successfully"}`
+)
 
 // notFound is the contract's body for an unknown or disabled webhook.
 func notFound(id string) string {
@@ -68,20 +71,21 @@ func TestFileStore(t *testing.T) {
 		{"webhook_id": "on", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"},
 		{"webhook_id": "off", "is_enabled": false, "resource_type": "workflow", "resource_id": "w1"}
 	]`)
+	api := testenv.StartCodeMie(t)
 	c := testenv.StartCaddy(t, fmt.Sprintf(`
 	route %s* {
 		codemie_webhooks {
 			integrations_file %s
 			max_body 1KB
 			rate_limit off
+			upstream %s
 		}
-	}`, webhooks, path))
+	}`, webhooks, path, api.URL))
 
 	for _, x := range []exchange{
 		{name: "unknown", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope")},
 		{name: "disabled", path: webhooks + "off", wantStatus: 400, wantBody: notFound("off")},
-		{name: "enabled reaches the next step", path: webhooks + "on", body: "{}", wantStatus: 501,
-			wantBody: `{"detail":"Webhook dispatch is not available yet"}`},
+		{name: "enabled is dispatched", path: webhooks + "on", body: "{}", wantStatus: 200, wantBody: invoked},
 		{name: "GET", method: "GET", path: webhooks + "on", wantStatus: 405,
 			wantBody: `{"detail":"Method Not Allowed"}`, wantHeader: map[string]string{"Allow": "POST"}},
 		{name: "PUT", method: "PUT", path: webhooks + "on", wantStatus: 405,
@@ -94,8 +98,7 @@ func TestFileStore(t *testing.T) {
 		{name: "trailing slash", path: webhooks + "on/", wantStatus: 400, wantBody: `{"detail":"Invalid webhook ID"}`},
 		{name: "body over max_body", path: webhooks + "on", body: strings.Repeat("x", 1001), wantStatus: 413,
 			wantBody: `{"detail":"Request body too large"}`},
-		{name: "body at max_body", path: webhooks + "on", body: strings.Repeat("x", 1000), wantStatus: 501,
-			wantBody: `{"detail":"Webhook dispatch is not available yet"}`},
+		{name: "body at max_body", path: webhooks + "on", body: strings.Repeat("x", 1000), wantStatus: 200, wantBody: invoked},
 		{name: "content type", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope"),
 			wantHeader: map[string]string{"Content-Type": "application/json"}},
 	} {
@@ -115,10 +118,10 @@ func TestFileStore(t *testing.T) {
 	}
 
 	// The file is re-read when it changes.
-	writeFile(t, path, `[{"webhook_id": "off", "is_enabled": true}]`)
+	writeFile(t, path, `[{"webhook_id": "off", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"}]`)
 	waitFor(t, "the changed file to be served", func() bool {
 		status, _, _ := c.Post(t, webhooks+"off", "")
-		return status == 501
+		return status == 200
 	})
 	exchange{name: "removed from the file", path: webhooks + "on", wantStatus: 400, wantBody: notFound("on")}.run(t, c)
 }
@@ -151,15 +154,15 @@ func TestRedisStore(t *testing.T) {
 			cache_ttl 1h
 			negative_ttl 1h
 			rate_limit off
+			upstream %s
 		}
 	}
 	handle /metrics {
 		metrics
-	}`, webhooks, r.Addr))
+	}`, webhooks, r.Addr, testenv.StartCodeMie(t).URL))
 
-	accepted := `{"detail":"Webhook dispatch is not available yet"}`
 	for _, x := range []exchange{
-		{name: "written with HSET", path: webhooks + "wh-1", wantStatus: 501, wantBody: accepted},
+		{name: "written with HSET", path: webhooks + "wh-1", wantStatus: 200, wantBody: invoked},
 		{name: "disabled", path: webhooks + "wh-off", wantStatus: 400, wantBody: notFound("wh-off")},
 		{name: "unknown", path: webhooks + "wh-new", wantStatus: 400, wantBody: notFound("wh-new")},
 		{name: "malformed", path: webhooks + "broken", wantStatus: 500, wantBody: `{"detail":"Webhook processing failed"}`},
@@ -176,7 +179,7 @@ func TestRedisStore(t *testing.T) {
 
 	// Changes announced on the channel are seen at once, despite the 1h TTLs.
 	r.Client.HSet(ctx, "codemie:webhooks:{wh-1}", "is_enabled", "false")
-	r.Client.HSet(ctx, "codemie:webhooks:{wh-new}", "is_enabled", "true")
+	r.Client.HSet(ctx, "codemie:webhooks:{wh-new}", "is_enabled", "true", "resource_type", "workflow", "resource_id", "w2")
 	r.Client.HSet(ctx, "codemie:webhooks:{broken}", "is_enabled", "1")
 	for _, id := range []string{"wh-1", "wh-new", "broken"} {
 		r.Client.Publish(ctx, "codemie:webhooks:changed", id)
@@ -185,7 +188,7 @@ func TestRedisStore(t *testing.T) {
 		s1, _, _ := c.Post(t, webhooks+"wh-1", "")
 		s2, _, _ := c.Post(t, webhooks+"wh-new", "")
 		s3, _, _ := c.Post(t, webhooks+"broken", "")
-		return s1 == 400 && s2 == 501 && s3 == 401 // broken now decodes, and wants its signature
+		return s1 == 400 && s2 == 200 && s3 == 401 // broken now decodes, and wants its signature
 	})
 
 }
@@ -200,13 +203,14 @@ func TestRedisDown(t *testing.T) {
 			cache_ttl 20ms
 			stale_ttl 1h
 			rate_limit off
+			upstream %s
 		}
 	}
 	handle /metrics {
 		metrics
-	}`, webhooks, r.Addr))
-	accepted := exchange{name: "cached", path: webhooks + "wh-1", wantStatus: 501,
-		wantBody: `{"detail":"Webhook dispatch is not available yet"}`}
+	}`, webhooks, r.Addr, testenv.StartCodeMie(t).URL))
+	r.Client.HSet(context.Background(), "codemie:webhooks:{wh-1}", "resource_type", "workflow", "resource_id", "w1")
+	accepted := exchange{name: "cached", path: webhooks + "wh-1", wantStatus: 200, wantBody: invoked}
 	accepted.run(t, c)
 	r.Stop()
 
@@ -246,6 +250,8 @@ func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	writeFile(t, bad, `[{"webhook_id": "x", "is_enabled": "perhaps"}]`)
+	good := filepath.Join(dir, "good.json")
+	writeFile(t, good, `[]`)
 	for _, tc := range []struct {
 		name, options, want string
 	}{
@@ -255,6 +261,9 @@ func TestConfigErrors(t *testing.T) {
 		{"invalid file", "integrations_file " + bad, `integration "x": field is_enabled`},
 		{"cluster db", "redis 127.0.0.1:1 127.0.0.1:2 {\n\t\t\tdb 2\n\t\t}", "only database 0"},
 		{"bad address", "redis localhost", `address "localhost"`},
+		{"no upstream", "integrations_file " + good, "upstream: the CodeMie API's URL is required"},
+		{"bad upstream", "integrations_file " + good + "\n\t\tupstream ftp://x", `upstream: "ftp://x" is not an http or https URL`},
+		{"upstream with credentials", "integrations_file " + good + "\n\t\tupstream http://u:p@x", "credentials in the URL are not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := testenv.TryLoadCaddyfile(fmt.Sprintf("{\n\tadmin off\n}\n:0 {\n\tcodemie_webhooks {\n\t\t%s\n\t}\n}\n", tc.options))

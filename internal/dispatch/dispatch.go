@@ -1,0 +1,307 @@
+// Package dispatch triggers what a webhook names by calling the CodeMie API
+// exactly as the CodeMie backend does (codemie-contract.md section 4): an
+// assistant, a workflow or a datasource reindex. Each attempt ends in a
+// Result that says whether it succeeded, may be retried, or failed for good.
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+)
+
+// Job is one webhook delivery to trigger.
+type Job struct {
+	WebhookID    string
+	ResourceType string
+	ResourceID   string
+	UserID       string
+	// DeliveryID identifies the delivery across attempts; it is sent as
+	// Idempotency-Key and X-Request-ID so that CodeMie can drop repeats.
+	DeliveryID string
+	// Body is the webhook's raw body.
+	Body []byte
+}
+
+// Class says what an attempt's outcome means for the next one.
+type Class int
+
+// Classes of results.
+const (
+	// Success: the resource was triggered.
+	Success Class = iota
+	// Retryable: a network error, a timeout, 408, 429 or 5xx; try again later.
+	Retryable
+	// Final: anything else (other 4xx, an unsupported resource); retrying
+	// the same request cannot help.
+	Final
+)
+
+func (c Class) String() string {
+	switch c {
+	case Success:
+		return "success"
+	case Retryable:
+		return "retryable"
+	}
+	return "final"
+}
+
+// Result is the outcome of one attempt.
+type Result struct {
+	Class Class
+	// Step names the call that decided the result, such as
+	// "create workflow execution".
+	Step string
+	// Status is CodeMie's HTTP status for that call; 0 when there was none.
+	Status int
+	// Reason is a short, secret-free explanation for logs and dead letters.
+	Reason string
+	// RetryAfter is CodeMie's Retry-After, if it sent one.
+	RetryAfter time.Duration
+	// Answer, when set, is what the webhook's sender must be told, from the
+	// contract: 400 for an unsupported resource type, 403 for a datasource
+	// type that cannot be reindexed.
+	Answer *Answer
+	// Warning notes a failed call that did not fail the attempt, such as
+	// renaming a conversation.
+	Warning string
+}
+
+// Answer is an HTTP status and {"detail":...} text for the sender.
+type Answer struct {
+	Status int
+	Detail string
+}
+
+// Supported reports whether resourceType can be dispatched.
+func Supported(resourceType string) bool {
+	switch resourceType {
+	case integration.ResourceAssistant, integration.ResourceWorkflow, integration.ResourceDatasource:
+		return true
+	}
+	return false
+}
+
+// UnsupportedAnswer is the contract's answer for a resource type that
+// cannot be dispatched.
+func UnsupportedAnswer(resourceType string) *Answer {
+	return &Answer{Status: http.StatusBadRequest, Detail: "Unsupported resource type '" + resourceType + "'"}
+}
+
+// Tokens supplies the Authorization header's bearer token.
+type Tokens interface {
+	// Token returns a valid token, or a *TokenError.
+	Token(ctx context.Context) (string, error)
+	// Invalidate drops a token the API refused, so the next call gets a new one.
+	Invalidate(token string)
+}
+
+// Config says where the CodeMie API is and how to call it.
+type Config struct {
+	// BaseURL is the API's base, such as http://codemie-api:8080.
+	BaseURL *url.URL
+	// Tokens authorizes calls; nil sends no Authorization header.
+	Tokens Tokens
+	// Timeout bounds each call.
+	Timeout time.Duration
+	// Header is added to every call.
+	Header http.Header
+	// Client sends the calls.
+	Client *http.Client
+}
+
+// Client calls the CodeMie API.
+type Client struct {
+	cfg Config
+}
+
+// New returns a client for cfg.
+func New(cfg Config) *Client {
+	return &Client{cfg: cfg}
+}
+
+// maxResponse bounds how much of an answer is read, in bytes.
+const maxResponse = 1 << 20
+
+// Dispatch makes one attempt at triggering job's resource.
+func (c *Client) Dispatch(ctx context.Context, job Job) Result {
+	switch job.ResourceType {
+	case integration.ResourceAssistant:
+		return c.assistant(ctx, job)
+	case integration.ResourceWorkflow:
+		return c.workflow(ctx, job)
+	case integration.ResourceDatasource:
+		return c.datasource(ctx, job)
+	}
+	return Result{Class: Final, Step: "dispatch", Reason: "unsupported resource type", Answer: UnsupportedAnswer(job.ResourceType)}
+}
+
+// call is one request to the API and what came back.
+type call struct {
+	step   string
+	method string
+	path   string // escaped path and query, relative to the base URL
+	body   any    // marshalled as JSON; nil sends no body
+}
+
+// do sends c and decodes a 2xx answer into out (if not nil). A failed
+// call returns its Result; ok says the call succeeded.
+func (c *Client) do(ctx context.Context, job Job, cl call, out any) (res Result, ok bool) {
+	if c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	res = Result{Step: cl.step}
+	req, err := c.request(ctx, job, cl)
+	var te *TokenError
+	switch {
+	case errors.As(err, &te):
+		res.Class, res.Step, res.Reason = Final, "authenticate", "authenticate: "+te.Error()
+		if te.Retryable {
+			res.Class = Retryable
+		}
+		return res, false
+	case err != nil:
+		res.Class, res.Reason = Final, cl.step+": "+err.Error()
+		return res, false
+	}
+	resp, err := c.cfg.Client.Do(req)
+	if err != nil {
+		res.Class, res.Reason = Retryable, cl.step+": "+networkReason(err)
+		return res, false
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	res.Class = classify(resp.StatusCode)
+	if res.Class != Success {
+		if res.Class == Retryable {
+			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		}
+		if resp.StatusCode == http.StatusUnauthorized && c.cfg.Tokens != nil {
+			c.cfg.Tokens.Invalidate(strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
+		}
+		res.Reason = fmt.Sprintf("%s: CodeMie answered %d", cl.step, resp.StatusCode)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+		return res, false
+	}
+	if out != nil {
+		if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(out); err != nil {
+			res.Class, res.Reason = Final, cl.step+": CodeMie's answer is not the expected JSON"
+			return res, false
+		}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	return res, true
+}
+
+func (c *Client) request(ctx context.Context, job Job, cl call) (*http.Request, error) {
+	var body io.Reader
+	if cl.body != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(cl.body); err != nil {
+			return nil, fmt.Errorf("encoding the request: %v", err)
+		}
+		body = bytes.NewReader(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	}
+	u, err := c.cfg.BaseURL.Parse(strings.TrimSuffix(c.cfg.BaseURL.Path, "/") + cl.path)
+	if err != nil {
+		return nil, fmt.Errorf("building the URL: %v", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("building the request: %v", err)
+	}
+	for name, values := range c.cfg.Header {
+		req.Header[name] = values
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if job.UserID != "" {
+		req.Header.Set("user-id", job.UserID)
+	}
+	req.Header.Set("X-Request-ID", job.DeliveryID)
+	req.Header.Set("Idempotency-Key", job.DeliveryID)
+	if c.cfg.Tokens != nil {
+		token, err := c.cfg.Tokens.Token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req, nil
+}
+
+// classify maps CodeMie's status to a Class.
+func classify(status int) Class {
+	switch {
+	case status >= 200 && status < 300:
+		return Success
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
+		return Retryable
+	}
+	return Final
+}
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// networkReason describes a failed round trip without the URL.
+func networkReason(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	}
+	return err.Error()
+}
+
+// HTTPClient is the client that every configuration shares, so that a
+// config reload keeps the pooled connections. It does not follow redirects:
+// a redirect is a final failure, never a silent change of endpoint.
+var HTTPClient = &http.Client{
+	Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}

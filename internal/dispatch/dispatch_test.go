@@ -1,0 +1,271 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+func newClient(t *testing.T, base string, tokens Tokens) *Client {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(Config{BaseURL: u, Tokens: tokens, Timeout: 5 * time.Second,
+		Header: http.Header{"X-Env": {"test"}}, Client: &http.Client{}})
+}
+
+func job(resourceType, resourceID, body string) Job {
+	return Job{WebhookID: "wh", ResourceType: resourceType, ResourceID: resourceID, UserID: "user-1", DeliveryID: "delivery-1", Body: []byte(body)}
+}
+
+// jsonEqual compares two JSON documents by value.
+func jsonEqual(t *testing.T, got, want string) bool {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		t.Fatalf("body %q: %v", got, err)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("want %q: %v", want, err)
+	}
+	return reflect.DeepEqual(g, w)
+}
+
+type wantCall struct{ call, body string }
+
+func checkCalls(t *testing.T, got []testenv.Call, want []wantCall) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("calls %v, want %v", got, want)
+	}
+	for i, w := range want {
+		if got[i].String() != w.call {
+			t.Errorf("call %d: %s, want %s", i, got[i], w.call)
+		}
+		if w.body == "" {
+			if got[i].Body != "" {
+				t.Errorf("call %d: body %q, want none", i, got[i].Body)
+			}
+		} else if !jsonEqual(t, got[i].Body, w.body) {
+			t.Errorf("call %d: body %s, want %s", i, got[i].Body, w.body)
+		}
+		h := got[i].Header
+		for name, value := range map[string]string{"Authorization": "Bearer tok", "User-Id": "user-1", "X-Request-Id": "delivery-1",
+			"Idempotency-Key": "delivery-1", "X-Env": "test", "Accept": "application/json"} {
+			if h.Get(name) != value {
+				t.Errorf("call %d: header %s = %q, want %q", i, name, h.Get(name), value)
+			}
+		}
+		if w.body != "" && h.Get("Content-Type") != "application/json" {
+			t.Errorf("call %d: Content-Type %q", i, h.Get("Content-Type"))
+		}
+	}
+}
+
+func TestDispatchResources(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	for id, ds := range map[string]testenv.Datasource{
+		"ds-provider":   {IndexType: "provider", ProjectName: "proj", RepoName: "repo"},
+		"ds-code":       {IndexType: "code", ProjectName: "my proj", RepoName: "repo/x"},
+		"ds-summary":    {IndexType: "summary", ProjectName: "proj", RepoName: "repo"},
+		"ds-chunk":      {IndexType: "chunk-summary", ProjectName: "proj", RepoName: "repo"},
+		"ds-jira":       {IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "jira-kb"},
+		"ds-confluence": {IndexType: "knowledge_base_confluence", ProjectName: "proj", RepoName: "wiki"},
+		"ds-google":     {IndexType: "llm_routing_google", ProjectName: "proj", RepoName: "gdoc"},
+		"ds-file":       {IndexType: "knowledge_base_file", ProjectName: "proj", RepoName: "files"},
+	} {
+		api.SetDatasource(id, ds)
+	}
+	c := newClient(t, api.URL, StaticToken("tok"))
+	const body = `{"action":"opened","title":"<b>fix</b> & more"}`
+	for _, tc := range []struct {
+		name   string
+		job    Job
+		want   []wantCall
+		answer *Answer
+	}{
+		{"assistant", job("assistant", "asst-1", body), []wantCall{
+			{"POST /v1/conversations", `{"initial_assistant_id":"asst-1","folder":"webhook"}`},
+			{"PUT /v1/conversations/conv-1", `{"name":"Webhook: asst-1"}`},
+			{"POST /v1/assistants/asst-1/model", `{"conversation_id":"conv-1","text":` + quote(body) +
+				`,"content_raw":"<p>{&#34;action&#34;:&#34;opened&#34;,&#34;title&#34;:&#34;&lt;b&gt;fix&lt;/b&gt; &amp; more&#34;}</p>","stream":false}`},
+		}, nil},
+		{"workflow", job("workflow", "wf-1", body), []wantCall{
+			{"POST /v1/workflows/wf-1/executions", `{"user_input":` + quote(body) + `}`},
+		}, nil},
+		{"workflow, body not UTF-8", job("workflow", "wf-1", "a\xffb"), []wantCall{
+			{"POST /v1/workflows/wf-1/executions", `{"user_input":"a\ufffdb"}`},
+		}, nil},
+		{"datasource provider", job("datasource", "ds-provider", body), []wantCall{
+			{"GET /v1/index/ds-provider", ""}, {"PUT /v1/index/provider/ds-provider/reindex", `{}`},
+		}, nil},
+		{"datasource code", job("datasource", "ds-code", body), []wantCall{
+			{"GET /v1/index/ds-code", ""}, {"PUT /v1/application/my%20proj/index/repo%2Fx?full_reindex=true", `{}`},
+		}, nil},
+		{"datasource summary", job("datasource", "ds-summary", body), []wantCall{
+			{"GET /v1/index/ds-summary", ""}, {"PUT /v1/application/proj/index/repo?full_reindex=true", `{}`},
+		}, nil},
+		{"datasource chunk-summary", job("datasource", "ds-chunk", body), []wantCall{
+			{"GET /v1/index/ds-chunk", ""}, {"PUT /v1/application/proj/index/repo?full_reindex=true", `{}`},
+		}, nil},
+		{"datasource jira", job("datasource", "ds-jira", body), []wantCall{
+			{"GET /v1/index/ds-jira", ""}, {"PUT /v1/index/knowledge_base/jira?full_reindex=true", `{"name":"jira-kb","project_name":"proj"}`},
+		}, nil},
+		{"datasource confluence", job("datasource", "ds-confluence", body), []wantCall{
+			{"GET /v1/index/ds-confluence", ""}, {"PUT /v1/index/knowledge_base/confluence?full_reindex=true", `{"name":"wiki","project_name":"proj"}`},
+		}, nil},
+		{"datasource google", job("datasource", "ds-google", body), []wantCall{
+			{"GET /v1/index/ds-google", ""}, {"PUT /v1/index/knowledge_base/google/reindex", `{"name":"gdoc","project_name":"proj"}`},
+		}, nil},
+		{"datasource not reindexable", job("datasource", "ds-file", body), []wantCall{
+			{"GET /v1/index/ds-file", ""},
+		}, &Answer{Status: 403, Detail: "Datasource type 'knowledge_base_file' is not supported via webhook."}},
+		{"unsupported resource type", job("robot", "r", body), nil,
+			&Answer{Status: 400, Detail: "Unsupported resource type 'robot'"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api.Reset()
+			res := c.Dispatch(context.Background(), tc.job)
+			checkCalls(t, api.Calls(), tc.want)
+			if tc.answer != nil {
+				if res.Class != Final || res.Answer == nil || *res.Answer != *tc.answer {
+					t.Errorf("result %+v, want final with answer %+v", res, tc.answer)
+				}
+				return
+			}
+			if res.Class != Success || res.Warning != "" {
+				t.Errorf("result %+v, want success", res)
+			}
+		})
+	}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func TestDispatchFailures(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	c := newClient(t, api.URL, StaticToken("tok"))
+	ctx := context.Background()
+	status := func(method, path string, code int) func(testenv.Call) int {
+		return func(c testenv.Call) int {
+			if c.Method == method && strings.HasPrefix(c.Path, path) {
+				return code
+			}
+			return 0
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		fail       func(testenv.Call) int
+		job        Job
+		class      Class
+		step       string
+		code       int
+		retryAfter time.Duration
+		calls      []string
+	}{
+		{"404 resource", status("POST", "/v1/workflows/", 404), job("workflow", "missing", "x"), Final, "create workflow execution", 404, 0,
+			[]string{"POST /v1/workflows/missing/executions"}},
+		{"401 from upstream", status("POST", "/v1/workflows/", 401), job("workflow", "w", "x"), Final, "create workflow execution", 401, 0,
+			[]string{"POST /v1/workflows/w/executions"}},
+		{"500", status("POST", "/v1/workflows/", 500), job("workflow", "w", "x"), Retryable, "create workflow execution", 500, 0,
+			[]string{"POST /v1/workflows/w/executions"}},
+		{"408", status("POST", "/v1/workflows/", 408), job("workflow", "w", "x"), Retryable, "create workflow execution", 408, 0,
+			[]string{"POST /v1/workflows/w/executions"}},
+		{"429 with Retry-After", status("POST", "/v1/workflows/", 429), job("workflow", "w", "x"), Retryable, "create workflow execution", 429, 7 * time.Second,
+			[]string{"POST /v1/workflows/w/executions"}},
+		{"assistant model fails: conversation deleted", status("POST", "/v1/assistants/", 503), job("assistant", "a", "x"), Retryable, "call assistant", 503, 7 * time.Second,
+			[]string{"POST /v1/conversations", "PUT /v1/conversations/conv-1", "POST /v1/assistants/a/model", "DELETE /v1/conversations/conv-1"}},
+		{"assistant conversation not created", status("POST", "/v1/conversations", 422), job("assistant", "a", "x"), Final, "create conversation", 422, 0,
+			[]string{"POST /v1/conversations"}},
+		{"datasource unknown", nil, job("datasource", "nope", "x"), Final, "read datasource", 404, 0,
+			[]string{"GET /v1/index/nope"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api.Reset()
+			api.FailWith(tc.fail)
+			defer api.FailWith(nil)
+			res := c.Dispatch(ctx, tc.job)
+			if res.Class != tc.class || res.Step != tc.step || res.Status != tc.code || res.RetryAfter != tc.retryAfter {
+				t.Errorf("result %+v\nwant class %v step %q status %d retry after %v", res, tc.class, tc.step, tc.code, tc.retryAfter)
+			}
+			if !strings.HasPrefix(res.Reason, tc.step+": ") || strings.Contains(res.Reason, "fake failure") {
+				t.Errorf("reason %q: want the step and no upstream body", res.Reason)
+			}
+			var got []string
+			for _, c := range api.Calls() {
+				got = append(got, c.String())
+			}
+			if !reflect.DeepEqual(got, tc.calls) {
+				t.Errorf("calls %v, want %v", got, tc.calls)
+			}
+		})
+	}
+}
+
+func TestDispatchRenameFailureIsAWarning(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	api.FailWith(func(c testenv.Call) int {
+		if c.Method == "PUT" {
+			return 500
+		}
+		return 0
+	})
+	res := newClient(t, api.URL, StaticToken("tok")).Dispatch(context.Background(), job("assistant", "a", "x"))
+	if res.Class != Success || !strings.Contains(res.Warning, "rename conversation: CodeMie answered 500") {
+		t.Errorf("result %+v: want success with a warning", res)
+	}
+}
+
+func TestDispatch500ThenSuccess(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	c := newClient(t, api.URL, StaticToken("tok"))
+	api.FailWith(func(testenv.Call) int { return 500 })
+	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Retryable {
+		t.Fatalf("first attempt %+v, want retryable", res)
+	}
+	api.FailWith(nil)
+	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Success {
+		t.Fatalf("second attempt %+v, want success", res)
+	}
+	calls := api.Calls()
+	if len(calls) != 2 || calls[0].Header.Get("Idempotency-Key") != calls[1].Header.Get("Idempotency-Key") {
+		t.Errorf("both attempts must carry the same Idempotency-Key: %v", calls)
+	}
+}
+
+func TestDispatchUpstreamDown(t *testing.T) {
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, "http://127.0.0.1:"+strconv.Itoa(port), StaticToken("tok"))
+	res := c.Dispatch(context.Background(), job("workflow", "w", "x"))
+	if res.Class != Retryable || res.Status != 0 || !strings.Contains(res.Reason, "connection refused") {
+		t.Errorf("result %+v, want retryable: connection refused", res)
+	}
+}
+
+func TestDispatchTimeout(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	api.HangOn(func(testenv.Call) bool { return true })
+	c := newClient(t, api.URL, StaticToken("tok"))
+	c.cfg.Timeout = 50 * time.Millisecond
+	res := c.Dispatch(context.Background(), job("workflow", "w", "x"))
+	if res.Class != Retryable || res.Reason != "create workflow execution: timed out" {
+		t.Errorf("result %+v, want retryable: timed out", res)
+	}
+}

@@ -1,0 +1,111 @@
+package dispatch
+
+import (
+	"context"
+	"html"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// text is the webhook body as the backend passes it on: decoded as UTF-8,
+// with invalid bytes replaced rather than dropped.
+func text(body []byte) string {
+	return strings.ToValidUTF8(string(body), "\uFFFD")
+}
+
+// assistant creates a conversation, names it, and calls the assistant's
+// model with the body; if the model call fails, the conversation is deleted.
+func (c *Client) assistant(ctx context.Context, job Job) Result {
+	id := url.PathEscape(job.ResourceID)
+	var created struct {
+		ID string `json:"id"`
+	}
+	res, ok := c.do(ctx, job, call{step: "create conversation", method: http.MethodPost, path: "/v1/conversations",
+		body: map[string]string{"initial_assistant_id": job.ResourceID, "folder": "webhook"}}, &created)
+	if !ok {
+		return res
+	}
+	if created.ID == "" {
+		return Result{Class: Final, Step: res.Step, Status: res.Status, Reason: "create conversation: CodeMie's answer has no conversation id"}
+	}
+	conv := url.PathEscape(created.ID)
+
+	var warning string
+	if res, ok := c.do(ctx, job, call{step: "rename conversation", method: http.MethodPut, path: "/v1/conversations/" + conv,
+		body: map[string]string{"name": "Webhook: " + job.ResourceID}}, nil); !ok {
+		// As in the backend, a conversation that keeps its default name
+		// does not fail the delivery.
+		warning = res.Reason
+	}
+
+	t := text(job.Body)
+	res, ok = c.do(ctx, job, call{step: "call assistant", method: http.MethodPost, path: "/v1/assistants/" + id + "/model",
+		body: map[string]any{"conversation_id": created.ID, "text": t, "content_raw": "<p>" + html.EscapeString(t) + "</p>", "stream": false}}, nil)
+	if !ok {
+		if del, ok := c.do(ctx, job, call{step: "delete conversation", method: http.MethodDelete, path: "/v1/conversations/" + conv}, nil); !ok {
+			warning = joinWarnings(warning, del.Reason)
+		}
+	}
+	res.Warning = joinWarnings(warning, res.Warning)
+	return res
+}
+
+// workflow starts an execution with the body as its input.
+func (c *Client) workflow(ctx context.Context, job Job) Result {
+	var started struct {
+		ExecutionID string `json:"execution_id"`
+	}
+	res, _ := c.do(ctx, job, call{step: "create workflow execution", method: http.MethodPost,
+		path: "/v1/workflows/" + url.PathEscape(job.ResourceID) + "/executions",
+		body: map[string]string{"user_input": text(job.Body)}}, &started)
+	return res
+}
+
+// codeIndexTypes are the backend's code index types (CodeIndexType).
+var codeIndexTypes = map[string]bool{"code": true, "summary": true, "chunk-summary": true}
+
+// datasource reads the datasource and starts the reindex its type needs.
+func (c *Client) datasource(ctx context.Context, job Job) Result {
+	var ds struct {
+		IndexType   string `json:"index_type"`
+		ProjectName string `json:"project_name"`
+		RepoName    string `json:"repo_name"`
+	}
+	id := url.PathEscape(job.ResourceID)
+	res, ok := c.do(ctx, job, call{step: "read datasource", method: http.MethodGet, path: "/v1/index/" + id}, &ds)
+	if !ok {
+		return res
+	}
+	kb := map[string]string{"name": ds.RepoName, "project_name": ds.ProjectName}
+	var reindex call
+	switch {
+	case ds.IndexType == "provider":
+		reindex = call{path: "/v1/index/provider/" + id + "/reindex", body: struct{}{}}
+	case codeIndexTypes[ds.IndexType]:
+		reindex = call{path: "/v1/application/" + url.PathEscape(ds.ProjectName) + "/index/" + url.PathEscape(ds.RepoName) + "?full_reindex=true", body: struct{}{}}
+	case ds.IndexType == "knowledge_base_jira":
+		reindex = call{path: "/v1/index/knowledge_base/jira?full_reindex=true", body: kb}
+	case ds.IndexType == "knowledge_base_confluence":
+		reindex = call{path: "/v1/index/knowledge_base/confluence?full_reindex=true", body: kb}
+	case ds.IndexType == "llm_routing_google":
+		reindex = call{path: "/v1/index/knowledge_base/google/reindex", body: kb}
+	default:
+		return Result{Class: Final, Step: "read datasource", Status: res.Status,
+			Reason: "datasource type cannot be reindexed by a webhook",
+			Answer: &Answer{Status: http.StatusForbidden, Detail: "Datasource type '" + ds.IndexType + "' is not supported via webhook."}}
+	}
+	reindex.step, reindex.method = "reindex datasource", http.MethodPut
+	res, _ = c.do(ctx, job, reindex, nil)
+	return res
+}
+
+func joinWarnings(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}

@@ -1,0 +1,109 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// TokenError says the API could not be authorized. It never holds a
+// secret: not the client secret, not a token, not the token endpoint's body.
+type TokenError struct {
+	// Retryable is false when the token endpoint refused the client (4xx):
+	// trying again without a configuration change cannot help.
+	Retryable bool
+	msg       string
+}
+
+func (e *TokenError) Error() string { return e.msg }
+
+// StaticToken is a bearer token that never changes.
+type StaticToken string
+
+// Token implements Tokens.
+func (t StaticToken) Token(context.Context) (string, error) { return string(t), nil }
+
+// Invalidate implements Tokens; a static token cannot be renewed.
+func (StaticToken) Invalidate(string) {}
+
+// refreshBefore is how long before its expiry a token is replaced.
+const refreshBefore = 30 * time.Second
+
+// ClientCredentials gets tokens with the OAuth2 client-credentials grant
+// (as Keycloak service accounts do), keeps each until shortly before it
+// expires, and shares one fetch among concurrent callers.
+type ClientCredentials struct {
+	cfg    clientcredentials.Config
+	client *http.Client
+	now    func() time.Time
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time // zero: never
+}
+
+// NewClientCredentials returns a token source for the client at tokenURL,
+// fetching tokens through client.
+func NewClientCredentials(tokenURL, clientID, clientSecret string, client *http.Client) *ClientCredentials {
+	return &ClientCredentials{
+		cfg:    clientcredentials.Config{ClientID: clientID, ClientSecret: clientSecret, TokenURL: tokenURL},
+		client: client,
+		now:    time.Now,
+	}
+}
+
+// Token implements Tokens.
+func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	now := cc.now()
+	if cc.token != "" && (cc.expires.IsZero() || now.Before(cc.expires.Add(-refreshBefore))) {
+		return cc.token, nil
+	}
+	t, err := cc.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, cc.client))
+	if err != nil {
+		return "", tokenError(err)
+	}
+	if t.AccessToken == "" {
+		return "", &TokenError{Retryable: true, msg: "fetching OAuth2 token: the answer has no access_token"}
+	}
+	cc.token, cc.expires = t.AccessToken, time.Time{}
+	switch {
+	case t.ExpiresIn > 0:
+		cc.expires = now.Add(time.Duration(t.ExpiresIn) * time.Second)
+	case !t.Expiry.IsZero():
+		// The library dates the expiry by the wall clock; keep its
+		// distance, on this source's clock.
+		cc.expires = now.Add(time.Until(t.Expiry))
+	}
+	return cc.token, nil
+}
+
+// Invalidate implements Tokens: a token the API refused is not used again.
+func (cc *ClientCredentials) Invalidate(token string) {
+	cc.mu.Lock()
+	if cc.token == token {
+		cc.token = ""
+	}
+	cc.mu.Unlock()
+}
+
+// tokenError describes a failed fetch by status only.
+func tokenError(err error) *TokenError {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		status := re.Response.StatusCode
+		msg := fmt.Sprintf("fetching OAuth2 token: the token endpoint answered %d", status)
+		if re.ErrorCode != "" {
+			msg += " (" + re.ErrorCode + ")"
+		}
+		return &TokenError{Retryable: status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500, msg: msg}
+	}
+	return &TokenError{Retryable: true, msg: "fetching OAuth2 token: " + networkReason(err)}
+}
