@@ -55,7 +55,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			timeout <duration>
 //			header <name> <value>
 //		}
-//		delivery sync
+//		delivery async|sync
+//		workers <n>
+//		retry <attempts> <first> <max>
+//		claim_after <duration>
+//		max_queue <n>
+//		max_age <duration>
 //	}
 //
 // Every option may appear once. Values that hold an address or a secret may
@@ -123,12 +128,29 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 			wh.Upstream, err = parseUpstream(d)
 		case "delivery":
 			err = oneArg(d, func(s string) error {
-				if s != module.DeliverySync {
-					return notA("delivery mode: sync", s)
+				if s != module.DeliverySync && s != module.DeliveryAsync {
+					return notA("delivery mode: async or sync", s)
 				}
 				wh.Delivery = s
 				return nil
 			})
+		case "workers":
+			err = oneArg(d, positiveIntInto(&wh.Workers))
+		case "retry":
+			wh.Retry, err = parseRetry(d)
+		case "claim_after":
+			err = oneArg(d, durationInto(&wh.ClaimAfter))
+		case "max_queue":
+			err = oneArg(d, func(s string) error {
+				var n int
+				if err := positiveIntInto(&n)(s); err != nil {
+					return err
+				}
+				wh.MaxQueue = int64(n)
+				return nil
+			})
+		case "max_age":
+			err = oneArg(d, durationInto(&wh.MaxAge))
 		default:
 			return d.Errf("codemie_webhooks: unknown option %q", opt)
 		}
@@ -258,6 +280,27 @@ func parseRateLimit(d *caddyfile.Dispenser) (*module.RateLimit, error) {
 		return nil, d.Errf("codemie_webhooks: rate_limit: %v", err)
 	}
 	return rl, nil
+}
+
+// parseRetry parses "retry <attempts> <first> <max>".
+func parseRetry(d *caddyfile.Dispenser) (*module.Retry, error) {
+	args := d.RemainingArgs()
+	if len(args) != 3 {
+		return nil, d.Errf("codemie_webhooks: retry takes <attempts> <first> <max>")
+	}
+	rt := &module.Retry{}
+	for _, set := range []struct {
+		f   func(string) error
+		arg string
+	}{{positiveIntInto(&rt.Attempts), args[0]}, {durationInto(&rt.First), args[1]}, {durationInto(&rt.Max), args[2]}} {
+		if err := set.f(set.arg); err != nil {
+			return nil, d.Errf("codemie_webhooks: retry: %v", err)
+		}
+	}
+	if rt.Max < rt.First {
+		return nil, d.Errf("codemie_webhooks: retry: max %s is less than first %s", args[2], args[1])
+	}
+	return rt, nil
 }
 
 // oneArg reads exactly one argument on the option's line and hands it to set.

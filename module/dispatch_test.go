@@ -25,6 +25,7 @@ func dispatchSite(t *testing.T, upstreamBlock string) (*testenv.Caddy, *testenv.
 		codemie_webhooks {
 			redis %s
 			rate_limit off
+			delivery sync
 			upstream %s {
 				%s
 				header X-Edge caddy
@@ -206,6 +207,7 @@ func TestDispatchUpstreamDown(t *testing.T) {
 	route %s* {
 		codemie_webhooks {
 			redis %s
+			delivery sync
 			upstream http://127.0.0.1:%d
 		}
 	}`, webhooks, r.Addr, port))
@@ -253,6 +255,7 @@ func TestDispatchOAuth2(t *testing.T) {
 		codemie_webhooks {
 			redis %s
 			rate_limit off
+			delivery sync
 			upstream %s {
 				oauth2 %s/token %s %s
 			}
@@ -286,6 +289,7 @@ func TestDispatchTokenEndpointFailing(t *testing.T) {
 		codemie_webhooks {
 			redis %s
 			rate_limit off
+			delivery sync
 			upstream %s {
 				oauth2 %s/token %s %s
 			}

@@ -83,6 +83,7 @@ func enforcementSite(t *testing.T) (*testenv.Caddy, *testenv.Redis, string) {
 			redis %s
 			rate_limit 1000 1m
 			upstream %s
+			delivery sync
 		}
 	}
 	route /strict/* {
@@ -91,6 +92,7 @@ func enforcementSite(t *testing.T) (*testenv.Caddy, *testenv.Redis, string) {
 			filtered_status 400
 			require_auth
 			upstream %s
+			delivery sync
 		}
 	}
 	route /limited/* {
@@ -98,6 +100,7 @@ func enforcementSite(t *testing.T) (*testenv.Caddy, *testenv.Redis, string) {
 			redis %s
 			rate_limit 2 1m
 			upstream %s
+			delivery sync
 		}
 	}
 	handle /metrics {

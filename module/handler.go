@@ -4,24 +4,22 @@
 package module
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
-	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/filestore"
@@ -50,6 +48,22 @@ const (
 const (
 	// DeliverySync dispatches during the request: CodeMie's answer decides ours.
 	DeliverySync = "sync"
+	// DeliveryAsync answers once the webhook is in a durable Redis queue,
+	// which workers in every instance dispatch, retry and dead-letter.
+	DeliveryAsync = "async"
+)
+
+// Defaults of durable delivery.
+const (
+	DefaultAttempts     = 12
+	DefaultFirstBackoff = time.Second
+	DefaultMaxBackoff   = time.Hour
+	DefaultClaimAfter   = time.Minute
+	DefaultMaxQueue     = 1_000_000
+	DefaultMaxAge       = 72 * time.Hour
+	// drainTimeout bounds how long a config unload waits for dispatches in
+	// flight before handing them back to the queue.
+	drainTimeout = 30 * time.Second
 )
 
 // Handler is the edge for CodeMie webhooks. It answers
@@ -122,9 +136,34 @@ type Handler struct {
 	// Upstream is the CodeMie API that accepted webhooks trigger. Required.
 	Upstream *Upstream `json:"upstream,omitempty"`
 
-	// Delivery is how accepted webhooks reach the upstream: "sync"
-	// dispatches during the request. Default: sync.
+	// Delivery is how accepted webhooks reach the upstream: "async" answers
+	// once the webhook is in a durable Redis queue; "sync" dispatches during
+	// the request. Default: async with Redis, sync with an integrations file
+	// (the only mode it allows).
 	Delivery string `json:"delivery,omitempty"`
+
+	// Workers is how many queued webhooks this instance dispatches at once.
+	// Default: 4 x GOMAXPROCS.
+	Workers int `json:"workers,omitempty"`
+
+	// Retry is the policy for queued webhooks whose dispatch failed in a
+	// way that may pass: network errors, timeouts, 408, 429, 5xx.
+	// Default: 12 attempts, backoff from 1s up to 1h, with full jitter.
+	Retry *Retry `json:"retry,omitempty"`
+
+	// ClaimAfter is how long a queued webhook may be in flight at an
+	// instance that shows no sign of life before another instance takes it
+	// over. Default: 1m.
+	ClaimAfter caddy.Duration `json:"claim_after,omitempty"`
+
+	// MaxQueue is the most webhooks the queue holds; when it is full,
+	// webhooks are answered 503 rather than anything being dropped.
+	// Default: 1000000.
+	MaxQueue int64 `json:"max_queue,omitempty"`
+
+	// MaxAge is how old a queued webhook may get before it is moved to the
+	// dead stream instead of dispatched. Default: 72h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
 
 	logger       *zap.Logger
 	redis        *redisconn.Config // as acquired, to release on Cleanup
@@ -133,6 +172,10 @@ type Handler struct {
 	verifyOpts   verify.Options
 	limitedMsg   string
 	dispatcher   *dispatch.Client
+	redisClient  redis.UniversalClient
+	prefix       string
+	queue        *delivery.Queue   // with delivery async
+	workers      *delivery.Workers // with delivery async
 }
 
 // Upstream is the CodeMie API and how to authorize calls to it.
@@ -159,6 +202,16 @@ type OAuth2 struct {
 	TokenURL     string `json:"token_url"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
+}
+
+// Retry is an exponential backoff with full jitter.
+type Retry struct {
+	// Attempts is the number of dispatch attempts in all.
+	Attempts int `json:"attempts,omitempty"`
+	// First bounds the first wait; each next bound doubles.
+	First caddy.Duration `json:"first,omitempty"`
+	// Max caps the bound.
+	Max caddy.Duration `json:"max,omitempty"`
 }
 
 // RateLimit is a fixed window per webhook.
@@ -213,6 +266,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if w, ok := src.(store.Watcher); ok {
 		go w.Watch(ctx, cache.Invalidate, cache.InvalidateAll)
 	}
+	if h.Delivery == DeliveryAsync {
+		h.startQueue(ctx)
+	}
 	h.integrations = cache
 	return nil
 }
@@ -251,6 +307,33 @@ func (h *Handler) setDefaults() {
 	}
 	if h.Delivery == "" {
 		h.Delivery = DeliverySync
+		if h.Redis != nil {
+			h.Delivery = DeliveryAsync
+		}
+	}
+	if h.Workers == 0 {
+		h.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	if h.Retry == nil {
+		h.Retry = &Retry{}
+	}
+	if h.Retry.Attempts == 0 {
+		h.Retry.Attempts = DefaultAttempts
+	}
+	if h.Retry.First == 0 {
+		h.Retry.First = caddy.Duration(DefaultFirstBackoff)
+	}
+	if h.Retry.Max == 0 {
+		h.Retry.Max = caddy.Duration(DefaultMaxBackoff)
+	}
+	if h.ClaimAfter == 0 {
+		h.ClaimAfter = caddy.Duration(DefaultClaimAfter)
+	}
+	if h.MaxQueue == 0 {
+		h.MaxQueue = DefaultMaxQueue
+	}
+	if h.MaxAge == 0 {
+		h.MaxAge = caddy.Duration(DefaultMaxAge)
 	}
 }
 
@@ -322,6 +405,7 @@ func (h *Handler) openStore() (store.Store, error) {
 			prefix = redisstore.DefaultPrefix
 		}
 		h.guard = guard.NewRedis(client, prefix, h.guardConfig())
+		h.redisClient, h.prefix = client, prefix
 		return redisstore.New(client, prefix, h.logger), nil
 	}
 	return nil, errors.New("no integration store: configure redis or integrations_file")
@@ -354,14 +438,26 @@ func (h *Handler) Validate() error {
 	if h.Upstream.Timeout < 0 {
 		return errors.New("upstream: timeout must not be negative")
 	}
-	if h.Delivery != DeliverySync {
-		return fmt.Errorf("delivery %q: must be sync", h.Delivery)
+	switch {
+	case h.Delivery == DeliveryAsync && h.Redis == nil:
+		return errors.New("delivery async needs redis: an integrations file allows only delivery sync")
+	case h.Delivery != DeliverySync && h.Delivery != DeliveryAsync:
+		return fmt.Errorf("delivery %q: must be async or sync", h.Delivery)
+	case h.Workers < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
+		return errors.New("workers, max_queue, max_age and claim_after must not be negative")
+	case h.Retry.Attempts < 0 || h.Retry.First < 0 || h.Retry.Max < h.Retry.First:
+		return errors.New("retry: attempts must not be negative, and first must not exceed max")
 	}
 	return nil
 }
 
-// Cleanup releases the shared Redis client.
+// Cleanup stops the workers, handing back what they could not finish, and
+// releases the shared Redis client.
 func (h *Handler) Cleanup() error {
+	if h.workers != nil {
+		h.workers.Stop(drainTimeout)
+		queues.remove(h.queue)
+	}
 	if h.redis == nil {
 		return nil
 	}
@@ -373,206 +469,6 @@ func (h *Handler) servedStale(id string, err error) {
 	metrics.staleServed.Inc()
 	h.logger.Warn("integration store unreachable; serving the last good copy",
 		zap.String("webhook_id", id), zap.Error(err))
-}
-
-// ServeHTTP answers a webhook request. It never calls next.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	a := h.serve(w, r, repl)
-	if repl != nil {
-		repl.Set("http.codemie_webhooks.outcome", string(a.outcome))
-	}
-	metrics.requests.WithLabelValues(string(a.outcome)).Inc()
-	h.log(r, a)
-	return nil
-}
-
-// answer is how one request ended, for the metrics and the log.
-type answer struct {
-	outcome    outcome
-	status     int
-	id         string
-	deliveryID string
-	err        error // what went wrong on our side, if anything
-}
-
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return writeDetail(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, "Method Not Allowed")
-	}
-	id := webhookID(r.URL.EscapedPath())
-	if !integration.ValidID(id) {
-		return writeDetail(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, "Invalid webhook ID")
-	}
-	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header)}
-	if repl != nil {
-		repl.Set("http.codemie_webhooks.id", id)
-		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
-	}
-	if r.ContentLength > h.MaxBody {
-		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
-	}
-
-	in, err := h.integrations.Load(r.Context(), id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return writeNotFound(w, a.with(outcomeNotFound, http.StatusBadRequest))
-	case integration.IsMalformed(err):
-		a.err = err
-		return writeDetail(w, a.with(outcomeMalformed, http.StatusInternalServerError), msgFailed)
-	case err != nil:
-		a.err = err
-		w.Header().Set("Retry-After", "5")
-		return writeDetail(w, a.with(outcomeStoreUnavailable, http.StatusServiceUnavailable), "Webhook store unavailable, retry later")
-	case !in.Enabled:
-		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
-	}
-
-	body, err := readBody(r, h.MaxBody)
-	if errors.Is(err, errBodyTooLarge) {
-		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
-	}
-	if err != nil {
-		a.err = err
-		return writeDetail(w, a.with(outcomeBadBody, http.StatusBadRequest), "Could not read the request body")
-	}
-
-	v := verify.Check(in, r.Header, body, h.verifyOpts)
-	if v.Unauthenticated {
-		metrics.unauthenticated.Inc()
-		h.logger.Warn("webhook has no authentication configured; served without any",
-			zap.String("webhook_id", id), zap.String("delivery_id", a.deliveryID))
-	}
-	if v.Outcome != verify.Pass {
-		return writeResult(w, a.with(outcome(v.Outcome), v.Status), v.Message)
-	}
-	if !dispatch.Supported(in.ResourceType) {
-		ans := dispatch.UnsupportedAnswer(in.ResourceType)
-		return writeDetail(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
-	}
-	return h.admit(w, r, a, in, body)
-}
-
-// admit runs the guard over a verified request and hands it on.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
-	d, err := h.guard.Check(r.Context(), a.id, a.deliveryID)
-	if err != nil {
-		// Fail open: an unreachable Redis must not stop verified webhooks.
-		metrics.guardErrors.Inc()
-		h.logger.Warn("rate limit and replay guard unavailable; admitting", zap.String("webhook_id", a.id), zap.Error(err))
-	}
-	switch d.Verdict {
-	case guard.Duplicate:
-		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), "Duplicate delivery ignored")
-	case guard.Limited:
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
-		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg)
-	}
-	res := h.accept(w, r, a, in, body)
-	if res.status >= 300 {
-		// Not accepted after all: the sender's retry must not be a duplicate.
-		if err := h.guard.Forget(r.Context(), a.id, a.deliveryID); err != nil {
-			h.logger.Warn("forgetting a delivery that was not accepted", zap.String("webhook_id", a.id), zap.Error(err))
-		}
-	}
-	return res
-}
-
-// accept triggers the integration's resource. The sender's delivery id
-// (or, without one, a new id) is the Idempotency-Key of every call.
-func (h *Handler) accept(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
-	deliveryID := a.deliveryID
-	if deliveryID == "" {
-		deliveryID = "edge-" + uuid.NewString()
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("http.codemie_webhooks.delivery_id", deliveryID)
-		}
-	}
-	job := dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
-		UserID: in.UserID, DeliveryID: deliveryID, Body: body}
-	// A sender that gives up must not leave the calls half made.
-	res := h.dispatch(context.WithoutCancel(r.Context()), job)
-	return h.answerDispatch(w, a, res)
-}
-
-// dispatch makes one attempt and records it.
-func (h *Handler) dispatch(ctx context.Context, job dispatch.Job) dispatch.Result {
-	start := time.Now()
-	res := h.dispatcher.Dispatch(ctx, job)
-	metrics.dispatches.WithLabelValues(job.ResourceType, res.Class.String()).Inc()
-	metrics.dispatchDuration.WithLabelValues(job.ResourceType).Observe(time.Since(start).Seconds())
-	if res.Warning != "" {
-		h.logger.Warn("webhook dispatched with a warning", zap.String("webhook_id", job.WebhookID),
-			zap.String("delivery_id", job.DeliveryID), zap.String("warning", res.Warning))
-	}
-	return res
-}
-
-// answerDispatch tells the sender how a synchronous dispatch went: never
-// the upstream's body, only the step that failed and CodeMie's status.
-func (h *Handler) answerDispatch(w http.ResponseWriter, a answer, res dispatch.Result) answer {
-	if res.Class == dispatch.Success {
-		return writeResult(w, a.with(outcomeDispatched, http.StatusOK), "Webhook invoked successfully")
-	}
-	a.err = errors.New(res.Reason)
-	if res.Answer != nil {
-		return writeDetail(w, a.with(outcomeDispatchRefused, res.Answer.Status), res.Answer.Detail)
-	}
-	msg := "Webhook dispatch failed at step '" + res.Step + "'"
-	if res.Status != 0 {
-		msg += ": CodeMie answered " + strconv.Itoa(res.Status)
-	}
-	if res.Class == dispatch.Final {
-		return writeDetail(w, a.with(outcomeDispatchFailed, http.StatusBadGateway), msg)
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(int(max(res.RetryAfter, 5*time.Second)/time.Second)))
-	return writeDetail(w, a.with(outcomeDispatchUnavailable, http.StatusServiceUnavailable), msg+", retry later")
-}
-
-func (a answer) with(o outcome, status int) answer {
-	a.outcome, a.status = o, status
-	return a
-}
-
-// log writes one line per request that did not trigger anything: an error
-// for a fault on our side, a warning for a refused sender, info for other
-// rejections, debug for answers that are not failures (pong, filtered,
-// duplicate). It never logs a secret or the body.
-func (h *Handler) log(r *http.Request, a answer) {
-	lvl := zapcore.DebugLevel
-	switch {
-	case a.status >= 500:
-		lvl = zapcore.ErrorLevel
-	case a.status == http.StatusUnauthorized || a.status == http.StatusTooManyRequests:
-		lvl = zapcore.WarnLevel
-	case a.status >= 400:
-		lvl = zapcore.InfoLevel
-	}
-	c := h.logger.Check(lvl, "webhook not triggered")
-	if c == nil {
-		return
-	}
-	remote := r.RemoteAddr
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		remote = ip
-	}
-	fields := []zap.Field{
-		zap.String("webhook_id", a.id),
-		zap.String("reason", string(a.outcome)),
-		zap.Int("status", a.status),
-		zap.String("remote_ip", remote),
-		zap.String("delivery_id", a.deliveryID),
-	}
-	if a.err != nil {
-		fields = append(fields, zap.Error(a.err))
-	}
-	c.Write(fields...)
-}
-
-// webhookID returns the last segment of an escaped path.
-func webhookID(path string) string {
-	return path[strings.LastIndexByte(path, '/')+1:]
 }
 
 // Interface guards

@@ -126,10 +126,10 @@ func TestFileStore(t *testing.T) {
 	exchange{name: "removed from the file", path: webhooks + "on", wantStatus: 400, wantBody: notFound("on")}.run(t, c)
 }
 
-// waitFor polls cond until it holds or 10 seconds pass.
+// waitFor polls cond until it holds or 60 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -203,6 +203,7 @@ func TestRedisDown(t *testing.T) {
 			cache_ttl 20ms
 			stale_ttl 1h
 			rate_limit off
+			delivery sync
 			upstream %s
 		}
 	}

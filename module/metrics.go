@@ -10,7 +10,8 @@ import (
 // outcome is how a request ended; it labels caddy_codemie_webhooks_requests_total.
 type outcome string
 
-// Outcomes of a request.
+// Outcomes of a request, besides those of verification (verify.Outcome
+// values other than Pass).
 const (
 	outcomeMethodNotAllowed    outcome = "method_not_allowed"
 	outcomeBadID               outcome = "bad_id"
@@ -27,13 +28,16 @@ const (
 	outcomeDispatchRefused     outcome = "dispatch_refused"
 	outcomeDispatchFailed      outcome = "dispatch_failed"
 	outcomeDispatchUnavailable outcome = "dispatch_unavailable"
-	// and the outcomes of verification: verify.Outcome values other than Pass.
+	outcomeEnqueued            outcome = "enqueued"
+	outcomeQueueFull           outcome = "queue_full"
+	outcomeQueueUnavailable    outcome = "queue_unavailable"
 )
 
 // metrics are created once and registered with every configuration's
 // registry, so counts survive config reloads.
-var metrics = struct {
+var metrics struct {
 	once            sync.Once
+	collectors      []prometheus.Collector
 	requests        *prometheus.CounterVec
 	staleServed     prometheus.Counter
 	unauthenticated prometheus.Counter
@@ -41,52 +45,77 @@ var metrics = struct {
 
 	dispatches       *prometheus.CounterVec
 	dispatchDuration *prometheus.HistogramVec
-}{}
+
+	retries     prometheus.Counter
+	dead        prometheus.Counter
+	deliveryAge prometheus.Histogram
+
+	queueLength   *prometheus.GaugeVec
+	queuePending  *prometheus.GaugeVec
+	queueRetrying *prometheus.GaugeVec
+	queueDead     *prometheus.GaugeVec
+	queueOldest   *prometheus.GaugeVec
+}
 
 const namespace, subsystem = "caddy", "codemie_webhooks"
 
+func opts(name, help string) prometheus.Opts {
+	return prometheus.Opts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
+}
+
+func counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts(opts(name, help)))
+	metrics.collectors = append(metrics.collectors, c)
+	return c
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels)
+	metrics.collectors = append(metrics.collectors, c)
+	return c
+}
+
+func queueGauge(name, help string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(name, help)), []string{"queue"})
+	metrics.collectors = append(metrics.collectors, g)
+	return g
+}
+
+// durationBuckets span 5ms to about 5 minutes: an LLM call may take that.
+var durationBuckets = prometheus.ExponentialBuckets(0.005, 2.5, 12)
+
 func registerMetrics(reg prometheus.Registerer) error {
 	metrics.once.Do(func() {
-		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace,
-			Subsystem: subsystem,
-			Name:      "requests_total",
-			Help:      "Webhook requests by how they ended.",
-		}, []string{"outcome"})
-		metrics.staleServed = prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Subsystem: subsystem,
-			Name:      "integrations_stale_served_total",
-			Help:      "Integrations served past their cache TTL because the store could not be reached.",
-		})
-		metrics.unauthenticated = prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Subsystem: subsystem,
-			Name:      "unauthenticated_requests_total",
-			Help:      "Requests to webhooks whose integration configures no authentication mechanism.",
-		})
-		metrics.guardErrors = prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Subsystem: subsystem,
-			Name:      "guard_errors_total",
-			Help:      "Requests admitted without rate limit and replay guard because Redis could not be reached.",
-		})
-		metrics.dispatches = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace,
-			Subsystem: subsystem,
-			Name:      "dispatch_total",
-			Help:      "Attempts to trigger a CodeMie resource, by resource type and result (success, retryable, final).",
-		}, []string{"resource_type", "result"})
+		metrics.requests = counterVec("requests_total", "Webhook requests by how they ended.", "outcome")
+		metrics.staleServed = counter("integrations_stale_served_total",
+			"Integrations served past their cache TTL because the store could not be reached.")
+		metrics.unauthenticated = counter("unauthenticated_requests_total",
+			"Requests to webhooks whose integration configures no authentication mechanism.")
+		metrics.guardErrors = counter("guard_errors_total",
+			"Requests admitted without rate limit and replay guard because Redis could not be reached.")
+		metrics.dispatches = counterVec("dispatch_total",
+			"Attempts to trigger a CodeMie resource, by resource type and result (success, retryable, final).",
+			"resource_type", "result")
 		metrics.dispatchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace,
-			Subsystem: subsystem,
-			Name:      "dispatch_duration_seconds",
-			Help:      "Time to make one attempt at triggering a CodeMie resource, all calls included.",
-			Buckets:   prometheus.ExponentialBuckets(0.005, 2.5, 12), // 5ms to about 5min
+			Namespace: namespace, Subsystem: subsystem, Name: "dispatch_duration_seconds",
+			Help:    "Time to make one attempt at triggering a CodeMie resource, all calls included.",
+			Buckets: durationBuckets,
 		}, []string{"resource_type"})
+		metrics.retries = counter("delivery_retries_total", "Queued webhooks whose attempt failed and was scheduled again.")
+		metrics.dead = counter("delivery_dead_total", "Queued webhooks moved to the dead stream.")
+		metrics.deliveryAge = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "delivery_age_seconds",
+			Help:    "Time from a webhook's arrival to its successful dispatch from the queue.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 16), // 5ms to about 20h
+		})
+		metrics.queueLength = queueGauge("queue_length", "Webhooks in the delivery stream: waiting, in flight or waiting to retry.")
+		metrics.queuePending = queueGauge("queue_pending", "Webhooks read by a worker and not yet finished.")
+		metrics.queueRetrying = queueGauge("queue_retrying", "Webhooks waiting for their next attempt.")
+		metrics.queueDead = queueGauge("queue_dead", "Webhooks in the dead stream.")
+		metrics.queueOldest = queueGauge("queue_oldest_age_seconds", "Age of the oldest webhook in the delivery stream.")
+		metrics.collectors = append(metrics.collectors, metrics.dispatchDuration, metrics.deliveryAge)
 	})
-	for _, c := range []prometheus.Collector{metrics.requests, metrics.staleServed, metrics.unauthenticated,
-		metrics.guardErrors, metrics.dispatches, metrics.dispatchDuration} {
+	for _, c := range metrics.collectors {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

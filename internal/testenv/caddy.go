@@ -23,13 +23,26 @@ type Caddy struct {
 	LogPath string
 	// Client has short timeouts and no redirects.
 	Client *http.Client
+	// Config is the whole Caddyfile loaded.
+	Config string
+}
+
+// withAdmin turns the admin endpoint off unless a global line configures it.
+func withAdmin(global []string) []string {
+	for _, line := range global {
+		if strings.HasPrefix(strings.TrimSpace(line), "admin") {
+			return global
+		}
+	}
+	return append([]string{"admin off"}, global...)
 }
 
 // StartCaddy serves site (the body of a site block, in Caddyfile syntax) on
 // a free loopback port in this process, logging to a file at debug level,
 // and stops it when the test ends. extraGlobal lines go into the global
-// options block. Only one Caddy runs in a process at a time: the tests that
-// use it must not be parallel.
+// options block; without an "admin" line the admin endpoint is off. Only
+// one Caddy runs in a process at a time: the tests that use it must not be
+// parallel.
 func StartCaddy(t testing.TB, site string, extraGlobal ...string) *Caddy {
 	t.Helper()
 	port, err := FreePort()
@@ -44,8 +57,7 @@ func StartCaddy(t testing.TB, site string, extraGlobal ...string) *Caddy {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	cfg := fmt.Sprintf(`{
-	admin off
+	c.Config = fmt.Sprintf(`{
 	persist_config off
 	auto_https off
 	grace_period 5s
@@ -60,8 +72,8 @@ func StartCaddy(t testing.TB, site string, extraGlobal ...string) *Caddy {
 %s {
 	%s
 }
-`, c.LogPath, strings.Join(extraGlobal, "\n\t"), c.URL, site)
-	LoadCaddyfile(t, cfg)
+`, c.LogPath, strings.Join(withAdmin(extraGlobal), "\n\t"), c.URL, site)
+	LoadCaddyfile(t, c.Config)
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping caddy: %v", err)

@@ -18,6 +18,9 @@ type Call struct {
 	Path   string
 	Header http.Header
 	Body   string
+	// Status is what the fake answered; 0 when it never did (a hung call,
+	// or the API being down).
+	Status int
 }
 
 // String is "METHOD path", which is what most assertions compare.
@@ -41,6 +44,7 @@ type CodeMie struct {
 	datasources map[string]Datasource
 	fail        func(Call) int
 	hang        func(Call) bool
+	down        bool
 	tokens      int
 	tokenFail   int
 	tokenTTL    int
@@ -84,6 +88,27 @@ func (f *CodeMie) HangOn(fn func(Call) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hang = fn
+}
+
+// SetDown makes every call fail as if the API were down: the connection is
+// closed without an answer.
+func (f *CodeMie) SetDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+}
+
+// Succeeded counts, per delivery id (Idempotency-Key), the calls answered 2xx.
+func (f *CodeMie) Succeeded() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for _, c := range f.calls {
+		if c.Status >= 200 && c.Status < 300 {
+			out[c.Header.Get("Idempotency-Key")]++
+		}
+	}
+	return out
 }
 
 // FailTokens makes the token endpoint answer status (0: work again).
@@ -133,25 +158,39 @@ func (f *CodeMie) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
-	fail, hang := f.fail, f.hang
+	index := len(f.calls) - 1
+	fail, hang, down := f.fail, f.hang, f.down
 	f.nextID++
 	n := f.nextID
 	ds, dsOK := f.datasources[strings.TrimPrefix(r.URL.Path, "/v1/index/")]
 	f.mu.Unlock()
 
+	if down {
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+		return
+	}
 	if hang != nil && hang(c) {
 		<-r.Context().Done()
 		return
 	}
+	status := http.StatusOK
 	if fail != nil {
-		if status := fail(c); status != 0 {
-			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", "7")
-			}
-			w.WriteHeader(status)
-			fmt.Fprintf(w, `{"detail":"fake failure %d"}`, status)
-			return
+		if s := fail(c); s != 0 {
+			status = s
 		}
+	}
+	f.mu.Lock()
+	f.calls[index].Status = status
+	f.mu.Unlock()
+	if status != http.StatusOK {
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "7")
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"detail":"fake failure %d"}`, status)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch {
@@ -161,6 +200,9 @@ func (f *CodeMie) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"execution_id":"exec-%d"}`, n)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/index/"):
 		if !dsOK {
+			f.mu.Lock()
+			f.calls[index].Status = http.StatusNotFound
+			f.mu.Unlock()
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprint(w, `{"detail":"Datasource not found"}`)
 			return

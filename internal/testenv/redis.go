@@ -23,12 +23,13 @@ type Redis struct {
 	// Client is connected to the server.
 	Client *redis.Client
 
-	t      testing.TB
-	port   int
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
-	log    *bytes.Buffer
+	t          testing.TB
+	persistent bool
+	port       int
+	dir        string
+	cmd        *exec.Cmd
+	exited     chan struct{} // closed when cmd has exited
+	log        *bytes.Buffer
 }
 
 // StartRedis starts a redis-server on a free loopback port and returns once
@@ -36,7 +37,19 @@ type Redis struct {
 // The test fails (it never skips) when redis-server cannot be started.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	r := &Redis{t: t, dir: t.TempDir()}
+	return startRedis(t, &Redis{t: t, dir: t.TempDir()})
+}
+
+// StartPersistentRedis is StartRedis with an append-only file synced on
+// every write: a Restart, even after a SIGKILL, keeps every acknowledged
+// write.
+func StartPersistentRedis(t testing.TB) *Redis {
+	t.Helper()
+	return startRedis(t, &Redis{t: t, dir: t.TempDir(), persistent: true})
+}
+
+func startRedis(t testing.TB, r *Redis) *Redis {
+	t.Helper()
 	var err error
 	for range 5 { // a free port may be taken between probing and binding
 		r.port, err = FreePort()
@@ -62,10 +75,13 @@ func StartRedis(t testing.TB) *Redis {
 // start runs the server on r.port and waits until it answers.
 func (r *Redis) start() error {
 	r.log = new(bytes.Buffer)
-	r.cmd = exec.Command("redis-server",
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir,
-		"--protected-mode", "no", "--loglevel", "warning")
+	aof := []string{"--appendonly", "no"}
+	if r.persistent {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--dir", r.dir, "--protected-mode", "no", "--loglevel", "warning"}, aof...)
+	r.cmd = exec.Command("redis-server", args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {
 		return err
@@ -112,7 +128,8 @@ func (r *Redis) Stop() {
 	<-r.exited
 }
 
-// Restart starts the server again on the same port, empty.
+// Restart starts the server again on the same port: empty, or for a
+// persistent server with everything it had acknowledged.
 func (r *Redis) Restart() {
 	r.t.Helper()
 	r.Stop()

@@ -1,0 +1,436 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+// scripted is a DispatchFunc that records every attempt per delivery id and
+// answers what its function says.
+type scripted struct {
+	mu       sync.Mutex
+	attempts map[string]int
+	answer   func(job dispatch.Job, attempt int) dispatch.Result
+	running  atomic.Int32
+	peak     atomic.Int32
+}
+
+func newScripted(answer func(dispatch.Job, int) dispatch.Result) *scripted {
+	return &scripted{attempts: map[string]int{}, answer: answer}
+}
+
+func (s *scripted) dispatch(_ context.Context, job dispatch.Job) dispatch.Result {
+	n := s.running.Add(1)
+	defer s.running.Add(-1)
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+	}
+	s.mu.Lock()
+	s.attempts[job.DeliveryID]++
+	attempt := s.attempts[job.DeliveryID]
+	s.mu.Unlock()
+	return s.answer(job, attempt)
+}
+
+func (s *scripted) count(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[id]
+}
+
+func succeed(dispatch.Job, int) dispatch.Result { return dispatch.Result{Class: dispatch.Success} }
+
+var testConfig = Config{
+	Prefix: "t:", MaxLength: 1000, MaxAge: time.Hour, Attempts: 4,
+	FirstBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+	ClaimAfter: 200 * time.Millisecond, Workers: 4, Consumer: "test-a",
+}
+
+func entry(delivery string) Entry {
+	return NewEntry(dispatch.Job{WebhookID: "wh", ResourceType: "workflow", ResourceID: "wf", UserID: "u",
+		DeliveryID: delivery, Body: []byte("body of " + delivery + "\xff")},
+		http.Header{"X-Github-Event": {"push"}, "X-Gitlab-Token": {"secret"}}, time.Now())
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func start(t *testing.T, q *Queue, s *scripted, events Events) *Workers {
+	t.Helper()
+	w := q.Start(s.dispatch, events, zap.NewNop())
+	t.Cleanup(func() { w.Stop(time.Second) })
+	return w
+}
+
+func TestDeliver(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	var delivered atomic.Int32
+	var gotBody []byte
+	var mu sync.Mutex
+	s := newScripted(func(job dispatch.Job, _ int) dispatch.Result {
+		mu.Lock()
+		if job.DeliveryID == "d-0" {
+			gotBody = job.Body
+		}
+		mu.Unlock()
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	start(t, q, s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "20 deliveries", func() bool { return delivered.Load() == 20 })
+	for i := range 20 {
+		if n := s.count(fmt.Sprint("d-", i)); n != 1 {
+			t.Errorf("d-%d dispatched %d times", i, n)
+		}
+	}
+	mu.Lock()
+	if string(gotBody) != "body of d-0\xff" {
+		t.Errorf("body %q: not byte-exact", gotBody)
+	}
+	mu.Unlock()
+	waitFor(t, "the stream to empty", func() bool {
+		st, err := q.Stats(ctx)
+		return err == nil && st.Length == 0 && st.Pending == 0
+	})
+	if p := s.peak.Load(); p > int32(testConfig.Workers) {
+		t.Errorf("%d dispatches at once, workers is %d", p, testConfig.Workers)
+	}
+}
+
+func TestRetryThenSuccess(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	var retried, delivered atomic.Int32
+	s := newScripted(func(_ dispatch.Job, attempt int) dispatch.Result {
+		if attempt < 3 {
+			return dispatch.Result{Class: dispatch.Retryable, Status: 503, Reason: "busy"}
+		}
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	start(t, q, s, Events{Retried: func() { retried.Add(1) }, Delivered: func(time.Duration) { delivered.Add(1) }})
+	for i := range 5 {
+		if _, err := q.Enqueue(context.Background(), entry(fmt.Sprint("r-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "5 deliveries", func() bool { return delivered.Load() == 5 })
+	for i := range 5 {
+		if n := s.count(fmt.Sprint("r-", i)); n != 3 {
+			t.Errorf("r-%d: %d attempts, want 3", i, n)
+		}
+	}
+	if n := retried.Load(); n != 10 {
+		t.Errorf("%d retries, want 10", n)
+	}
+	waitFor(t, "the queue to empty", func() bool {
+		st, _ := q.Stats(context.Background())
+		return st.Length == 0 && st.Retrying == 0 && st.Pending == 0
+	})
+}
+
+func TestDeadLetters(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	var dead atomic.Int32
+	final := true
+	var mu sync.Mutex
+	s := newScripted(func(job dispatch.Job, _ int) dispatch.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case job.DeliveryID == "always-500":
+			return dispatch.Result{Class: dispatch.Retryable, Step: "create workflow execution", Status: 500, Reason: "create workflow execution: CodeMie answered 500"}
+		case final:
+			return dispatch.Result{Class: dispatch.Final, Step: "create workflow execution", Status: 404, Reason: "create workflow execution: CodeMie answered 404"}
+		}
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	var delivered atomic.Int32
+	start(t, q, s, Events{Dead: func() { dead.Add(1) }, Delivered: func(time.Duration) { delivered.Add(1) }})
+	ctx := context.Background()
+	for _, id := range []string{"final-1", "final-2", "always-500"} {
+		if _, err := q.Enqueue(ctx, entry(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "3 dead letters", func() bool { return dead.Load() == 3 })
+	if n := s.count("final-1"); n != 1 {
+		t.Errorf("a final failure was attempted %d times", n)
+	}
+	if n := s.count("always-500"); n != testConfig.Attempts {
+		t.Errorf("a retryable failure was attempted %d times, want %d", n, testConfig.Attempts)
+	}
+
+	letters, next, err := q.DeadLetters(ctx, "", 2)
+	if err != nil || len(letters) != 2 || next == "" {
+		t.Fatalf("first page: %d letters, next %q, %v", len(letters), next, err)
+	}
+	rest, next2, err := q.DeadLetters(ctx, next, 2)
+	if err != nil || len(rest) != 1 || next2 != "" {
+		t.Fatalf("second page: %d letters, next %q, %v", len(rest), next2, err)
+	}
+	all := append(letters, rest...)
+	byDelivery := map[string]DeadLetter{}
+	for _, dl := range all {
+		byDelivery[dl.DeliveryID] = dl
+	}
+	f := byDelivery["final-1"]
+	if f.Attempts != 1 || f.LastStatus != 404 || f.LastStep != "create workflow execution" || !strings.Contains(f.LastReason, "404") ||
+		f.WebhookID != "wh" || f.BodyBytes != len("body of final-1\xff") || f.Headers["X-Github-Event"] != "push" {
+		t.Errorf("dead letter %+v", f)
+	}
+	if _, ok := f.Headers["X-Gitlab-Token"]; ok {
+		t.Error("a secret header was kept")
+	}
+	if a := byDelivery["always-500"]; a.Attempts != testConfig.Attempts || a.LastStatus != 500 {
+		t.Errorf("exhausted dead letter %+v", a)
+	}
+
+	// Replay delivers; delete drops.
+	mu.Lock()
+	final = false
+	mu.Unlock()
+	if err := q.Replay(ctx, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replayed entry to be delivered", func() bool { return delivered.Load() == 1 })
+	if err := q.Replay(ctx, f.ID); !errors.Is(err, ErrNoSuchEntry) {
+		t.Errorf("replaying twice: %v, want ErrNoSuchEntry", err)
+	}
+	if err := q.DeleteDead(ctx, byDelivery["final-2"].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.ReplayAll(ctx); err != nil || n != 1 {
+		t.Errorf("replay-all: %d, %v; want the 1 left", n, err)
+	}
+	waitFor(t, "replay-all to deliver", func() bool { return s.count("always-500") > testConfig.Attempts })
+}
+
+func TestQueueFull(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxLength = 2
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	for i := range 2 {
+		if _, err := q.Enqueue(ctx, entry(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Enqueue(ctx, entry("3")); !errors.Is(err, ErrFull) {
+		t.Errorf("third entry: %v, want ErrFull", err)
+	}
+	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 2 {
+		t.Errorf("stream length %d, want 2: nothing dropped, nothing added", n)
+	}
+	r.Stop()
+	if _, err := q.Enqueue(ctx, entry("4")); err == nil || errors.Is(err, ErrFull) {
+		t.Errorf("Redis down: %v, want an error", err)
+	}
+}
+
+func TestExpired(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	var dead atomic.Int32
+	s := newScripted(succeed)
+	start(t, q, s, Events{Dead: func() { dead.Add(1) }})
+	old := entry("old")
+	old.ReceivedAt = time.Now().Add(-2 * time.Hour)
+	if _, err := q.Enqueue(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the expired entry to be buried", func() bool { return dead.Load() == 1 })
+	if s.count("old") != 0 {
+		t.Error("an expired entry was dispatched")
+	}
+	letters, _, _ := q.DeadLetters(context.Background(), "", 10)
+	if len(letters) != 1 || letters[0].LastStep != "queue" || !strings.HasPrefix(letters[0].LastReason, "expired after") {
+		t.Errorf("dead letters %+v", letters)
+	}
+}
+
+func TestReclaimFromSilentConsumer(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	if err := q.ensureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, entry("orphan")); err != nil {
+		t.Fatal(err)
+	}
+	// A consumer reads the entry and goes silent, as a killed process does.
+	msgs, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: Group, Consumer: "ghost", Streams: []string{"t:deliveries", ">"}, Count: 10}).Result()
+	if err != nil || len(msgs[0].Messages) != 1 {
+		t.Fatalf("ghost read: %v %v", msgs, err)
+	}
+	var delivered atomic.Int32
+	s := newScripted(succeed)
+	start(t, q, s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
+	waitFor(t, "the orphan to be reclaimed and delivered", func() bool { return delivered.Load() == 1 })
+	if n := s.count("orphan"); n != 1 {
+		t.Errorf("orphan dispatched %d times", n)
+	}
+}
+
+func TestStopWaitsForInFlight(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	gate, started := make(chan struct{}), make(chan struct{}, 1)
+	s := newScripted(func(dispatch.Job, int) dispatch.Result {
+		started <- struct{}{}
+		<-gate
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	w := q.Start(s.dispatch, Events{}, zap.NewNop())
+	if _, err := q.Enqueue(context.Background(), entry("slow")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	stopped := make(chan struct{})
+	go func() { w.Stop(time.Minute); close(stopped) }()
+	close(gate)
+	<-stopped
+	if n := r.Client.XLen(context.Background(), "t:deliveries").Val(); n != 0 {
+		t.Errorf("Stop returned before the in-flight entry was finished: stream length %d", n)
+	}
+}
+
+func TestStopHandsBackAfterDrain(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	started := make(chan struct{}, 1)
+	stuck := newScripted(func(dispatch.Job, int) dispatch.Result {
+		started <- struct{}{}
+		select {} // never answers: only the drain's cancel ends it
+	})
+	w := q.Start(func(ctx context.Context, job dispatch.Job) dispatch.Result {
+		go stuck.dispatch(ctx, job)
+		<-ctx.Done()
+		return dispatch.Result{Class: dispatch.Retryable, Reason: "cancelled"}
+	}, Events{}, zap.NewNop())
+	if _, err := q.Enqueue(context.Background(), entry("stuck")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	w.Stop(50 * time.Millisecond)
+
+	cfg := testConfig
+	cfg.Consumer = "test-b"
+	var delivered atomic.Int32
+	s := newScripted(succeed)
+	start(t, NewQueue(r.Client, cfg), s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
+	waitFor(t, "the handed-back entry to be delivered", func() bool { return delivered.Load() == 1 })
+	if st, _ := q.Stats(context.Background()); st.Dead != 0 {
+		t.Errorf("%d dead letters: a cancelled attempt must not count", st.Dead)
+	}
+}
+
+func TestHeartbeatKeepsLongDispatch(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	gate, started := make(chan struct{}), make(chan struct{}, 1)
+	long := newScripted(func(dispatch.Job, int) dispatch.Result {
+		started <- struct{}{}
+		<-gate
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	start(t, q, long, Events{})
+	if _, err := q.Enqueue(context.Background(), entry("long")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cfg := testConfig
+	cfg.Consumer = "test-b"
+	other := newScripted(succeed)
+	start(t, NewQueue(r.Client, cfg), other, Events{})
+
+	// For ten claim_after periods the entry stays with its consumer.
+	until := time.Now().Add(10 * testConfig.ClaimAfter)
+	for time.Now().Before(until) {
+		p, err := r.Client.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: "t:deliveries", Group: Group, Start: "-", End: "+", Count: 10}).Result()
+		if err != nil || len(p) != 1 || p[0].Consumer != "test-a" {
+			t.Fatalf("pending %+v, %v: want the entry held by test-a", p, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(gate)
+	waitFor(t, "the entry to finish", func() bool { return r.Client.XLen(context.Background(), "t:deliveries").Val() == 0 })
+	if n := other.count("long"); n != 0 {
+		t.Errorf("another consumer dispatched a held entry %d times", n)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	w := &Workers{q: &Queue{cfg: Config{FirstBackoff: time.Second, MaxBackoff: time.Hour}}}
+	for attempt := 1; attempt <= 100; attempt++ {
+		ceiling := time.Hour
+		if attempt <= 13 { // 2^12 s is past the hour
+			ceiling = min(time.Second<<(attempt-1), time.Hour)
+		}
+		for range 50 {
+			if d := w.backoff(attempt, 0); d < 0 || d > ceiling {
+				t.Fatalf("attempt %d: wait %v outside [0, %v]", attempt, d, ceiling)
+			}
+		}
+	}
+	if d := w.backoff(1, 30*time.Second); d != 30*time.Second {
+		t.Errorf("Retry-After 30s: wait %v", d)
+	}
+	if d := w.backoff(1, 5*time.Hour); d != time.Hour {
+		t.Errorf("Retry-After beyond the cap: wait %v, want the cap", d)
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	e := entry("rt")
+	e.Attempts = 3
+	values := e.values()
+	fields := map[string]any{}
+	for i := 0; i < len(values); i += 2 {
+		switch v := values[i+1].(type) {
+		case []byte:
+			fields[values[i].(string)] = string(v)
+		default:
+			fields[values[i].(string)] = v
+		}
+	}
+	got, err := decodeEntry("1-1", fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Job.DeliveryID != "rt" || string(got.Job.Body) != string(e.Job.Body) || got.Attempts != 3 ||
+		got.ReceivedAt.UnixMilli() != e.ReceivedAt.UnixMilli() || got.Headers["X-Github-Event"] != "push" {
+		t.Errorf("round trip: %+v", got)
+	}
+	if _, err := decodeEntry("1-1", map[string]any{"received_at": "x"}); err == nil {
+		t.Error("a broken entry decoded")
+	}
+}
