@@ -61,6 +61,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		claim_after <duration>
 //		max_queue <n>
 //		max_age <duration>
+//		secrets_key <base64 key> [<previous base64 key>]
 //	}
 //
 // Every option may appear once. Values that hold an address or a secret may
@@ -151,6 +152,15 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 			})
 		case "max_age":
 			err = oneArg(d, durationInto(&wh.MaxAge))
+		case "secrets_key":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("codemie_webhooks: secrets_key takes <key> and optionally the previous <key>")
+			}
+			wh.SecretsKey = args[0]
+			if len(args) == 2 {
+				wh.SecretsKeyPrevious = args[1]
+			}
 		default:
 			return d.Errf("codemie_webhooks: unknown option %q", opt)
 		}

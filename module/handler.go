@@ -21,6 +21,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/filestore"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
@@ -132,6 +133,15 @@ type Handler struct {
 	// within it is answered 200 and not triggered again. 0 turns the replay
 	// guard off. Default: 24h.
 	ReplayWindow *caddy.Duration `json:"replay_window,omitempty"`
+
+	// SecretsKey opens secret fields stored encrypted ("enc:v1:..."):
+	// 32 bytes in base64, normally {env.CODEMIE_WEBHOOKS_KEY}. Plain values
+	// keep working without it.
+	SecretsKey string `json:"secrets_key,omitempty"`
+
+	// SecretsKeyPrevious also opens values, while they are re-encrypted
+	// with a new SecretsKey.
+	SecretsKeyPrevious string `json:"secrets_key_previous,omitempty"`
 
 	// Upstream is the CodeMie API that accepted webhooks trigger. Required.
 	Upstream *Upstream `json:"upstream,omitempty"`
@@ -380,12 +390,16 @@ func (h *Handler) guardConfig() guard.Config {
 // {env.REDIS_PASSWORD} are expanded in addresses, credentials and paths.
 func (h *Handler) openStore() (store.Store, error) {
 	repl := caddy.NewReplacer()
+	keys, err := seal.ParseKeys(repl.ReplaceKnown(h.SecretsKey, ""), repl.ReplaceKnown(h.SecretsKeyPrevious, ""))
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case h.Redis != nil && h.IntegrationsFile != "":
 		return nil, errors.New("redis and integrations_file are exclusive: configure one store")
 	case h.IntegrationsFile != "":
 		h.guard = guard.NewMemory(h.guardConfig())
-		return filestore.Open(repl.ReplaceKnown(h.IntegrationsFile, ""), h.logger)
+		return filestore.Open(repl.ReplaceKnown(h.IntegrationsFile, ""), keys, h.logger)
 	case h.Redis != nil:
 		cfg := h.Redis.Config
 		cfg.Addrs = make([]string, len(h.Redis.Addrs))
@@ -406,7 +420,7 @@ func (h *Handler) openStore() (store.Store, error) {
 		}
 		h.guard = guard.NewRedis(client, prefix, h.guardConfig())
 		h.redisClient, h.prefix = client, prefix
-		return redisstore.New(client, prefix, h.logger), nil
+		return redisstore.New(client, prefix, keys, h.logger), nil
 	}
 	return nil, errors.New("no integration store: configure redis or integrations_file")
 }

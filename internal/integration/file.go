@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
 
 // DecodeFile decodes an integrations file: a JSON array of records with the
@@ -14,7 +17,26 @@ import (
 // for list and secret fields, arrays of strings (joined with commas and new
 // lines respectively). Each record needs a webhook_id, unique in the file.
 // An error names the record (by index or id) and field, never a value.
-func DecodeFile(data []byte) (map[string]*Integration, error) {
+func DecodeFile(data []byte, keys *seal.Keys) (map[string]*Integration, error) {
+	records, err := DecodeFileFields(data)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*Integration, len(records))
+	for i, fields := range records {
+		in, err := Decode(fields[FieldWebhookID], fields, keys)
+		if err != nil {
+			return nil, fmt.Errorf("integrations file record %d: %w", i, err)
+		}
+		out[in.ID] = in
+	}
+	return out, nil
+}
+
+// DecodeFileFields decodes an integrations file into each record's fields,
+// as they would be stored in a Redis hash, checking that every record has a
+// webhook_id unique in the file.
+func DecodeFileFields(data []byte) ([]map[string]string, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var records []map[string]any
@@ -24,7 +46,8 @@ func DecodeFile(data []byte) (map[string]*Integration, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("decoding integrations file: data after the array")
 	}
-	out := make(map[string]*Integration, len(records))
+	out := make([]map[string]string, 0, len(records))
+	seen := map[string]bool{}
 	for i, rec := range records {
 		fields, err := flatten(rec)
 		if err != nil {
@@ -34,14 +57,11 @@ func DecodeFile(data []byte) (map[string]*Integration, error) {
 		if id == "" {
 			return nil, fmt.Errorf("integrations file record %d: field %s: required", i, FieldWebhookID)
 		}
-		if _, dup := out[id]; dup {
+		if seen[id] {
 			return nil, fmt.Errorf("integrations file record %d: webhook_id %q appears more than once", i, id)
 		}
-		in, err := Decode(id, fields)
-		if err != nil {
-			return nil, fmt.Errorf("integrations file record %d: %w", i, err)
-		}
-		out[id] = in
+		seen[id] = true
+		out = append(out, fields)
 	}
 	return out, nil
 }
@@ -107,9 +127,5 @@ func fieldString(name string, v any) (string, error) {
 
 // isSecretField reports whether the named field holds secrets.
 func isSecretField(name string) bool {
-	switch name {
-	case FieldSecureHeaderValue, FieldGitHubWebhookSecret, FieldGitLabWebhookToken:
-		return true
-	}
-	return false
+	return slices.Contains(SecretFields, name)
 }

@@ -11,7 +11,7 @@ func TestDecodeFile(t *testing.T) {
 		{"webhook_id": "a", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1",
 		 "github_webhook_secret": ["old", "new"], "github_event_filter": ["push", "ping"]},
 		{"webhook_id": "b", "is_enabled": "False", "github_require_sha256": 0, "alias": null}
-	]`))
+	]`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestDecodeFileErrors(t *testing.T) {
 		{"bad id", `[{"webhook_id": "a b"}]`, "field webhook_id: must be"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := DecodeFile([]byte(tc.data))
+			_, err := DecodeFile([]byte(tc.data), nil)
 			if err == nil {
 				t.Fatal("want an error")
 			}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
 
 // Field names, exactly as the CodeMie backend stores them.
@@ -129,17 +131,19 @@ func IsMalformed(err error) bool {
 
 // Decode builds the integration with the given id from its fields, as stored
 // in a Redis hash. Unknown fields are ignored; empty values count as unset.
-func Decode(id string, fields map[string]string) (*Integration, error) {
-	d := decoder{id: id, fields: fields}
+// Secret values stored encrypted ("enc:v1:...") are opened with keys; plain
+// ones are used as they are.
+func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration, error) {
+	d := decoder{id: id, fields: fields, keys: keys}
 	in := &Integration{
 		ID:                  id,
 		Enabled:             d.boolean(FieldIsEnabled, false),
 		SecureHeaderName:    fields[FieldSecureHeaderName],
-		SecureHeaderValue:   splitSecrets(fields[FieldSecureHeaderValue]),
+		SecureHeaderValue:   d.secrets(FieldSecureHeaderValue),
 		GitHubRequireSHA256: d.boolean(FieldGitHubRequireSHA256, true),
-		GitHubSecret:        splitSecrets(fields[FieldGitHubWebhookSecret]),
+		GitHubSecret:        d.secrets(FieldGitHubWebhookSecret),
 		GitHubEventFilter:   splitList(fields[FieldGitHubEventFilter]),
-		GitLabToken:         splitSecrets(fields[FieldGitLabWebhookToken]),
+		GitLabToken:         d.secrets(FieldGitLabWebhookToken),
 		GitLabEventFilter:   splitList(fields[FieldGitLabEventFilter]),
 		ResourceType:        fields[FieldResourceType],
 		ResourceID:          fields[FieldResourceID],
@@ -186,11 +190,33 @@ func (in *Integration) fieldErr(field, reason string) error {
 type decoder struct {
 	id     string
 	fields map[string]string
+	keys   *seal.Keys
 	err    error
 }
 
+// secrets reads a secret field: its values, one per line, each opened if
+// it is stored encrypted.
+func (d *decoder) secrets(field string) Secrets {
+	lines := SplitSecretValues(d.fields[field])
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make(Secrets, 0, len(lines))
+	for _, line := range lines {
+		v, err := d.keys.Open(d.id, line)
+		if err != nil {
+			if d.err == nil {
+				d.err = &FieldError{ID: d.id, Field: field, Reason: err.Error()}
+			}
+			return nil
+		}
+		out = append(out, Secret(v))
+	}
+	return out
+}
+
 func (d *decoder) boolean(field string, unset bool) bool {
-	v, ok := parseBool(d.fields[field])
+	v, ok := ParseBool(d.fields[field])
 	switch {
 	case d.fields[field] == "":
 		return unset
@@ -200,8 +226,8 @@ func (d *decoder) boolean(field string, unset bool) bool {
 	return v
 }
 
-// parseBool accepts the spellings the backend and its clients write.
-func parseBool(s string) (value, ok bool) {
+// ParseBool accepts the spellings the backend and its clients write.
+func ParseBool(s string) (value, ok bool) {
 	switch s {
 	case "true", "True", "TRUE", "1":
 		return true, true

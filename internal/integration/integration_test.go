@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
 
 func TestValidID(t *testing.T) {
@@ -72,7 +76,7 @@ func TestDecode(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Decode("wh", tc.fields)
+			got, err := Decode("wh", tc.fields, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +92,7 @@ func TestDecodeBooleans(t *testing.T) {
 		"true": true, "True": true, "TRUE": true, "1": true,
 		"false": false, "False": false, "FALSE": false, "0": false,
 	} {
-		got, err := Decode("wh", map[string]string{"is_enabled": v})
+		got, err := Decode("wh", map[string]string{"is_enabled": v}, nil)
 		if err != nil {
 			t.Fatalf("%q: %v", v, err)
 		}
@@ -115,7 +119,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad id", "a/b", map[string]string{}, "webhook_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Decode(tc.id, tc.fields)
+			_, err := Decode(tc.id, tc.fields, nil)
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -137,7 +141,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	in, err := Decode("wh", map[string]string{
 		"secure_header_name": "X-Key", "secure_header_value": "hdr-secret",
 		"github_webhook_secret": "gh-secret-1\ngh-secret-2", "gitlab_webhook_token": "gl-secret",
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +158,37 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			if strings.Contains(out, s) {
 				t.Errorf("output reveals %q: %s", s, out)
 			}
+		}
+	}
+}
+
+func TestDecodeEncryptedSecrets(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, seal.KeySize))
+	keys, err := seal.ParseKeys(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{
+		"github_webhook_secret": keys.Seal("wh", []byte("old")) + "\n" + "plain-new",
+		"gitlab_webhook_token":  keys.Seal("wh", []byte("gl")),
+		"secure_header_name":    "X-Key", "secure_header_value": keys.Seal("wh", []byte("hv")),
+	}
+	in, err := Decode("wh", fields, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(in.GitHubSecret[0]) != "old" || string(in.GitHubSecret[1]) != "plain-new" ||
+		string(in.GitLabToken[0]) != "gl" || string(in.SecureHeaderValue[0]) != "hv" {
+		t.Errorf("decoded %q %q %q", in.GitHubSecret, in.GitLabToken, in.SecureHeaderValue)
+	}
+	for _, tc := range []struct {
+		name string
+		id   string
+		keys *seal.Keys
+	}{{"moved to another webhook", "other", keys}, {"no key configured", "wh", nil}} {
+		_, err := Decode(tc.id, fields, tc.keys)
+		if !IsMalformed(err) || !strings.Contains(err.Error(), "field secure_header_value") || strings.Contains(err.Error(), "enc:v1:") {
+			t.Errorf("%s: err %v, want a malformed-record error naming the field and not the value", tc.name, err)
 		}
 	}
 }

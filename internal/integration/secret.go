@@ -27,19 +27,22 @@ func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 // verifies.
 type Secrets []Secret
 
-// splitSecrets splits a stored secret field into its values: one per line,
-// a trailing carriage return dropped, empty lines skipped. Nothing else is
-// trimmed: a secret is used byte for byte.
-func splitSecrets(s string) Secrets {
+// SplitSecretValues splits a stored secret field into its values: one per
+// line, a trailing carriage return dropped, empty lines skipped. Nothing
+// else is trimmed: a secret is used byte for byte.
+func SplitSecretValues(s string) []string {
 	if s == "" {
 		return nil
 	}
-	var out Secrets
+	var out []string
 	for _, line := range strings.Split(s, "\n") {
 		line = strings.TrimSuffix(line, "\r")
 		if line != "" {
-			out = append(out, Secret(line))
+			out = append(out, line)
 		}
 	}
 	return out
 }
+
+// SecretFields are the fields that hold secrets.
+var SecretFields = []string{FieldSecureHeaderValue, FieldGitHubWebhookSecret, FieldGitLabWebhookToken}

@@ -121,6 +121,15 @@ type client struct{ redis.UniversalClient }
 
 func (c client) Destruct() error { return c.Close() }
 
+// NewClient returns a client of its own for c, for short-lived users such
+// as the command line; the caller closes it.
+func NewClient(c Config) (redis.UniversalClient, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(c.options()), nil
+}
+
 // Acquire returns the shared client for c, creating it on first use. Every
 // Acquire must be paired with a Release of the same Config.
 func Acquire(c Config) (redis.UniversalClient, error) {

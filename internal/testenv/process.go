@@ -1,11 +1,14 @@
 package testenv
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,4 +82,25 @@ func StartCaddyProcess(t testing.TB, caddyfile, addr string) *CaddyProcess {
 func (p *CaddyProcess) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.exited
+}
+
+// RunCaddyCommand runs the test binary as the caddy command with args (see
+// RunCaddyIfAsked), stdin as its input and env added to its environment,
+// and returns its output and exit status.
+func RunCaddyCommand(t testing.TB, stdin string, env []string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), runCaddyEnv+"=1"), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		status = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), status
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 )
 
@@ -21,6 +22,7 @@ const PollInterval = time.Second
 // Store is a store.Store and store.Watcher over an integrations file.
 type Store struct {
 	path   string
+	keys   *seal.Keys
 	logger *zap.Logger
 	poll   time.Duration
 
@@ -35,10 +37,11 @@ type stamp struct {
 	size int64
 }
 
-// Open reads the integrations file at path. A file that cannot be read or
-// decoded is an error, so a bad file fails the configuration at load.
-func Open(path string, logger *zap.Logger) (*Store, error) {
-	s := &Store{path: path, logger: logger, poll: PollInterval}
+// Open reads the integrations file at path, opening encrypted secrets with
+// keys. A file that cannot be read or decoded is an error, so a bad file
+// fails the configuration at load.
+func Open(path string, keys *seal.Keys, logger *zap.Logger) (*Store, error) {
+	s := &Store{path: path, keys: keys, logger: logger, poll: PollInterval}
 	if _, err := s.reload(); err != nil {
 		return nil, err
 	}
@@ -74,7 +77,7 @@ func (s *Store) reload() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading integrations file: %v", err)
 	}
-	records, err := integration.DecodeFile(data)
+	records, err := integration.DecodeFile(data, s.keys)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", s.path, err)
 	}

@@ -28,12 +28,12 @@ func write(t *testing.T, path, data string) {
 
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Open(filepath.Join(dir, "missing.json"), zap.NewNop()); err == nil {
+	if _, err := Open(filepath.Join(dir, "missing.json"), nil, zap.NewNop()); err == nil {
 		t.Error("missing file: want an error")
 	}
 	bad := filepath.Join(dir, "bad.json")
 	write(t, bad, `[{"webhook_id": "a", "is_enabled": "perhaps"}]`)
-	if _, err := Open(bad, zap.NewNop()); err == nil {
+	if _, err := Open(bad, nil, zap.NewNop()); err == nil {
 		t.Error("invalid record: want an error")
 	}
 }
@@ -42,7 +42,7 @@ func TestLoadAndReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "integrations.json")
 	write(t, path, `[{"webhook_id": "a", "is_enabled": true}]`)
 	core, logs := observer.New(zap.InfoLevel)
-	s, err := Open(path, zap.New(core))
+	s, err := Open(path, nil, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}

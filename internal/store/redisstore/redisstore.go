@@ -13,12 +13,16 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 )
 
@@ -29,12 +33,14 @@ const DefaultPrefix = "codemie:webhooks:"
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	keys   *seal.Keys
 	logger *zap.Logger
 }
 
-// New returns a store reading keys under prefix through client.
-func New(client redis.UniversalClient, prefix string, logger *zap.Logger) *Store {
-	return &Store{client: client, prefix: prefix, logger: logger}
+// New returns a store reading keys under prefix through client, opening
+// encrypted secrets with keys.
+func New(client redis.UniversalClient, prefix string, keys *seal.Keys, logger *zap.Logger) *Store {
+	return &Store{client: client, prefix: prefix, keys: keys, logger: logger}
 }
 
 // Key returns the key of the record of webhook id.
@@ -54,7 +60,7 @@ func (s *Store) Load(ctx context.Context, id string) (*integration.Integration, 
 	case len(fields) == 0:
 		return nil, store.ErrNotFound
 	}
-	return integration.Decode(id, fields)
+	return integration.Decode(id, fields, s.keys)
 }
 
 // Watch implements store.Watcher: it subscribes to the changed channel and
@@ -93,4 +99,94 @@ func (s *Store) Watch(ctx context.Context, changed func(id string), all func()) 
 			}
 		}
 	}
+}
+
+// Fields returns the stored fields of webhook id, as they are (secrets
+// still encrypted), or store.ErrNotFound.
+func (s *Store) Fields(ctx context.Context, id string) (map[string]string, error) {
+	fields, err := s.client.HGetAll(ctx, Key(s.prefix, id)).Result()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("reading integration %q: %w", id, err)
+	case len(fields) == 0:
+		return nil, store.ErrNotFound
+	}
+	return fields, nil
+}
+
+// Put replaces the record of webhook id with fields in one transaction,
+// then announces the change on the channel.
+func (s *Store) Put(ctx context.Context, id string, fields map[string]string) error {
+	key := Key(s.prefix, id)
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		p.HSet(ctx, key, fields)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("writing integration %q: %w", id, err)
+	}
+	return s.announce(ctx, id)
+}
+
+// Delete removes the record of webhook id and announces it; it reports
+// whether there was one.
+func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
+	n, err := s.client.Del(ctx, Key(s.prefix, id)).Result()
+	if err != nil {
+		return false, fmt.Errorf("deleting integration %q: %w", id, err)
+	}
+	return n == 1, s.announce(ctx, id)
+}
+
+func (s *Store) announce(ctx context.Context, id string) error {
+	if err := s.client.Publish(ctx, Channel(s.prefix), id).Err(); err != nil {
+		return fmt.Errorf("announcing the change of integration %q: %w", id, err)
+	}
+	return nil
+}
+
+// IDs lists the ids of every stored record, sorted, scanning every master
+// of a cluster.
+func (s *Store) IDs(ctx context.Context) ([]string, error) {
+	pattern := globEscape(s.prefix) + "{*}"
+	var (
+		mu  sync.Mutex
+		ids []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.ScanType(ctx, 0, pattern, 1000, "hash").Iterator()
+		for iter.Next(ctx) {
+			id := strings.TrimSuffix(strings.TrimPrefix(iter.Val(), s.prefix+"{"), "}")
+			if integration.ValidID(id) {
+				mu.Lock()
+				ids = append(ids, id)
+				mu.Unlock()
+			}
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, s.client)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing integrations: %w", err)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// globEscape escapes the characters SCAN's MATCH treats specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

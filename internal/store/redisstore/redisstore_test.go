@@ -21,7 +21,7 @@ func TestLoad(t *testing.T) {
 	r.Client.HSet(ctx, Key(p, "good"), "webhook_id", "good", "is_enabled", "true", "resource_type", "workflow", "github_webhook_secret", "s3cret")
 	r.Client.HSet(ctx, Key(p, "bad"), "is_enabled", "s3cret-looking-value")
 	r.Client.Set(ctx, Key(p, "str"), "x", 0)
-	s := New(r.Client, p, zap.NewNop())
+	s := New(r.Client, p, nil, zap.NewNop())
 
 	got, err := s.Load(ctx, "good")
 	if err != nil {
@@ -52,7 +52,7 @@ func TestWatch(t *testing.T) {
 	// A client of its own, as in production: the test's client stays usable.
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
-	s := New(c, p, zap.NewNop())
+	s := New(c, p, nil, zap.NewNop())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	changed, all := make(chan string, 10), make(chan struct{}, 10)

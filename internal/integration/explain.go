@@ -1,0 +1,93 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
+)
+
+// DecodeForWrite decodes fields as they are about to be written, and also
+// requires what a webhook needs to trigger anything: a supported
+// resource_type and a resource_id.
+func DecodeForWrite(id string, fields map[string]string, keys *seal.Keys) (*Integration, error) {
+	in, err := Decode(id, fields, keys)
+	if err != nil {
+		return nil, err
+	}
+	switch in.ResourceType {
+	case ResourceAssistant, ResourceWorkflow, ResourceDatasource:
+	default:
+		return nil, in.fieldErr(FieldResourceType, "must be assistant, workflow or datasource")
+	}
+	if in.ResourceID == "" {
+		return nil, in.fieldErr(FieldResourceID, "required")
+	}
+	return in, nil
+}
+
+// Mechanisms names the authentication mechanisms the integration configures.
+func (in *Integration) Mechanisms() []string {
+	var m []string
+	if len(in.GitHubSecret) > 0 {
+		m = append(m, "github")
+	}
+	if len(in.GitLabToken) > 0 {
+		m = append(m, "gitlab")
+	}
+	if in.SecureHeaderName != "" {
+		m = append(m, "header")
+	}
+	return m
+}
+
+// Explain says, in plain words, what a request must carry to pass the
+// integration's checks, and what it then triggers. It names no secret.
+func (in *Integration) Explain() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	name := in.ID
+	if in.Alias != "" {
+		name += " (" + in.Alias + ")"
+	}
+	state := "enabled"
+	if !in.Enabled {
+		state = "DISABLED: every request is answered 400 until it is enabled"
+	}
+	w("Webhook %s: %s.", name, state)
+	w("It triggers %s %q as user %q (project %q).", in.ResourceType, in.ResourceID, in.UserID, in.ProjectName)
+	w("")
+	w("A request must be a POST to .../webhooks/%s, and carry:", in.ID)
+	if !in.HasAuth() {
+		w("  nothing else: no mechanism is configured (refused with require_auth).")
+	}
+	rotating := func(s Secrets) string {
+		if len(s) > 1 {
+			return fmt.Sprintf(" (%d secrets accepted while one is rotated)", len(s))
+		}
+		return ""
+	}
+	if len(in.GitHubSecret) > 0 {
+		w("  X-Hub-Signature-256: sha256=<lowercase hex HMAC-SHA256 of the raw body, keyed with the GitHub secret>%s", rotating(in.GitHubSecret))
+		if !in.GitHubRequireSHA256 {
+			w("    or, without it, X-Hub-Signature: sha1=<hex HMAC-SHA1> (github_require_sha256 is false)")
+		}
+	}
+	if len(in.GitLabToken) > 0 {
+		w("  X-Gitlab-Token: <the GitLab token>%s", rotating(in.GitLabToken))
+	}
+	if in.SecureHeaderName != "" {
+		w("  %s: <the secure header value>%s", in.SecureHeaderName, rotating(in.SecureHeaderValue))
+	}
+	if len(in.GitHubEventFilter) > 0 || len(in.GitLabEventFilter) > 0 {
+		w("")
+		w("Events (anything else is answered as filtered out, and triggers nothing):")
+	}
+	if len(in.GitHubEventFilter) > 0 {
+		w("  X-GitHub-Event one of: %s (\"event.action\" also needs the payload's action); ping is answered pong", strings.Join(in.GitHubEventFilter, ", "))
+	}
+	if len(in.GitLabEventFilter) > 0 {
+		w("  merge-request events with object_attributes.action one of: %s (other events pass)", strings.Join(in.GitLabEventFilter, ", "))
+	}
+	return b.String()
+}

@@ -1,0 +1,482 @@
+package module
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
+	"github.com/codemie-edge/caddy-webhooks/internal/store"
+	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "codemie-webhooks",
+		Usage: "<set|get|list|enable|disable|delete|rotate-secret|import|export|check> [args]",
+		Short: "Manages CodeMie webhook integrations in Redis",
+		Long: `
+Manages the integrations that the codemie_webhooks handler serves, in the
+same Redis, under the same key prefix. Every write is validated first,
+made in one transaction, and announced on <key_prefix>changed so that every
+Caddy instance sees it at once. With a secrets key, secret fields are
+stored encrypted (enc:v1:...).
+
+Redis settings come from flags or, when a flag is not given, from the
+environment: CODEMIE_WEBHOOKS_REDIS (comma-separated addresses),
+CODEMIE_WEBHOOKS_REDIS_USERNAME, CODEMIE_WEBHOOKS_REDIS_PASSWORD,
+CODEMIE_WEBHOOKS_KEY and CODEMIE_WEBHOOKS_KEY_PREVIOUS.
+
+Exit status: 0 done, 1 Redis failed, 2 bad input (nothing was written).`,
+		CobraFunc: buildCLI,
+	})
+}
+
+// cliTimeout bounds one command's Redis work.
+const cliTimeout = 30 * time.Second
+
+// errBadInput marks errors of the user's input: exit status 2.
+type errBadInput struct{ error }
+
+func badInput(format string, args ...any) error {
+	return errBadInput{fmt.Errorf(format, args...)}
+}
+
+// cli is one run of the command.
+type cli struct {
+	store *redisstore.Store
+	keys  *seal.Keys
+	out   io.Writer
+	in    io.Reader
+}
+
+// setFlags maps the set verb's flags to record fields.
+var setFlags = []struct{ flag, field, help string }{
+	{"enabled", integration.FieldIsEnabled, "true or false"},
+	{"resource-type", integration.FieldResourceType, "assistant, workflow or datasource"},
+	{"resource-id", integration.FieldResourceID, "id of the resource to trigger"},
+	{"user-id", integration.FieldUserID, "owner; sent as user-id"},
+	{"project", integration.FieldProjectName, "project name"},
+	{"alias", integration.FieldAlias, "display name"},
+	{"github-secret", integration.FieldGitHubWebhookSecret, "GitHub webhook secret (several: one per line)"},
+	{"github-require-sha256", integration.FieldGitHubRequireSHA256, "false also accepts X-Hub-Signature: sha1="},
+	{"github-event-filter", integration.FieldGitHubEventFilter, "allowed X-GitHub-Event values, comma-separated"},
+	{"gitlab-token", integration.FieldGitLabWebhookToken, "expected X-Gitlab-Token"},
+	{"gitlab-event-filter", integration.FieldGitLabEventFilter, "allowed merge-request actions, comma-separated"},
+	{"secure-header-name", integration.FieldSecureHeaderName, "name of a shared secret header"},
+	{"secure-header-value", integration.FieldSecureHeaderValue, "its value"},
+}
+
+// rotatable maps rotate-secret's --field values to record fields.
+var rotatable = map[string]string{
+	"github": integration.FieldGitHubWebhookSecret,
+	"gitlab": integration.FieldGitLabWebhookToken,
+	"header": integration.FieldSecureHeaderValue,
+}
+
+func buildCLI(root *cobra.Command) {
+	pf := root.PersistentFlags()
+	pf.String("redis", "", "Redis addresses, comma-separated (env CODEMIE_WEBHOOKS_REDIS; default 127.0.0.1:6379)")
+	pf.String("redis-username", "", "Redis username (env CODEMIE_WEBHOOKS_REDIS_USERNAME)")
+	pf.String("redis-password", "", "Redis password (env CODEMIE_WEBHOOKS_REDIS_PASSWORD)")
+	pf.Int("redis-db", 0, "Redis database")
+	pf.Bool("redis-tls", false, "connect to Redis with TLS")
+	pf.Bool("redis-cluster", false, "treat one address as a cluster's entry point")
+	pf.String("redis-master-name", "", "Sentinel master name: the addresses are Sentinels")
+	pf.String("key-prefix", redisstore.DefaultPrefix, "key prefix")
+	pf.String("secrets-key", "", "base64 key that encrypts secrets (env CODEMIE_WEBHOOKS_KEY)")
+	pf.String("secrets-key-previous", "", "older base64 key, for reading (env CODEMIE_WEBHOOKS_KEY_PREVIOUS)")
+
+	set := &cobra.Command{Use: "set <id>", Short: "Creates or updates an integration from flags, or a JSON record on stdin (--stdin)",
+		Args: cobra.ExactArgs(1), RunE: run((*cli).set)}
+	for _, f := range setFlags {
+		set.Flags().String(f.flag, "", f.help)
+	}
+	set.Flags().Bool("stdin", false, "read a JSON record (the integrations file's format) from stdin first")
+	get := &cobra.Command{Use: "get <id>", Short: "Prints an integration, secrets masked", Args: cobra.ExactArgs(1), RunE: run((*cli).get)}
+	get.Flags().Bool("show-secrets", false, "print secrets in the clear")
+	rotate := &cobra.Command{Use: "rotate-secret <id>", Short: "Adds a new secret beside the old one; --finish drops the old",
+		Args: cobra.ExactArgs(1), RunE: run((*cli).rotate)}
+	rotate.Flags().String("field", "github", "which secret: github, gitlab or header")
+	rotate.Flags().String("value", "", "the new secret (default: a random one, printed once)")
+	rotate.Flags().Bool("finish", false, "keep only the newest secret")
+	root.AddCommand(set, get, rotate,
+		&cobra.Command{Use: "list", Short: "Lists integrations", Args: cobra.NoArgs, RunE: run((*cli).list)},
+		&cobra.Command{Use: "enable <id>", Short: "Enables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(true))},
+		&cobra.Command{Use: "disable <id>", Short: "Disables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(false))},
+		&cobra.Command{Use: "delete <id>", Short: "Deletes an integration", Args: cobra.ExactArgs(1), RunE: run((*cli).delete)},
+		&cobra.Command{Use: "import <file>", Short: "Writes every integration of an integrations file, all valid or none",
+			Args: cobra.ExactArgs(1), RunE: run((*cli).importFile)},
+		&cobra.Command{Use: "export", Short: "Prints every integration in the integrations file's format (secrets as stored)",
+			Args: cobra.NoArgs, RunE: run((*cli).export)},
+		&cobra.Command{Use: "check <id>", Short: "Explains what a request must carry to pass an integration",
+			Args: cobra.ExactArgs(1), RunE: run((*cli).check)},
+	)
+}
+
+// run adapts a verb to cobra: it connects, runs the verb, and maps its
+// error to an exit status.
+func run(verb func(*cli, context.Context, caddycmd.Flags, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			c, closeFn, err := connect(fl)
+			if err != nil {
+				return exitStatus(err), err
+			}
+			defer closeFn()
+			ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+			defer cancel()
+			err = verb(c, ctx, fl, args)
+			return exitStatus(err), err
+		})(cmd, args)
+	}
+}
+
+func exitStatus(err error) int {
+	var bad errBadInput
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &bad):
+		return 2
+	}
+	return 1
+}
+
+// flagOrEnv is a flag's value, or the environment variable's when the flag
+// was not given.
+func flagOrEnv(fl caddycmd.Flags, name, env string) string {
+	if fl.Changed(name) {
+		return fl.String(name)
+	}
+	return os.Getenv(env)
+}
+
+func connect(fl caddycmd.Flags) (*cli, func(), error) {
+	cfg := redisconn.Config{
+		Username:   flagOrEnv(fl, "redis-username", "CODEMIE_WEBHOOKS_REDIS_USERNAME"),
+		Password:   flagOrEnv(fl, "redis-password", "CODEMIE_WEBHOOKS_REDIS_PASSWORD"),
+		DB:         fl.Int("redis-db"),
+		TLS:        fl.Bool("redis-tls"),
+		Cluster:    fl.Bool("redis-cluster"),
+		MasterName: fl.String("redis-master-name"),
+	}
+	if addrs := flagOrEnv(fl, "redis", "CODEMIE_WEBHOOKS_REDIS"); addrs != "" {
+		cfg.Addrs = strings.Split(addrs, ",")
+	}
+	keys, err := seal.ParseKeys(flagOrEnv(fl, "secrets-key", "CODEMIE_WEBHOOKS_KEY"),
+		flagOrEnv(fl, "secrets-key-previous", "CODEMIE_WEBHOOKS_KEY_PREVIOUS"))
+	if err != nil {
+		return nil, nil, errBadInput{err}
+	}
+	client, err := redisconn.NewClient(cfg)
+	if err != nil {
+		return nil, nil, errBadInput{err}
+	}
+	c := &cli{store: redisstore.New(client, fl.String("key-prefix"), keys, zap.NewNop()), keys: keys, out: os.Stdout, in: os.Stdin}
+	return c, func() { _ = client.Close() }, nil
+}
+
+// write validates fields, encrypts plain secrets when a key is configured,
+// and stores them.
+func (c *cli) write(ctx context.Context, id string, fields map[string]string) error {
+	if !integration.ValidID(id) {
+		return badInput("webhook id %q: must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", id)
+	}
+	for k, v := range fields {
+		if v == "" {
+			delete(fields, k)
+		}
+	}
+	fields[integration.FieldWebhookID] = id
+	if _, err := integration.DecodeForWrite(id, fields, c.keys); err != nil {
+		return errBadInput{err}
+	}
+	if c.keys != nil {
+		for _, f := range integration.SecretFields {
+			values := integration.SplitSecretValues(fields[f])
+			for i, v := range values {
+				if !seal.Sealed(v) {
+					values[i] = c.keys.Seal(id, []byte(v))
+				}
+			}
+			if len(values) > 0 {
+				fields[f] = strings.Join(values, "\n")
+			}
+		}
+	}
+	return c.store.Put(ctx, id, fields)
+}
+
+// existing returns the stored fields of id, which must exist.
+func (c *cli) existing(ctx context.Context, id string) (map[string]string, error) {
+	fields, err := c.store.Fields(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, badInput("no integration %q", id)
+	}
+	return fields, err
+}
+
+func (c *cli) set(ctx context.Context, fl caddycmd.Flags, args []string) error {
+	id := args[0]
+	fields, err := c.store.Fields(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		fields, err = map[string]string{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	if fl.Bool("stdin") {
+		data, err := io.ReadAll(c.in)
+		if err != nil {
+			return err
+		}
+		records, err := integration.DecodeFileFields([]byte("[" + string(data) + "]"))
+		if err != nil {
+			return errBadInput{err}
+		}
+		if other := records[0][integration.FieldWebhookID]; other != id {
+			return badInput("the record on stdin is for webhook %q, not %q", other, id)
+		}
+		for k, v := range records[0] {
+			fields[k] = v
+		}
+	}
+	for _, f := range setFlags {
+		if fl.Changed(f.flag) {
+			fields[f.field] = fl.String(f.flag)
+		}
+	}
+	if err := c.write(ctx, id, fields); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "integration %s written\n", id)
+	return nil
+}
+
+// mask stands for a secret in output.
+const mask = "********"
+
+func (c *cli) get(ctx context.Context, fl caddycmd.Flags, args []string) error {
+	id := args[0]
+	fields, err := c.existing(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, f := range integration.SecretFields {
+		values := integration.SplitSecretValues(fields[f])
+		for i, v := range values {
+			if !fl.Bool("show-secrets") {
+				values[i] = mask
+				continue
+			}
+			plain, err := c.keys.Open(id, v)
+			if err != nil {
+				return fmt.Errorf("field %s: %v", f, err)
+			}
+			values[i] = string(plain)
+		}
+		if len(values) > 0 {
+			fields[f] = strings.Join(values, "\n")
+		}
+	}
+	return printJSON(c.out, fields)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func (c *cli) list(ctx context.Context, _ caddycmd.Flags, _ []string) error {
+	ids, err := c.store.IDs(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tALIAS\tPROJECT\tENABLED\tRESOURCE\tMECHANISMS\tPLAIN SECRETS")
+	for _, id := range ids {
+		fields, err := c.store.Fields(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		enabled, _ := integration.ParseBool(fields[integration.FieldIsEnabled])
+		var mechanisms, plain []string
+		for name, f := range map[string]string{"github": integration.FieldGitHubWebhookSecret, "gitlab": integration.FieldGitLabWebhookToken, "header": integration.FieldSecureHeaderName} {
+			if fields[f] != "" {
+				mechanisms = append(mechanisms, name)
+			}
+		}
+		for _, f := range integration.SecretFields {
+			for _, v := range integration.SplitSecretValues(fields[f]) {
+				if !seal.Sealed(v) {
+					plain = append(plain, f)
+					break
+				}
+			}
+		}
+		sort.Strings(mechanisms)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s %s\t%s\t%s\n", id, fields[integration.FieldAlias], fields[integration.FieldProjectName],
+			enabled, fields[integration.FieldResourceType], fields[integration.FieldResourceID],
+			orNone(strings.Join(mechanisms, ",")), orNone(strings.Join(plain, ",")))
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func enabler(on bool) func(*cli, context.Context, caddycmd.Flags, []string) error {
+	return func(c *cli, ctx context.Context, _ caddycmd.Flags, args []string) error {
+		fields, err := c.existing(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		fields[integration.FieldIsEnabled] = fmt.Sprint(on)
+		if err := c.write(ctx, args[0], fields); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "integration %s enabled: %v\n", args[0], on)
+		return nil
+	}
+}
+
+func (c *cli) delete(ctx context.Context, _ caddycmd.Flags, args []string) error {
+	found, err := c.store.Delete(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if !found {
+		return badInput("no integration %q", args[0])
+	}
+	fmt.Fprintf(c.out, "integration %s deleted\n", args[0])
+	return nil
+}
+
+func (c *cli) rotate(ctx context.Context, fl caddycmd.Flags, args []string) error {
+	id := args[0]
+	field, ok := rotatable[fl.String("field")]
+	if !ok {
+		return badInput("--field %q: must be github, gitlab or header", fl.String("field"))
+	}
+	fields, err := c.existing(ctx, id)
+	if err != nil {
+		return err
+	}
+	values := integration.SplitSecretValues(fields[field])
+	if fl.Bool("finish") {
+		if len(values) < 2 {
+			return badInput("%s of %q holds %d secret: nothing to finish", field, id, len(values))
+		}
+		fields[field] = values[len(values)-1]
+		if err := c.write(ctx, id, fields); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "integration %s: %s now holds only its newest secret\n", id, field)
+		return nil
+	}
+	secret, generated := fl.String("value"), false
+	if secret == "" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		secret, generated = hex.EncodeToString(b), true
+	}
+	if strings.ContainsAny(secret, "\r\n") {
+		return badInput("--value: a secret cannot hold a line break")
+	}
+	fields[field] = strings.Join(append(values, secret), "\n")
+	if err := c.write(ctx, id, fields); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "integration %s: %s holds %d secrets; configure the sender, then run rotate-secret --finish\n", id, field, len(values)+1)
+	if generated {
+		fmt.Fprintf(c.out, "new secret (shown once): %s\n", secret)
+	}
+	return nil
+}
+
+func (c *cli) importFile(ctx context.Context, _ caddycmd.Flags, args []string) error {
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return errBadInput{err}
+	}
+	records, err := integration.DecodeFileFields(data)
+	if err != nil {
+		return errBadInput{err}
+	}
+	for i, fields := range records {
+		if _, err := integration.DecodeForWrite(fields[integration.FieldWebhookID], fields, c.keys); err != nil {
+			return badInput("record %d: %v (nothing was written)", i, err)
+		}
+	}
+	for _, fields := range records {
+		if err := c.write(ctx, fields[integration.FieldWebhookID], fields); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.out, "%d integrations written\n", len(records))
+	return nil
+}
+
+func (c *cli) export(ctx context.Context, _ caddycmd.Flags, _ []string) error {
+	ids, err := c.store.IDs(ctx)
+	if err != nil {
+		return err
+	}
+	records := make([]map[string]any, 0, len(ids))
+	for _, id := range ids {
+		fields, err := c.store.Fields(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		rec := map[string]any{}
+		for k, v := range fields {
+			rec[k] = v
+			if b, ok := integration.ParseBool(v); ok && (k == integration.FieldIsEnabled || k == integration.FieldGitHubRequireSHA256) {
+				rec[k] = b
+			}
+		}
+		records = append(records, rec)
+	}
+	return printJSON(c.out, records)
+}
+
+func (c *cli) check(ctx context.Context, _ caddycmd.Flags, args []string) error {
+	fields, err := c.existing(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	in, err := integration.Decode(args[0], fields, c.keys)
+	if err != nil {
+		return fmt.Errorf("the record does not decode, every request to it is answered 500: %v", err)
+	}
+	_, err = io.WriteString(c.out, in.Explain())
+	return err
+}

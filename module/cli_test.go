@@ -1,0 +1,214 @@
+package module_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+// A fixed test key (base64 of 32 bytes), and an older one.
+const (
+	cliKey    = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+	cliOldKey = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+)
+
+// cliEnv points the command at r with the test key.
+func cliEnv(r *testenv.Redis, key string) []string {
+	return []string{"CODEMIE_WEBHOOKS_REDIS=" + r.Addr, "CODEMIE_WEBHOOKS_KEY=" + key}
+}
+
+// runCLI runs "caddy codemie-webhooks args..." and fails the test unless
+// it exits with want.
+func runCLI(t *testing.T, env []string, stdin string, want int, args ...string) string {
+	t.Helper()
+	stdout, stderr, status := testenv.RunCaddyCommand(t, stdin, env, append([]string{"codemie-webhooks"}, args...)...)
+	if status != want {
+		t.Fatalf("codemie-webhooks %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), status, want, stdout, stderr)
+	}
+	return stdout + stderr
+}
+
+// snapshot is every key and value in Redis, to prove nothing changed.
+func snapshot(t *testing.T, r *testenv.Redis) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for _, k := range r.Client.Keys(ctx, "*").Val() {
+		v, _ := r.Client.Dump(ctx, k).Result()
+		out[k] = v
+	}
+	return out
+}
+
+func TestCLI(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	env := cliEnv(r, cliKey)
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			rate_limit off
+			delivery sync
+			cache_ttl 1h
+			negative_ttl 1h
+			secrets_key %s
+			upstream %s
+		}
+	}`, webhooks, r.Addr, cliKey, api.URL))
+	ctx := context.Background()
+	body := `{"action":"opened"}`
+	post := func(secret, delivery string) int {
+		status, _, _ := c.Post(t, webhooks+"gh-1", body, "X-Hub-Signature-256: "+sign256(secret, body), "X-GitHub-Delivery: "+delivery)
+		return status
+	}
+	if post(ghSecret, "d-0") != 400 {
+		t.Fatal("an unknown webhook was served")
+	}
+
+	// set: validated, encrypted, announced.
+	runCLI(t, env, "", 0, "set", "gh-1", "--enabled", "true", "--resource-type", "workflow", "--resource-id", "wf-1",
+		"--user-id", "u-1", "--project", "demo", "--alias", "CI", "--github-secret", ghSecret, "--github-event-filter", "push, pull_request")
+	stored := r.Client.HGetAll(ctx, "codemie:webhooks:{gh-1}").Val()
+	if !strings.HasPrefix(stored["github_webhook_secret"], "enc:v1:") || stored["resource_type"] != "workflow" || stored["webhook_id"] != "gh-1" {
+		t.Errorf("stored %v", stored)
+	}
+	if post(ghSecret, "d-1") != 200 {
+		t.Error("the handler does not serve what the CLI wrote (or missed the announcement)")
+	}
+
+	// get masks unless asked.
+	out := runCLI(t, env, "", 0, "get", "gh-1")
+	if strings.Contains(out, ghSecret) || strings.Contains(out, "enc:v1:") || !strings.Contains(out, `"github_webhook_secret": "********"`) {
+		t.Errorf("get shows a secret:\n%s", out)
+	}
+	if out := runCLI(t, env, "", 0, "get", "gh-1", "--show-secrets"); !strings.Contains(out, ghSecret) {
+		t.Errorf("get --show-secrets:\n%s", out)
+	}
+
+	// Bad input: exit 2, nothing written.
+	before := snapshot(t, r)
+	for _, args := range [][]string{
+		{"set", "gh-1", "--resource-type", "robot"},
+		{"set", "gh-1", "--enabled", "perhaps"},
+		{"set", "gh-1", "--secure-header-name", "X-Key"},
+		{"set", "bad id", "--resource-type", "workflow", "--resource-id", "w"},
+		{"set", "new-one", "--enabled", "true"},
+		{"enable", "missing"},
+		{"rotate-secret", "gh-1", "--field", "password"},
+		{"rotate-secret", "gh-1", "--finish"},
+	} {
+		out := runCLI(t, env, "", 2, args...)
+		if strings.Contains(out, ghSecret) {
+			t.Errorf("%v: the error shows a secret:\n%s", args, out)
+		}
+	}
+	runCLI(t, env, `{"webhook_id":"other"}`, 2, "set", "gh-1", "--stdin")
+	runCLI(t, []string{"CODEMIE_WEBHOOKS_REDIS=" + r.Addr, "CODEMIE_WEBHOOKS_KEY=not-a-key"}, "", 2, "list")
+	if after := snapshot(t, r); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Error("bad input changed Redis")
+	}
+
+	// disable / enable, seen at once despite the hour-long cache.
+	runCLI(t, env, "", 0, "disable", "gh-1")
+	if post(ghSecret, "d-2") != 400 {
+		t.Error("a disabled webhook was served")
+	}
+	runCLI(t, env, "", 0, "enable", "gh-1")
+	if post(ghSecret, "d-3") != 200 {
+		t.Error("a re-enabled webhook was refused")
+	}
+
+	// rotate-secret: both secrets pass, then only the new one.
+	out = runCLI(t, env, "", 0, "rotate-secret", "gh-1", "--value", "new-gh-secret")
+	if strings.Contains(out, "new-gh-secret") {
+		t.Errorf("a given secret was echoed:\n%s", out)
+	}
+	if post(ghSecret, "d-4") != 200 || post("new-gh-secret", "d-5") != 200 {
+		t.Error("during rotation both secrets must pass")
+	}
+	runCLI(t, env, "", 0, "rotate-secret", "gh-1", "--finish")
+	if post(ghSecret, "d-6") != 401 || post("new-gh-secret", "d-7") != 200 {
+		t.Error("after --finish only the new secret must pass")
+	}
+	out = runCLI(t, env, "", 0, "rotate-secret", "gh-1")
+	if !strings.Contains(out, "new secret (shown once): ") {
+		t.Errorf("a generated secret is not shown:\n%s", out)
+	}
+
+	// set from stdin, written without a key: listed as plain.
+	runCLI(t, []string{"CODEMIE_WEBHOOKS_REDIS=" + r.Addr}, `{"webhook_id":"gl-1","is_enabled":true,"resource_type":"datasource",
+		"resource_id":"ds-1","gitlab_webhook_token":"gl-plain-token","alias":"Docs"}`, 0, "set", "gl-1", "--stdin")
+	if v := r.Client.HGet(ctx, "codemie:webhooks:{gl-1}", "gitlab_webhook_token").Val(); v != "gl-plain-token" {
+		t.Errorf("written without a key: %q", v)
+	}
+	out = runCLI(t, env, "", 0, "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "gh-1") || !strings.Contains(lines[1], "github") ||
+		!strings.HasSuffix(lines[1], "none") || !strings.Contains(lines[2], "gl-1") || !strings.HasSuffix(lines[2], "gitlab_webhook_token") {
+		t.Errorf("list:\n%s", out)
+	}
+
+	// check explains without secrets.
+	out = runCLI(t, env, "", 0, "check", "gh-1")
+	for _, want := range []string{"Webhook gh-1 (CI): enabled.", "X-Hub-Signature-256: sha256=", "X-GitHub-Event one of: push, pull_request"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check does not say %q:\n%s", want, out)
+		}
+	}
+
+	// export, delete, import: a round trip.
+	exported := runCLI(t, env, "", 0, "export")
+	var records []map[string]any
+	if err := json.Unmarshal([]byte(exported), &records); err != nil || len(records) != 2 {
+		t.Fatalf("export: %v\n%s", err, exported)
+	}
+	runCLI(t, env, "", 0, "delete", "gh-1")
+	runCLI(t, env, "", 2, "delete", "gh-1")
+	if post("new-gh-secret", "d-8") != 400 {
+		t.Error("a deleted webhook was served")
+	}
+	file := filepath.Join(t.TempDir(), "export.json")
+	if err := os.WriteFile(file, []byte(exported), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, env, "", 0, "import", file)
+	// The same records, but for the plain token, which is now encrypted.
+	reexported := runCLI(t, env, "", 0, "export")
+	sealed := r.Client.HGet(ctx, "codemie:webhooks:{gl-1}", "gitlab_webhook_token").Val()
+	if !strings.HasPrefix(sealed, "enc:v1:") || strings.Replace(reexported, sealed, "gl-plain-token", 1) != exported {
+		t.Errorf("export after import:\n%s\nwant\n%s", reexported, exported)
+	}
+	if out := runCLI(t, env, "", 0, "get", "gl-1", "--show-secrets"); !strings.Contains(out, `"gitlab_webhook_token": "gl-plain-token"`) {
+		t.Errorf("the imported token does not decrypt:\n%s", out)
+	}
+
+	// An import with one bad record writes nothing.
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`[{"webhook_id":"ok-1","resource_type":"workflow","resource_id":"w"},{"webhook_id":"bad-1","resource_type":"robot"}]`), 0o600)
+	before = snapshot(t, r)
+	runCLI(t, env, "", 2, "import", bad)
+	if after := snapshot(t, r); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Error("a failed import wrote something")
+	}
+}
+
+func TestCLIKeyRotation(t *testing.T) {
+	r := testenv.StartRedis(t)
+	runCLI(t, cliEnv(r, cliOldKey), "", 0, "set", "wh", "--resource-type", "workflow", "--resource-id", "w", "--gitlab-token", "tok")
+	// A new key, the old one still readable: get decrypts, and a rewrite
+	// re-encrypts nothing that is already sealed.
+	env := append(cliEnv(r, cliKey), "CODEMIE_WEBHOOKS_KEY_PREVIOUS="+cliOldKey)
+	if out := runCLI(t, env, "", 0, "get", "wh", "--show-secrets"); !strings.Contains(out, `"gitlab_webhook_token": "tok"`) {
+		t.Errorf("a value sealed with the previous key:\n%s", out)
+	}
+	if out := runCLI(t, cliEnv(r, cliKey), "", 1, "get", "wh", "--show-secrets"); strings.Contains(out, "tok\"") {
+		t.Errorf("opened without the previous key:\n%s", out)
+	}
+}
