@@ -25,6 +25,8 @@ type Redis struct {
 
 	t          testing.TB
 	persistent bool
+	extra      []string // more redis-server arguments
+	conf       string   // a config file to start with, for a Sentinel
 	port       int
 	dir        string
 	cmd        *exec.Cmd
@@ -63,7 +65,7 @@ func startRedis(t testing.TB, r *Redis) *Redis {
 	if err != nil {
 		t.Fatalf("starting redis-server: %v", err)
 	}
-	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	r.Addr = hostPort(r.port)
 	r.Client = redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() {
 		_ = r.Client.Close()
@@ -81,6 +83,10 @@ func (r *Redis) start() error {
 	}
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--dir", r.dir, "--protected-mode", "no", "--loglevel", "warning"}, aof...)
+	args = append(args, r.extra...)
+	if r.conf != "" {
+		args = append([]string{r.conf}, args...)
+	}
 	r.cmd = exec.Command("redis-server", args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {
@@ -89,7 +95,7 @@ func (r *Redis) start() error {
 	cmd, exited := r.cmd, make(chan struct{})
 	r.exited = exited
 	go func() { _ = cmd.Wait(); close(exited) }()
-	if err := waitPing(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), exited); err != nil {
+	if err := waitPing(hostPort(r.port), exited); err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
 		return fmt.Errorf("%v; server output: %s", err, r.log)

@@ -1,0 +1,85 @@
+package module_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+// TestRedisCluster runs everything against a 3-master Redis Cluster:
+// config with change announcements, rate limit, replay guard, durable
+// delivery, the CLI; and every key of one webhook is on one slot.
+func TestRedisCluster(t *testing.T) {
+	cl := testenv.StartRedisCluster(t)
+	api := testenv.StartCodeMie(t)
+	ctx := context.Background()
+	addrs := strings.Join(cl.Addrs, " ")
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			rate_limit 3 1m
+			cache_ttl 1h
+			negative_ttl 1h
+			retry 5 10ms 100ms
+			claim_after 1s
+			secrets_key %s
+			upstream %s
+		}
+	}`, webhooks, addrs, cliKey, api.URL))
+
+	// Written by the CLI against the cluster, seen at once.
+	env := []string{"CODEMIE_WEBHOOKS_REDIS=" + strings.Join(cl.Addrs, ","), "CODEMIE_WEBHOOKS_KEY=" + cliKey}
+	if status, _, _ := c.Post(t, webhooks+"cl-1", "{}"); status != 400 {
+		t.Fatalf("unknown webhook: %d", status)
+	}
+	var records []string
+	for i := range 12 { // enough ids to land on every master
+		records = append(records, fmt.Sprintf(`{"webhook_id":"cl-%d","is_enabled":true,"resource_type":"workflow",`+
+			`"resource_id":"wf-1","github_webhook_secret":%q}`, i, ghSecret))
+	}
+	file := filepath.Join(t.TempDir(), "integrations.json")
+	if err := os.WriteFile(file, []byte("["+strings.Join(records, ",")+"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, env, "", 0, "import", file)
+	if out := runCLI(t, env, "", 0, "list"); strings.Count(out, "\ncl-") != 12 {
+		t.Errorf("list over the cluster's masters:\n%s", out)
+	}
+
+	status, _, answer := postSigned(t, c, "cl-1", "d-1", "{}")
+	if status != 200 || answer != invoked {
+		t.Fatalf("first delivery: %d %s", status, answer)
+	}
+	if status, _, answer := postSigned(t, c, "cl-1", "d-1", "{}"); answer != `{"message":"Duplicate delivery ignored"}` {
+		t.Errorf("replay: %d %s", status, answer)
+	}
+	postSigned(t, c, "cl-1", "d-2", "{}")
+	postSigned(t, c, "cl-1", "d-3", "{}")
+	if status, _, _ := postSigned(t, c, "cl-1", "d-4", "{}"); status != 429 {
+		t.Errorf("fourth delivery in the window: %d, want 429", status)
+	}
+	waitFor(t, "the queued webhooks to be delivered", func() bool {
+		s := api.Succeeded()
+		return s["d-1"] == 1 && s["d-2"] == 1 && s["d-3"] == 1
+	})
+
+	// One slot per webhook.
+	slot := cl.Slot(t, "codemie:webhooks:{cl-1}")
+	for _, key := range []string{"codemie:webhooks:{cl-1}:rl", "codemie:webhooks:{cl-1}:seen:d-1"} {
+		if s := cl.Slot(t, key); s != slot {
+			t.Errorf("%s is on slot %d, the record on %d", key, s, slot)
+		}
+		if n := cl.Client.Exists(ctx, key).Val(); n != 1 {
+			t.Errorf("%s does not exist", key)
+		}
+	}
+	waitFor(t, "the queue to empty", func() bool {
+		return cl.Client.XLen(ctx, "codemie:webhooks:deliveries").Val() == 0
+	})
+}
