@@ -85,6 +85,11 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, a answer, job 
 	if err == nil {
 		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), "Webhook invoked successfully")
 	}
+	return h.enqueueFailed(w, a, err)
+}
+
+// enqueueFailed answers a webhook the queue could not take: 503.
+func (h *Handler) enqueueFailed(w http.ResponseWriter, a answer, err error) answer {
 	a.err = err
 	w.Header().Set("Retry-After", "5")
 	if errors.Is(err, delivery.ErrFull) {

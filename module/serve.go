@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
@@ -100,22 +101,38 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	return h.admit(w, r, a, in, body)
 }
 
-// admit runs the guard over a verified request and hands it on.
+// admit runs the guard over a verified request and hands it on: in one
+// round trip with the enqueue when the queue allows it, else the guard
+// first (failing open) and then the dispatch or the enqueue.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
+	job := h.job(r, a, in, body)
+	if h.queue != nil && h.queue.OneRoundTrip() {
+		d, err := h.queue.Admit(r.Context(), h.guardConfig(), a.id, a.deliveryID, delivery.NewEntry(job, r.Header, time.Now()))
+		if err != nil {
+			return h.enqueueFailed(w, a, err)
+		}
+		if res, stop := h.answerGuard(w, a, d); stop {
+			return res
+		}
+		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), "Webhook invoked successfully")
+	}
+
 	d, err := h.guard.Check(r.Context(), a.id, a.deliveryID)
 	if err != nil {
 		// Fail open: an unreachable Redis must not stop verified webhooks.
 		metrics.guardErrors.Inc()
 		h.logger.Warn("rate limit and replay guard unavailable; admitting", zap.String("webhook_id", a.id), zap.Error(err))
 	}
-	switch d.Verdict {
-	case guard.Duplicate:
-		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), "Duplicate delivery ignored")
-	case guard.Limited:
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
-		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg)
+	if res, stop := h.answerGuard(w, a, d); stop {
+		return res
 	}
-	res := h.accept(w, r, a, in, body)
+	var res answer
+	if h.queue != nil {
+		res = h.enqueue(w, r, a, job)
+	} else {
+		// A sender that gives up must not leave the calls half made.
+		res = h.answerDispatch(w, a, h.dispatch(context.WithoutCancel(r.Context()), job))
+	}
 	if res.status >= 300 {
 		// Not accepted after all: the sender's retry must not be a duplicate.
 		if err := h.guard.Forget(r.Context(), a.id, a.deliveryID); err != nil {
@@ -125,9 +142,22 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	return res
 }
 
-// accept triggers the integration's resource. The sender's delivery id
-// (or, without one, a new id) is the Idempotency-Key of every call.
-func (h *Handler) accept(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
+// answerGuard answers a duplicate or a limited request; stop says it did.
+func (h *Handler) answerGuard(w http.ResponseWriter, a answer, d guard.Decision) (answer, bool) {
+	switch d.Verdict {
+	case guard.Duplicate:
+		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), "Duplicate delivery ignored"), true
+	case guard.Limited:
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
+		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg), true
+	}
+	return a, false
+}
+
+// job is what triggering the integration's resource takes. The sender's
+// delivery id (or, without one, a new id) is the Idempotency-Key of every
+// call.
+func (h *Handler) job(r *http.Request, a answer, in *integration.Integration, body []byte) dispatch.Job {
 	deliveryID := a.deliveryID
 	if deliveryID == "" {
 		deliveryID = "edge-" + uuid.NewString()
@@ -135,14 +165,8 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request, a answer, in *i
 			repl.Set("http.codemie_webhooks.delivery_id", deliveryID)
 		}
 	}
-	job := dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
+	return dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
 		UserID: in.UserID, DeliveryID: deliveryID, Body: body}
-	if h.queue != nil {
-		return h.enqueue(w, r, a, job)
-	}
-	// A sender that gives up must not leave the calls half made.
-	res := h.dispatch(context.WithoutCancel(r.Context()), job)
-	return h.answerDispatch(w, a, res)
 }
 
 // dispatch makes one attempt and records it.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -432,5 +433,54 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeEntry("1-1", map[string]any{"received_at": "x"}); err == nil {
 		t.Error("a broken entry decoded")
+	}
+}
+
+func TestAdmitInOneRoundTrip(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxLength = 3
+	q := NewQueue(r.Client, cfg)
+	if !q.OneRoundTrip() {
+		t.Fatal("a single Redis must admit in one round trip")
+	}
+	g := guard.Config{Limit: 2, Window: time.Minute, ReplayWindow: time.Hour}
+	ctx := context.Background()
+	rt := testenv.CountRoundTrips(r.Client)
+	calls := rt.Load
+	if _, err := q.Admit(ctx, g, "wh", "warm", entry("warm")); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	before := calls()
+	for _, step := range []struct {
+		delivery string
+		want     guard.Verdict
+		err      error
+	}{
+		{"d-1", guard.Admit, nil},
+		{"d-1", guard.Duplicate, nil},
+		{"d-2", guard.Limited, nil},
+	} {
+		d, err := q.Admit(ctx, g, "wh", step.delivery, entry(step.delivery))
+		if d.Verdict != step.want || !errors.Is(err, step.err) {
+			t.Fatalf("%s: %+v %v, want verdict %d", step.delivery, d, err, step.want)
+		}
+	}
+	if n := calls() - before; n != 3 {
+		t.Errorf("%d Redis round trips for 3 admissions, want 3 (one EVALSHA each)", n)
+	}
+	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 2 {
+		t.Errorf("%d entries queued, want 2 (warm and d-1)", n)
+	}
+	if r.Client.Exists(ctx, "t:{wh}:seen:d-2").Val() != 0 {
+		t.Error("a limited delivery was marked as seen")
+	}
+	// Full: refused before the guard, so nothing is marked or counted.
+	q.Admit(ctx, guard.Config{}, "other", "", entry("x"))
+	if _, err := q.Admit(ctx, g, "full", "d-9", entry("d-9")); !errors.Is(err, ErrFull) {
+		t.Errorf("full queue: %v", err)
+	}
+	if r.Client.Exists(ctx, "t:{full}:seen:d-9", "t:{full}:rl").Val() != 0 {
+		t.Error("a refused delivery left guard state behind")
 	}
 }

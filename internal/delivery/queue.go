@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 )
 
 // Group is the consumer group every instance's workers belong to.
@@ -76,6 +78,53 @@ if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
 end
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 `)
+
+// admitScript is the guard and the enqueue in one round trip, for a single
+// Redis (or a Sentinel's master): on a Redis Cluster the stream and the
+// webhook's keys are on different slots.
+// KEYS[1], KEYS[2] and ARGV[1..4] as for guard.Lua; KEYS[3] the stream;
+// ARGV[5] max length (0: none); ARGV[6..] the entry's fields.
+// Returns the guard's {1, 0} or {2, ms}, or {0, <entry id>}.
+var admitScript = redis.NewScript(`
+local cap = tonumber(ARGV[5])
+if cap > 0 and redis.call('XLEN', KEYS[3]) >= cap then
+  return redis.error_reply('QUEUEFULL delivery queue is full')
+end
+` + guard.Lua + `
+return {0, redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))}
+`)
+
+// OneRoundTrip reports whether Admit can guard and enqueue in one round
+// trip: on anything but a Redis Cluster.
+func (q *Queue) OneRoundTrip() bool {
+	_, cluster := q.client.(*redis.ClusterClient)
+	return !cluster
+}
+
+// Admit runs the rate limit and replay guard g for a request to webhook id
+// and, if it is admitted, enqueues e, all in one atomic script: a delivery
+// is marked as seen exactly when it is queued. Only when OneRoundTrip.
+func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string, e Entry) (guard.Decision, error) {
+	keys, args := g.ScriptArgs(q.cfg.Prefix, id, deliveryID)
+	args = append(append(args, q.cfg.MaxLength), e.values()...)
+	reply, err := admitScript.Run(ctx, q.client, append(keys, q.stream), args...).Slice()
+	switch {
+	case redis.HasErrorPrefix(err, "QUEUEFULL"):
+		return guard.Decision{}, ErrFull
+	case err != nil:
+		return guard.Decision{}, fmt.Errorf("enqueueing delivery of webhook %q: %w", id, err)
+	}
+	if len(reply) == 2 {
+		if _, queued := reply[1].(string); queued {
+			return guard.Decision{Verdict: guard.Admit}, nil
+		}
+	}
+	d, err := guard.ParseDecision(reply)
+	if err != nil {
+		return guard.Decision{}, fmt.Errorf("enqueueing delivery of webhook %q: %w", id, err)
+	}
+	return d, nil
+}
 
 // Enqueue appends e and returns its entry id once Redis holds it.
 func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {

@@ -10,17 +10,22 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
 )
 
-// checkScript is the rate limit and the replay guard in one round trip.
-// Every key is under the webhook's hash tag, so it runs on a Redis Cluster.
+// Lua is the rate limit and the replay guard as a Lua fragment, for
+// scripts that do more in the same round trip once a request is admitted
+// (the delivery queue appends the webhook after it). Every key it touches
+// is under the webhook's hash tag, so it runs on a Redis Cluster.
 //
-// KEYS[1] the rate-limit counter; KEYS[2], if given, the delivery's marker.
-// ARGV[1] limit (0: none), ARGV[2] window ms, ARGV[3] replay window ms.
-// Returns {0, 0} admitted, {1, 0} duplicate, {2, ms} limited for ms more.
+// KEYS[1] the rate-limit counter; KEYS[2] the delivery's marker.
+// ARGV[1] limit (0: none), ARGV[2] window ms, ARGV[3] replay window ms,
+// ARGV[4] "1" to check and set the marker, "0" when there is none.
+// It returns {1, 0} for a duplicate and {2, ms} when limited for ms more,
+// and falls through, the delivery marked, when the request is admitted.
 //
 // A duplicate is not counted against the limit, and a limited delivery is
 // not marked as seen, so its retry after the window is still admitted.
-var checkScript = redis.NewScript(`
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+const Lua = `
+local replay = ARGV[4] == '1'
+if replay and redis.call('EXISTS', KEYS[2]) == 1 then
   return {1, 0}
 end
 local limit = tonumber(ARGV[1])
@@ -38,27 +43,51 @@ if limit > 0 then
     return {2, ttl}
   end
 end
-if KEYS[2] then
+if replay then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 end
-return {0, 0}
-`)
+`
+
+var checkScript = redis.NewScript(Lua + "return {0, 0}\n")
+
+// ScriptArgs returns Lua's KEYS and ARGV for a request to webhook id.
+func (c Config) ScriptArgs(prefix, id, deliveryID string) ([]string, []any) {
+	replay := deliveryID != "" && c.ReplayWindow > 0
+	marker, flag := RateKey(prefix, id), "0" // a placeholder on the same slot
+	if replay {
+		marker, flag = SeenKey(prefix, id, deliveryID), "1"
+	}
+	return []string{RateKey(prefix, id), marker}, []any{
+		max(c.Limit, 0),
+		max(c.Window.Milliseconds(), 1),
+		max(c.ReplayWindow.Milliseconds(), 1),
+		flag,
+	}
+}
+
+// ParseDecision reads the {verdict, ms} reply of a script that ran Lua.
+func ParseDecision(reply []any) (Decision, error) {
+	if len(reply) != 2 {
+		return Decision{}, fmt.Errorf("unexpected guard reply %v", reply)
+	}
+	v, ok1 := reply[0].(int64)
+	ms, ok2 := reply[1].(int64)
+	if !ok1 || !ok2 {
+		return Decision{}, fmt.Errorf("unexpected guard reply %v", reply)
+	}
+	return Decision{Verdict: Verdict(v), RetryAfter: time.Duration(ms) * time.Millisecond}, nil
+}
 
 // Redis is a Guard whose state lives in Redis, shared by every instance.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
 	cfg    Config
-	args   []any // the script's ARGV, the same for every call
 }
 
 // NewRedis returns a guard keeping its state under prefix.
 func NewRedis(client redis.UniversalClient, prefix string, cfg Config) *Redis {
-	return &Redis{client: client, prefix: prefix, cfg: cfg, args: []any{
-		max(cfg.Limit, 0),
-		max(cfg.Window.Milliseconds(), 1),
-		max(cfg.ReplayWindow.Milliseconds(), 1),
-	}}
+	return &Redis{client: client, prefix: prefix, cfg: cfg}
 }
 
 // RateKey returns the key of webhook id's rate-limit counter.
@@ -74,18 +103,15 @@ func (g *Redis) Check(ctx context.Context, id, deliveryID string) (Decision, err
 	if g.cfg.Off() {
 		return Decision{Verdict: Admit}, nil
 	}
-	keys := []string{RateKey(g.prefix, id)}
-	if deliveryID != "" && g.cfg.ReplayWindow > 0 {
-		keys = append(keys, SeenKey(g.prefix, id, deliveryID))
+	keys, args := g.cfg.ScriptArgs(g.prefix, id, deliveryID)
+	reply, err := checkScript.Run(ctx, g.client, keys, args...).Slice()
+	if err == nil {
+		var d Decision
+		if d, err = ParseDecision(reply); err == nil {
+			return d, nil
+		}
 	}
-	res, err := checkScript.Run(ctx, g.client, keys, g.args...).Int64Slice()
-	if err != nil {
-		return Decision{Verdict: Admit}, fmt.Errorf("guarding webhook %q: %w", id, err)
-	}
-	if len(res) != 2 {
-		return Decision{Verdict: Admit}, fmt.Errorf("guarding webhook %q: unexpected reply %v", id, res)
-	}
-	return Decision{Verdict: Verdict(res[0]), RetryAfter: time.Duration(res[1]) * time.Millisecond}, nil
+	return Decision{Verdict: Admit}, fmt.Errorf("guarding webhook %q: %w", id, err)
 }
 
 // Forget implements Guard.
