@@ -351,7 +351,7 @@ func TestAdminDeadLetterReplay(t *testing.T) {
 	if status, _, _ := postSigned(t, c, "wf", "d-dead", `{"secret":"`+bodyMark+`"}`); status != 200 {
 		t.Fatal(status)
 	}
-	waitFor(t, "the webhook to be dead-lettered", func() bool { _, _, d := queueState(t, r); return d == 1 })
+	waitFor(t, "the webhook to be dead-lettered", func() bool { l, _, d := queueState(t, r); return d == 1 && l == 0 })
 
 	get := func(path string, v any) {
 		t.Helper()
@@ -415,7 +415,7 @@ func TestAdminDeadLetterReplay(t *testing.T) {
 	for _, id := range []string{"d-x", "d-y"} {
 		postSigned(t, c, "wf", id, `{}`)
 	}
-	waitFor(t, "two dead letters", func() bool { _, _, d := queueState(t, r); return d == 2 })
+	waitFor(t, "two dead letters", func() bool { l, _, d := queueState(t, r); return d == 2 && l == 0 })
 	get("/codemie-webhooks/dead", &list)
 	if s := post(http.MethodDelete, "/codemie-webhooks/dead/"+list.Entries[0]["id"].(string)); s != 204 {
 		t.Errorf("delete: %d", s)

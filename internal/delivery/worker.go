@@ -410,7 +410,7 @@ func (w *Workers) heartbeat(interval time.Duration) {
 		if len(ids) == 0 {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		ctx, cancel := context.WithTimeout(context.Background(), max(interval, 2*time.Second))
 		err := w.q.client.XClaimJustID(ctx, &redis.XClaimArgs{
 			Stream: w.q.stream, Group: Group, Consumer: w.q.cfg.Consumer, Messages: ids,
 		}).Err()
