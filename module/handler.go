@@ -185,6 +185,7 @@ type Handler struct {
 	redisClient  redis.UniversalClient
 	prefix       string
 	queue        *delivery.Queue   // with delivery async
+	intake       intake            // the queue, as the request path uses it
 	workers      *delivery.Workers // with delivery async
 }
 

@@ -33,6 +33,29 @@ const (
 	outcomeQueueUnavailable    outcome = "queue_unavailable"
 )
 
+// outcomeState is what each outcome keeps, made on first use: its counter
+// and its placeholder value, so that recording one allocates nothing.
+type outcomeState struct {
+	counter prometheus.Counter
+	value   any
+}
+
+var outcomes sync.Map // outcome -> *outcomeState
+
+func (o outcome) state() *outcomeState {
+	if s, ok := outcomes.Load(o); ok {
+		return s.(*outcomeState)
+	}
+	s, _ := outcomes.LoadOrStore(o, &outcomeState{counter: metrics.requests.WithLabelValues(string(o)), value: string(o)})
+	return s.(*outcomeState)
+}
+
+// counter is the outcome's caddy_codemie_webhooks_requests_total.
+func (o outcome) counter() prometheus.Counter { return o.state().counter }
+
+// value is the outcome as a placeholder's value.
+func (o outcome) value() any { return o.state().value }
+
 // metrics are created once and registered with every configuration's
 // registry, so counts survive config reloads.
 var metrics struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 )
 
 // consumer names this process in the delivery consumer group: unique per
@@ -52,8 +53,19 @@ func (h *Handler) startQueue(ctx caddy.Context) {
 		Retried:   func() { metrics.retries.Inc() },
 		Dead:      func() { metrics.dead.Inc() },
 	}, h.logger.Named("delivery"))
+	h.intake = h.queue
 	queues.add(h.queue)
 	go h.pollStats(ctx)
+}
+
+// intake is the request path's view of the delivery queue.
+type intake interface {
+	// OneRoundTrip reports whether Admit works here.
+	OneRoundTrip() bool
+	// Admit guards and enqueues in one round trip.
+	Admit(ctx context.Context, g guard.Config, id, deliveryID string, e delivery.Entry) (guard.Decision, error)
+	// Enqueue appends an admitted webhook.
+	Enqueue(ctx context.Context, e delivery.Entry) (string, error)
 }
 
 // pollStats refreshes the queue gauges until ctx is done.
@@ -81,9 +93,9 @@ func (h *Handler) pollStats(ctx context.Context) {
 // enqueue answers 200 once the webhook is in the queue, and 503 when Redis
 // cannot take it: never 200 for a webhook that could be lost.
 func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, a answer, job dispatch.Job) answer {
-	_, err := h.queue.Enqueue(r.Context(), delivery.NewEntry(job, r.Header, time.Now()))
+	_, err := h.intake.Enqueue(r.Context(), delivery.NewEntry(job, r.Header, time.Now()))
 	if err == nil {
-		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), "Webhook invoked successfully")
+		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
 	}
 	return h.enqueueFailed(w, a, err)
 }
@@ -93,9 +105,9 @@ func (h *Handler) enqueueFailed(w http.ResponseWriter, a answer, err error) answ
 	a.err = err
 	w.Header().Set("Retry-After", "5")
 	if errors.Is(err, delivery.ErrFull) {
-		return writeDetail(w, a.with(outcomeQueueFull, http.StatusServiceUnavailable), "Webhook queue is full, retry later")
+		return writeDetail(w, a.with(outcomeQueueFull, http.StatusServiceUnavailable), msgQueueFull)
 	}
-	return writeDetail(w, a.with(outcomeQueueUnavailable, http.StatusServiceUnavailable), "Webhook queue unavailable, retry later")
+	return writeDetail(w, a.with(outcomeQueueUnavailable, http.StatusServiceUnavailable), msgQueueDown)
 }
 
 // queues are the delivery queues of the loaded configuration, by name, for

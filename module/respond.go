@@ -5,10 +5,50 @@ import (
 	"net/http"
 )
 
-// Response texts of the CodeMie backend (codemie-contract.md section 3).
+// Response texts of the CodeMie backend (codemie-contract.md section 3),
+// and of the edge's own answers.
 const (
-	msgFailed   = "Webhook processing failed"
-	msgTooLarge = "Request body too large"
+	msgFailed       = "Webhook processing failed"
+	msgTooLarge     = "Request body too large"
+	msgInvoked      = "Webhook invoked successfully"
+	msgDuplicate    = "Duplicate delivery ignored"
+	msgMethod       = "Method Not Allowed"
+	msgBadID        = "Invalid webhook ID"
+	msgBadBody      = "Could not read the request body"
+	msgStoreDown    = "Webhook store unavailable, retry later"
+	msgQueueFull    = "Webhook queue is full, retry later"
+	msgQueueDown    = "Webhook queue unavailable, retry later"
+	msgFilteredOut  = "Webhook received, event filtered out"
+	msgPong         = "pong"
+	msgInvalidSig   = "Invalid GitHub webhook signature"
+	msgMissingSig   = "Missing GitHub webhook signature header"
+	msgGitLabToken  = "Invalid GitLab webhook token"
+	msgSecureHeader = "Invalid security header"
+)
+
+// encoded holds the bodies of constant answers, encoded once: the answers
+// on the hot paths cost no encoding.
+var encoded = func() map[string]map[string][]byte {
+	m := map[string]map[string][]byte{"detail": {}, "message": {}}
+	for _, msg := range []string{msgFailed, msgTooLarge, msgMethod, msgBadID, msgBadBody, msgStoreDown,
+		msgQueueFull, msgQueueDown, msgInvalidSig, msgMissingSig, msgGitLabToken, msgSecureHeader} {
+		m["detail"][msg] = encode("detail", msg)
+	}
+	for _, msg := range []string{msgInvoked, msgDuplicate, msgFilteredOut, msgPong} {
+		m["message"][msg] = encode("message", msg)
+	}
+	return m
+}()
+
+func encode(key, msg string) []byte {
+	b, _ := json.Marshal(map[string]string{key: msg})
+	return b
+}
+
+// Header values shared by every answer; never modified.
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
 )
 
 // writeDetail answers a.status with a FastAPI-style error body:
@@ -36,10 +76,13 @@ func writeNotFound(w http.ResponseWriter, a answer) answer {
 }
 
 func writeJSON(w http.ResponseWriter, status int, key, msg string) {
-	body, _ := json.Marshal(map[string]string{key: msg})
+	body, ok := encoded[key][msg]
+	if !ok {
+		body = encode(key, msg)
+	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

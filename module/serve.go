@@ -27,9 +27,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	a := h.serve(w, r, repl)
 	if repl != nil {
-		repl.Set("http.codemie_webhooks.outcome", string(a.outcome))
+		repl.Set("http.codemie_webhooks.outcome", a.outcome.value())
 	}
-	metrics.requests.WithLabelValues(string(a.outcome)).Inc()
+	a.outcome.counter().Inc()
 	h.log(r, a)
 	return nil
 }
@@ -46,11 +46,11 @@ type answer struct {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return writeDetail(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, "Method Not Allowed")
+		return writeDetail(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, msgMethod)
 	}
 	id := webhookID(r.URL.EscapedPath())
 	if !integration.ValidID(id) {
-		return writeDetail(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, "Invalid webhook ID")
+		return writeDetail(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, msgBadID)
 	}
 	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header)}
 	if repl != nil {
@@ -71,18 +71,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	case err != nil:
 		a.err = err
 		w.Header().Set("Retry-After", "5")
-		return writeDetail(w, a.with(outcomeStoreUnavailable, http.StatusServiceUnavailable), "Webhook store unavailable, retry later")
+		return writeDetail(w, a.with(outcomeStoreUnavailable, http.StatusServiceUnavailable), msgStoreDown)
 	case !in.Enabled:
 		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	}
 
-	body, err := readBody(r, h.MaxBody)
+	bp, err := readBody(r, h.MaxBody)
+	defer releaseBody(bp) // the body is copied out before serve returns
+	body := *bp
 	if errors.Is(err, errBodyTooLarge) {
 		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
 	}
 	if err != nil {
 		a.err = err
-		return writeDetail(w, a.with(outcomeBadBody, http.StatusBadRequest), "Could not read the request body")
+		return writeDetail(w, a.with(outcomeBadBody, http.StatusBadRequest), msgBadBody)
 	}
 
 	v := verify.Check(in, r.Header, body, h.verifyOpts)
@@ -106,15 +108,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // first (failing open) and then the dispatch or the enqueue.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
 	job := h.job(r, a, in, body)
-	if h.queue != nil && h.queue.OneRoundTrip() {
-		d, err := h.queue.Admit(r.Context(), h.guardConfig(), a.id, a.deliveryID, delivery.NewEntry(job, r.Header, time.Now()))
+	if h.intake != nil && h.intake.OneRoundTrip() {
+		d, err := h.intake.Admit(r.Context(), h.guardConfig(), a.id, a.deliveryID, delivery.NewEntry(job, r.Header, time.Now()))
 		if err != nil {
 			return h.enqueueFailed(w, a, err)
 		}
 		if res, stop := h.answerGuard(w, a, d); stop {
 			return res
 		}
-		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), "Webhook invoked successfully")
+		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
 	}
 
 	d, err := h.guard.Check(r.Context(), a.id, a.deliveryID)
@@ -127,7 +129,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		return res
 	}
 	var res answer
-	if h.queue != nil {
+	if h.intake != nil {
 		res = h.enqueue(w, r, a, job)
 	} else {
 		// A sender that gives up must not leave the calls half made.
@@ -146,7 +148,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 func (h *Handler) answerGuard(w http.ResponseWriter, a answer, d guard.Decision) (answer, bool) {
 	switch d.Verdict {
 	case guard.Duplicate:
-		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), "Duplicate delivery ignored"), true
+		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), msgDuplicate), true
 	case guard.Limited:
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
 		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg), true
@@ -186,7 +188,7 @@ func (h *Handler) dispatch(ctx context.Context, job dispatch.Job) dispatch.Resul
 // the upstream's body, only the step that failed and CodeMie's status.
 func (h *Handler) answerDispatch(w http.ResponseWriter, a answer, res dispatch.Result) answer {
 	if res.Class == dispatch.Success {
-		return writeResult(w, a.with(outcomeDispatched, http.StatusOK), "Webhook invoked successfully")
+		return writeResult(w, a.with(outcomeDispatched, http.StatusOK), msgInvoked)
 	}
 	a.err = errors.New(res.Reason)
 	if res.Answer != nil {
@@ -211,8 +213,12 @@ func (a answer) with(o outcome, status int) answer {
 // log writes one line per request that did not trigger anything: an error
 // for a fault on our side, a warning for a refused sender, info for other
 // rejections, debug for answers that are not failures (pong, filtered,
-// duplicate). It never logs a secret or the body.
+// duplicate). Triggered webhooks are for the access log. It never logs a
+// secret or the body.
 func (h *Handler) log(r *http.Request, a answer) {
+	if a.outcome == outcomeEnqueued || a.outcome == outcomeDispatched {
+		return
+	}
 	lvl := zapcore.DebugLevel
 	switch {
 	case a.status >= 500:

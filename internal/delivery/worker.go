@@ -40,6 +40,7 @@ type Workers struct {
 	logger   *zap.Logger
 	now      func() time.Time
 
+	stopOnce     sync.Once
 	stop         context.CancelFunc // stops reading, reclaiming and retrying
 	loops        sync.WaitGroup
 	abort        context.CancelFunc // cancels dispatches still running after the drain
@@ -78,6 +79,10 @@ func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger
 // pending, for a consumer to reclaim after ClaimAfter: nothing is lost, and
 // nothing finished is dispatched twice.
 func (w *Workers) Stop(drain time.Duration) {
+	w.stopOnce.Do(func() { w.drain(drain) })
+}
+
+func (w *Workers) drain(drain time.Duration) {
 	w.stop()
 	w.loops.Wait()
 	done := make(chan struct{})

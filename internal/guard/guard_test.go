@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +184,19 @@ func FuzzDeliveryID(f *testing.F) {
 			t.Fatalf("delivery id %q is neither short printable ASCII nor a digest", id)
 		}
 	})
+}
+
+// BenchmarkRedisCheck is one guard decision: one EVALSHA on a real Redis.
+func BenchmarkRedisCheck(b *testing.B) {
+	r := testenv.StartRedis(b)
+	g := NewRedis(r.Client, "b:", Config{Limit: 1 << 30, Window: time.Hour, ReplayWindow: time.Hour})
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if d, err := g.Check(ctx, "wh", "d-"+strconv.Itoa(i)); err != nil || d.Verdict != Admit {
+			b.Fatal(d, err)
+		}
+	}
 }

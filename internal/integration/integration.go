@@ -125,6 +125,9 @@ func (e *FieldError) Error() string {
 // IsMalformed reports whether err says a record is malformed (as opposed to
 // a store that could not be reached).
 func IsMalformed(err error) bool {
+	if err == nil {
+		return false
+	}
 	var fe *FieldError
 	return errors.As(err, &fe)
 }

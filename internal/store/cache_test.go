@@ -246,3 +246,16 @@ func TestCacheConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func BenchmarkCacheHit(b *testing.B) {
+	f := newFakeStore()
+	f.recs["gh-pr-review-42"] = rec("gh-pr-review-42")
+	c := NewCache(f, CacheConfig{TTL: time.Hour, NegativeTTL: time.Hour, StaleTTL: time.Hour, MaxEntries: 10})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Load(ctx, "gh-pr-review-42"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
