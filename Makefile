@@ -24,8 +24,10 @@ test:
 	# allocation budgets, without the race detector (it allocates on its own)
 	$(GO) test -count=1 -run 'Allocs' ./...
 
+# Micro-benchmarks, then a load run against plain Caddy: prints a table and
+# writes bench/results.json. Starts its own redis-server and stub upstream.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench
 
 # Each fuzz target for FUZZTIME; `make test` runs their seed corpora.
 fuzz:

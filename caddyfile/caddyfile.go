@@ -56,7 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			header <name> <value>
 //		}
 //		delivery async|sync
-//		workers <n>
+//		workers <n> | off
 //		retry <attempts> <first> <max>
 //		claim_after <duration>
 //		max_queue <n>
@@ -136,7 +136,13 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 				return nil
 			})
 		case "workers":
-			err = oneArg(d, positiveIntInto(&wh.Workers))
+			err = oneArg(d, func(s string) error {
+				if s == "off" {
+					wh.NoWorkers = true
+					return nil
+				}
+				return positiveIntInto(&wh.Workers)(s)
+			})
 		case "retry":
 			wh.Retry, err = parseRetry(d)
 		case "claim_after":

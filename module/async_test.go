@@ -64,15 +64,7 @@ func TestAsyncAnswersOnceQueued(t *testing.T) {
 	r := testenv.StartRedis(t)
 	api := testenv.StartCodeMie(t)
 	addWebhook(t, r, "wf", "workflow", "wf-1")
-	gate := make(chan struct{})
-	api.HangOn(func(testenv.Call) bool {
-		select {
-		case <-gate:
-			return false
-		default:
-			return true
-		}
-	})
+	api.HangOn(func(testenv.Call) bool { return true })
 	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
 
 	// Answered while CodeMie has not answered: the webhook is in the queue.
@@ -80,8 +72,7 @@ func TestAsyncAnswersOnceQueued(t *testing.T) {
 	if status != 200 || answer != invoked {
 		t.Fatalf("got %d %s", status, answer)
 	}
-	close(gate)
-	api.HangOn(nil)
+	api.HangOn(nil) // CodeMie answers now
 	waitFor(t, "the queued webhook to be dispatched", func() bool { return api.Succeeded()["d-async"] >= 1 })
 	call := api.Calls()[len(api.Calls())-1]
 	if call.String() != "POST /v1/workflows/wf-1/executions" || call.Body != `{"user_input":"{\"action\":\"opened\"}"}` {
@@ -449,4 +440,27 @@ func trySigned(c *testenv.Caddy, id, delivery, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestWorkersOff takes webhooks in on a handler with workers off; the
+// handler that dispatches is another one on the same Redis and prefix, as
+// another instance would be.
+func TestWorkersOff(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	addWebhook(t, r, "wf", "workflow", "wf-1")
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, "")+fmt.Sprintf(`
+	route /intake/* {
+		codemie_webhooks {
+			redis %s
+			rate_limit off
+			upstream %s
+			workers off
+		}
+	}`, r.Addr, api.URL))
+	status, _, answer := c.Post(t, "/intake/wf", "{}", "X-Hub-Signature-256: "+sign256(ghSecret, "{}"), "X-GitHub-Delivery: d-intake")
+	if status != 200 || answer != invoked {
+		t.Fatalf("intake: %d %s", status, answer)
+	}
+	waitFor(t, "the other handler to dispatch it", func() bool { return api.Succeeded()["d-intake"] == 1 })
 }

@@ -156,6 +156,11 @@ type Handler struct {
 	// Default: 4 x GOMAXPROCS.
 	Workers int `json:"workers,omitempty"`
 
+	// NoWorkers makes this instance only take webhooks in: other instances
+	// of the same Redis and key prefix dispatch them. For scaling intake
+	// and dispatch apart; with no instance dispatching, webhooks wait.
+	NoWorkers bool `json:"no_workers,omitempty"`
+
 	// Retry is the policy for queued webhooks whose dispatch failed in a
 	// way that may pass: network errors, timeouts, 408, 429, 5xx.
 	// Default: 12 attempts, backoff from 1s up to 1h, with full jitter.
@@ -471,6 +476,8 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	if h.workers != nil {
 		h.workers.Stop(drainTimeout)
+	}
+	if h.queue != nil {
 		queues.remove(h.queue)
 	}
 	if h.redis == nil {

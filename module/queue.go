@@ -48,11 +48,15 @@ func (h *Handler) startQueue(ctx caddy.Context) {
 		Workers:      h.Workers,
 		Consumer:     consumer,
 	})
-	h.workers = h.queue.Start(h.dispatch, delivery.Events{
-		Delivered: func(age time.Duration) { metrics.deliveryAge.Observe(age.Seconds()) },
-		Retried:   func() { metrics.retries.Inc() },
-		Dead:      func() { metrics.dead.Inc() },
-	}, h.logger.Named("delivery"))
+	if h.NoWorkers {
+		h.logger.Info("workers off: this instance only takes webhooks in; other instances must dispatch them")
+	} else {
+		h.workers = h.queue.Start(h.dispatch, delivery.Events{
+			Delivered: func(age time.Duration) { metrics.deliveryAge.Observe(age.Seconds()) },
+			Retried:   func() { metrics.retries.Inc() },
+			Dead:      func() { metrics.dead.Inc() },
+		}, h.logger.Named("delivery"))
+	}
 	h.intake = h.queue
 	queues.add(h.queue)
 	go h.pollStats(ctx)

@@ -521,3 +521,22 @@ func BenchmarkEnqueue(b *testing.B) {
 		}
 	}
 }
+
+// TestAdmitFailedEnqueueForgets: when the XADD fails inside the script, the
+// delivery is not left marked as seen, so the sender's retry goes through.
+func TestAdmitFailedEnqueueForgets(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxLength = 0
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	r.Client.Set(ctx, "t:deliveries", "not a stream", 0)
+	g := guard.Config{ReplayWindow: time.Hour}
+	_, err := q.Admit(ctx, g, "wh", "d-1", entry("d-1"))
+	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("err = %v, want the XADD's WRONGTYPE", err)
+	}
+	if r.Client.Exists(ctx, "t:{wh}:seen:d-1").Val() != 0 {
+		t.Error("a delivery that was not queued stayed marked as seen")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 )
 
 // Group is the consumer group every instance's workers belong to.
@@ -48,21 +49,23 @@ type Config struct {
 
 // Queue is the Redis side of durable delivery.
 type Queue struct {
-	client redis.UniversalClient
-	cfg    Config
-	stream string
-	retry  string
-	dead   string
+	client   redis.UniversalClient
+	requests redis.Scripter // for the request path: batched with other requests' commands
+	cfg      Config
+	stream   string
+	retry    string
+	dead     string
 }
 
 // NewQueue returns the queue under cfg.Prefix.
 func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
 	return &Queue{
-		client: client,
-		cfg:    cfg,
-		stream: cfg.Prefix + "deliveries",
-		retry:  cfg.Prefix + "deliveries:retry",
-		dead:   cfg.Prefix + "dead",
+		client:   client,
+		requests: redisconn.Batching(client),
+		cfg:      cfg,
+		stream:   cfg.Prefix + "deliveries",
+		retry:    cfg.Prefix + "deliveries:retry",
+		dead:     cfg.Prefix + "dead",
 	}
 }
 
@@ -91,7 +94,14 @@ if cap > 0 and redis.call('XLEN', KEYS[3]) >= cap then
   return redis.error_reply('QUEUEFULL delivery queue is full')
 end
 ` + guard.Lua + `
-return {0, redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))}
+local ok, id = pcall(redis.call, 'XADD', KEYS[3], '*', unpack(ARGV, 6))
+if not ok then
+  if ARGV[4] == '1' then
+    redis.call('DEL', KEYS[2]) -- not queued: the sender's retry must not be a duplicate
+  end
+  return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
+end
+return {0, id}
 `)
 
 // OneRoundTrip reports whether Admit can guard and enqueue in one round
@@ -107,7 +117,7 @@ func (q *Queue) OneRoundTrip() bool {
 func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string, e Entry) (guard.Decision, error) {
 	keys, args := g.ScriptArgs(q.cfg.Prefix, id, deliveryID)
 	args = append(append(args, q.cfg.MaxLength), e.values()...)
-	reply, err := admitScript.Run(ctx, q.client, append(keys, q.stream), args...).Slice()
+	reply, err := admitScript.Run(ctx, q.requests, append(keys, q.stream), args...).Slice()
 	switch {
 	case redis.HasErrorPrefix(err, "QUEUEFULL"):
 		return guard.Decision{}, ErrFull
@@ -129,7 +139,7 @@ func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string
 // Enqueue appends e and returns its entry id once Redis holds it.
 func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {
 	args := append([]any{q.cfg.MaxLength}, e.values()...)
-	id, err := enqueueScript.Run(ctx, q.client, []string{q.stream}, args...).Text()
+	id, err := enqueueScript.Run(ctx, q.requests, []string{q.stream}, args...).Text()
 	switch {
 	case redis.HasErrorPrefix(err, "QUEUEFULL"):
 		return "", ErrFull

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
 )
 
@@ -19,13 +20,15 @@ import (
 // ARGV[1] limit (0: none), ARGV[2] window ms, ARGV[3] replay window ms,
 // ARGV[4] "1" to check and set the marker, "0" when there is none.
 // It returns {1, 0} for a duplicate and {2, ms} when limited for ms more,
-// and falls through, the delivery marked, when the request is admitted.
+// and falls through, the delivery marked, when the request is admitted. The
+// marker is set (NX) before the limit is counted and removed again when the
+// request is limited: one command for the common case.
 //
 // A duplicate is not counted against the limit, and a limited delivery is
 // not marked as seen, so its retry after the window is still admitted.
 const Lua = `
 local replay = ARGV[4] == '1'
-if replay and redis.call('EXISTS', KEYS[2]) == 1 then
+if replay and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
   return {1, 0}
 end
 local limit = tonumber(ARGV[1])
@@ -35,6 +38,9 @@ if limit > 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
   end
   if n > limit then
+    if replay then
+      redis.call('DEL', KEYS[2])
+    end
     local ttl = redis.call('PTTL', KEYS[1])
     if ttl < 0 then
       redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -42,9 +48,6 @@ if limit > 0 then
     end
     return {2, ttl}
   end
-end
-if replay then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 end
 `
 
@@ -80,14 +83,15 @@ func ParseDecision(reply []any) (Decision, error) {
 
 // Redis is a Guard whose state lives in Redis, shared by every instance.
 type Redis struct {
-	client redis.UniversalClient
-	prefix string
-	cfg    Config
+	client   redis.UniversalClient
+	requests redis.Scripter // batched with other requests' commands
+	prefix   string
+	cfg      Config
 }
 
 // NewRedis returns a guard keeping its state under prefix.
 func NewRedis(client redis.UniversalClient, prefix string, cfg Config) *Redis {
-	return &Redis{client: client, prefix: prefix, cfg: cfg}
+	return &Redis{client: client, requests: redisconn.Batching(client), prefix: prefix, cfg: cfg}
 }
 
 // RateKey returns the key of webhook id's rate-limit counter.
@@ -104,7 +108,7 @@ func (g *Redis) Check(ctx context.Context, id, deliveryID string) (Decision, err
 		return Decision{Verdict: Admit}, nil
 	}
 	keys, args := g.cfg.ScriptArgs(g.prefix, id, deliveryID)
-	reply, err := checkScript.Run(ctx, g.client, keys, args...).Slice()
+	reply, err := checkScript.Run(ctx, g.requests, keys, args...).Slice()
 	if err == nil {
 		var d Decision
 		if d, err = ParseDecision(reply); err == nil {

@@ -44,6 +44,7 @@ type CodeMie struct {
 	datasources map[string]Datasource
 	fail        func(Call) int
 	hang        func(Call) bool
+	released    chan struct{} // closed when the hang is lifted
 	down        bool
 	tokens      int
 	tokenFail   int
@@ -83,11 +84,19 @@ func (f *CodeMie) FailWith(fn func(Call) int) {
 }
 
 // HangOn makes every call for which fn returns true wait until the caller
-// gives up (after being recorded). nil clears it.
+// gives up or the hang is lifted (after being recorded). nil lifts it: the
+// calls waiting then go on to be answered.
 func (f *CodeMie) HangOn(fn func(Call) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.released != nil {
+		close(f.released)
+		f.released = nil
+	}
 	f.hang = fn
+	if fn != nil {
+		f.released = make(chan struct{})
+	}
 }
 
 // SetDown makes every call fail as if the API were down: the connection is
@@ -159,7 +168,7 @@ func (f *CodeMie) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	index := len(f.calls) - 1
-	fail, hang, down := f.fail, f.hang, f.down
+	fail, hang, released, down := f.fail, f.hang, f.released, f.down
 	f.nextID++
 	n := f.nextID
 	ds, dsOK := f.datasources[strings.TrimPrefix(r.URL.Path, "/v1/index/")]
@@ -172,8 +181,11 @@ func (f *CodeMie) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if hang != nil && hang(c) {
-		<-r.Context().Done()
-		return
+		select {
+		case <-r.Context().Done():
+			return
+		case <-released:
+		}
 	}
 	status := http.StatusOK
 	if fail != nil {

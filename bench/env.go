@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// benchSecret signs the load's payloads.
+const benchSecret = "a-webhook-secret-of-usual-length"
+
+// env is what the load runs against: Redis, the stub upstream, and the
+// Caddy processes.
+type env struct {
+	dir     string
+	redis   *exec.Cmd
+	rdb     *redis.Client
+	redisAt string
+	stub    *http.Server
+	stubAt  string
+	caddies []*exec.Cmd
+	body    []byte
+	sig     string
+	// admins are the admin endpoints of the configurations, when profiling.
+	admins  map[string]string
+	profile bool
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(addr string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			return c.Close()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %s", addr)
+}
+
+func startEnv() (*env, error) {
+	dir, err := os.MkdirTemp("", "codemie-webhooks-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir}
+	if e.redisAt, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(e.redisAt)
+	e.redis = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", dir, "--loglevel", "warning")
+	if err := e.redis.Start(); err != nil {
+		return nil, fmt.Errorf("starting redis-server: %v", err)
+	}
+	if err := waitListening(e.redisAt); err != nil {
+		return nil, err
+	}
+	e.rdb = redis.NewClient(&redis.Options{Addr: e.redisAt})
+
+	if e.stubAt, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	e.stub = &http.Server{Addr: e.stubAt, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"execution_id":"bench"}`))
+	})}
+	go func() { _ = e.stub.ListenAndServe() }()
+	if err := waitListening(e.stubAt); err != nil {
+		return nil, err
+	}
+
+	e.body = append([]byte(`{"action":"opened","pad":"`), make([]byte, 1024-29)...)
+	for i := 26; i < len(e.body); i++ {
+		e.body[i] = 'x'
+	}
+	e.body = append(e.body, `"}`...)
+	m := hmac.New(sha256.New, []byte(benchSecret))
+	m.Write(e.body)
+	e.sig = "sha256=" + hex.EncodeToString(m.Sum(nil))
+	for _, l := range configurations {
+		err := e.rdb.HSet(context.Background(), prefix(l)+"{bench}", "is_enabled", "true",
+			"resource_type", "workflow", "resource_id", "wf-1", "github_webhook_secret", benchSecret,
+			"github_event_filter", "push,pull_request.opened").Err()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// prefix is the key prefix of configuration l.
+func prefix(l string) string { return "bench-" + l + ":" }
+
+func (e *env) stop() {
+	for _, c := range e.caddies {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+	}
+	if e.stub != nil {
+		_ = e.stub.Close()
+	}
+	if e.redis != nil {
+		_ = e.redis.Process.Kill()
+		_ = e.redis.Wait()
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+// site is one of the configurations, by letter.
+func (e *env) site(letter string) string {
+	// Each configuration has a key prefix of its own, so that one's
+	// workers never take another's webhooks.
+	edge := func(extra string) string {
+		return fmt.Sprintf("codemie_webhooks {\n\t\t\tredis %s {\n\t\t\t\tkey_prefix %s\n\t\t\t}\n\t\t\trate_limit off\n\t\t\tupstream http://%s\n\t\t\t%s\n\t\t}",
+			e.redisAt, prefix(letter), e.stubAt, extra)
+	}
+	switch letter {
+	case "a":
+		return "respond 200"
+	case "b":
+		return "reverse_proxy " + e.stubAt
+	case "c":
+		return edge("")
+	case "c0":
+		return edge("workers off")
+	}
+	return edge("delivery sync")
+}
+
+// startCaddy runs this binary as Caddy serving configuration letter, and
+// returns its address and process.
+func (e *env) startCaddy(letter string) (string, *exec.Cmd, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	admin := "off"
+	if e.profile {
+		a, err := freeAddr()
+		if err != nil {
+			return "", nil, err
+		}
+		admin, e.admins[letter] = a, a
+	}
+	cfg := fmt.Sprintf(`{
+	admin %s
+	auto_https off
+	persist_config off
+	log {
+		level ERROR
+	}
+}
+http://%s {
+	route /code-assistant-api/v1/webhooks/* {
+		%s
+	}
+}
+`, admin, addr, e.site(letter))
+	path := filepath.Join(e.dir, "Caddyfile."+letter+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return "", nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(self, "caddy", "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+e.dir, "XDG_CONFIG_HOME="+e.dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	e.caddies = append(e.caddies, cmd)
+	return addr, cmd, waitListening(addr)
+}
+
+// rss reads a process's resident memory, in bytes.
+func rss(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// commandCalls reads INFO commandstats: calls per command.
+func (e *env) commandCalls() (map[string]int64, error) {
+	info, err := e.rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(line, ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		n, _ := strconv.ParseInt(calls, 10, 64)
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out, nil
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LoadStats are one configuration's figures over every round.
+type LoadStats struct {
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	RPS      float64 `json:"rps"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	P999ms   float64 `json:"p999_ms"`
+}
+
+// RoundTrips are Redis round trips per request, from INFO commandstats:
+// EVALSHA, EVAL and HGETALL calls (the only commands the request path
+// sends), less what the workers send meanwhile when idle.
+type RoundTrips struct {
+	AcceptedAsync float64 `json:"accepted_async"`
+	AcceptedSync  float64 `json:"accepted_sync"`
+	Rejected      float64 `json:"rejected"`
+}
+
+// configurations are measured in this order, round after round.
+var configurations = []string{"a", "b", "c", "c0", "d"}
+
+// requestPathCommands are the commands a request can send.
+var requestPathCommands = []string{"evalsha", "eval", "hgetall"}
+
+var deliveries atomic.Int64
+
+// request builds one webhook request for url: signed (or not), with a
+// delivery id of its own.
+func (e *env) request(url string, signed bool) *http.Request {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(e.body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "pull_request")
+	req.Header.Set("X-GitHub-Delivery", "load-"+strconv.FormatInt(deliveries.Add(1), 10))
+	if signed {
+		req.Header.Set("X-Hub-Signature-256", e.sig)
+	}
+	return req
+}
+
+// load keeps conc connections busy for dur with requests from next, and
+// returns every latency and the count of answers other than want.
+func load(dur time.Duration, conc int, want int, next func() *http.Request) ([]time.Duration, int64) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+	defer client.CloseIdleConnections()
+	var (
+		mu   sync.Mutex
+		all  []time.Duration
+		errs atomic.Int64
+		wg   sync.WaitGroup
+	)
+	deadline := time.Now().Add(dur)
+	for range conc {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 1<<14)
+			for time.Now().Before(deadline) {
+				req := next()
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				lat = append(lat, time.Since(start))
+				if err != nil || resp.StatusCode != want {
+					errs.Add(1)
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return all, errs.Load()
+}
+
+func stats(lat []time.Duration, errs int64, total time.Duration) LoadStats {
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return float64(lat[min(int(p*float64(len(lat))), len(lat)-1)]) / float64(time.Millisecond)
+	}
+	return LoadStats{Requests: int64(len(lat)), Errors: errs, RPS: float64(len(lat)) / total.Seconds(),
+		P50ms: pct(0.50), P99ms: pct(0.99), P999ms: pct(0.999)}
+}
+
+// requestPathCalls sums the request path's commands in a commandstats diff.
+func requestPathCalls(before, after map[string]int64) int64 {
+	var n int64
+	for _, c := range requestPathCommands {
+		n += after[c] - before[c]
+	}
+	return n
+}
+
+// settle waits until configuration l's workers have dispatched what it
+// took in, so that the next slot runs on a quiet machine; what nobody
+// dispatches (workers off) is dropped.
+func (e *env) settle(l string) error {
+	ctx := context.Background()
+	stream := prefix(l) + "deliveries"
+	if l == "c0" {
+		return e.rdb.Del(ctx, stream).Err()
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for e.rdb.XLen(ctx, stream).Val() > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("configuration %s did not drain its queue", l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// loadRun starts the configurations and measures them in turn.
+func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
+	letters := configurations
+	urls := map[string]string{}
+	for _, l := range letters {
+		addr, _, err := e.startCaddy(l)
+		if err != nil {
+			return nil, RoundTrips{}, err
+		}
+		urls[l] = "http://" + addr + "/code-assistant-api/v1/webhooks/bench"
+	}
+	for _, l := range letters { // warm up: connections, caches, scripts
+		load(time.Second, opts.concurrency, http.StatusOK, func() *http.Request { return e.request(urls[l], true) })
+		if err := e.settle(l); err != nil {
+			return nil, RoundTrips{}, err
+		}
+	}
+
+	// What the idle workers send, per second, to subtract.
+	before, err := e.commandCalls()
+	if err != nil {
+		return nil, RoundTrips{}, err
+	}
+	idle := 2 * time.Second
+	time.Sleep(idle)
+	after, err := e.commandCalls()
+	if err != nil {
+		return nil, RoundTrips{}, err
+	}
+	background := float64(requestPathCalls(before, after)) / idle.Seconds()
+
+	lat := map[string][]time.Duration{}
+	errs := map[string]int64{}
+	calls := map[string]float64{}
+	for round := range opts.rounds {
+		for _, l := range letters {
+			before, _ := e.commandCalls()
+			if round == 0 && opts.pprof != "" && l != "a" {
+				go e.cpuProfile(l, opts.duration-time.Second, opts.pprof)
+			}
+			start := time.Now()
+			got, bad := load(opts.duration, opts.concurrency, http.StatusOK, func() *http.Request { return e.request(urls[l], true) })
+			took := time.Since(start)
+			after, _ := e.commandCalls()
+			lat[l] = append(lat[l], got...)
+			errs[l] += bad
+			calls[l] += float64(requestPathCalls(before, after)) - background*took.Seconds()
+			fmt.Printf("  round %d  %-2s %8.0f req/s  %d errors\n", round+1, l, float64(len(got))/took.Seconds(), bad)
+			if err := e.settle(l); err != nil {
+				return nil, RoundTrips{}, err
+			}
+		}
+	}
+	out := map[string]LoadStats{}
+	for _, l := range letters {
+		out[l] = stats(lat[l], errs[l], time.Duration(opts.rounds)*opts.duration)
+	}
+	rt := RoundTrips{
+		AcceptedAsync: calls["c0"] / float64(out["c0"].Requests),
+		AcceptedSync:  calls["d"] / float64(out["d"].Requests),
+	}
+
+	// Rejected before the guard: a wrong signature, an id already seen unknown.
+	unknown := urls["c"][:len(urls["c"])-len("bench")] + "nope"
+	load(100*time.Millisecond, 1, http.StatusBadRequest, func() *http.Request { return e.request(unknown, true) })
+	before, _ = e.commandCalls()
+	start := time.Now()
+	var n atomic.Int64
+	got1, _ := load(time.Second, opts.concurrency, http.StatusUnauthorized, func() *http.Request { n.Add(1); return e.request(urls["c"], false) })
+	got2, _ := load(time.Second, opts.concurrency, http.StatusBadRequest, func() *http.Request { return e.request(unknown, true) })
+	after, _ = e.commandCalls()
+	rejected := float64(requestPathCalls(before, after)) - background*time.Since(start).Seconds()
+	rt.Rejected = max(rejected, 0) / float64(len(got1)+len(got2))
+	return out, rt, nil
+}
+
+// Memory is the resident memory of an instance before and after it has
+// served a request to each of many integrations.
+type Memory struct {
+	Integrations int     `json:"integrations"`
+	RSSBeforeMB  float64 `json:"rss_before_mb"`
+	RSSAfterMB   float64 `json:"rss_after_mb"`
+	CacheBound   int     `json:"cache_bound"`
+}
+
+// memoryRun writes opts.integrations integrations and requests each once
+// (unsigned: answered 401, but loaded and cached).
+func (e *env) memoryRun(opts options) (Memory, error) {
+	ctx := context.Background()
+	m := Memory{Integrations: opts.integrations, CacheBound: 100_000}
+	for i := 0; i < opts.integrations; i += 1000 {
+		_, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j := i; j < min(i+1000, opts.integrations); j++ {
+				p.HSet(ctx, prefix("c")+"{mem-"+strconv.Itoa(j)+"}", "is_enabled", "true", "resource_type", "workflow",
+					"resource_id", "wf-"+strconv.Itoa(j), "github_webhook_secret", benchSecret+strconv.Itoa(j),
+					"alias", "integration number "+strconv.Itoa(j), "user_id", "user-"+strconv.Itoa(j%100))
+			}
+			return nil
+		})
+		if err != nil {
+			return m, err
+		}
+	}
+	addr, cmd, err := e.startCaddy("c")
+	if err != nil {
+		return m, err
+	}
+	before, err := rss(cmd.Process.Pid)
+	if err != nil {
+		return m, err
+	}
+	var next atomic.Int64
+	base := "http://" + addr + "/code-assistant-api/v1/webhooks/mem-"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: opts.concurrency}}
+	var wg sync.WaitGroup
+	var unexpected atomic.Int64
+	for range opts.concurrency {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(opts.integrations); i = next.Add(1) - 1 {
+				resp, err := client.Do(e.request(base+strconv.FormatInt(i, 10), false))
+				if err != nil {
+					unexpected.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					unexpected.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := unexpected.Load(); n > 0 {
+		return m, fmt.Errorf("memory run: %d requests were not answered 401", n)
+	}
+	after, err := rss(cmd.Process.Pid)
+	m.RSSBeforeMB, m.RSSAfterMB = float64(before)/(1<<20), float64(after)/(1<<20)
+	return m, err
+}
+
+// cpuProfile saves a CPU profile of configuration l, taken for d, to dir.
+func (e *env) cpuProfile(l string, d time.Duration, dir string) {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.admins[l], max(int(d.Seconds()), 1))
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Println("  profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(dir, "cpu-"+l+".pprof"))
+	if err != nil {
+		fmt.Println("  profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}

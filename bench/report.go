@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Machine says where the figures come from.
+type Machine struct {
+	CPU        string `json:"cpu"`
+	Cores      int    `json:"cores"`
+	Go         string `json:"go"`
+	Redis      string `json:"redis"`
+	OS         string `json:"os"`
+	MemTotalMB int64  `json:"mem_total_mb"`
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if v, ok := strings.CutPrefix(s.Text(), "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+		f.Close()
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if v, ok := strings.CutPrefix(s.Text(), "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				m.MemTotalMB = kb / 1024
+			}
+		}
+		f.Close()
+	}
+	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		m.Redis = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// MicroResult is one Go benchmark's line.
+type MicroResult struct {
+	Name        string  `json:"name"`
+	NsPerOp     float64 `json:"ns_per_op"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+	AllocsPerOp float64 `json:"allocs_per_op"`
+}
+
+// runMicro runs every Go benchmark of the module, showing their output,
+// and parses it.
+func runMicro() ([]MicroResult, error) {
+	fmt.Println("micro-benchmarks: go test -run '^$' -bench . -benchmem ./...")
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "./...")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	var res []MicroResult
+	s := bufio.NewScanner(out)
+	for s.Scan() {
+		line := s.Text()
+		if !strings.HasPrefix(line, "Benchmark") && !strings.HasPrefix(line, "ok") && !strings.HasPrefix(line, "FAIL") {
+			continue
+		}
+		fmt.Println("  " + line)
+		if r, ok := parseBenchLine(line); ok {
+			res = append(res, r)
+		}
+	}
+	return res, cmd.Wait()
+}
+
+func parseBenchLine(line string) (MicroResult, bool) {
+	f := strings.Fields(line)
+	if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+		return MicroResult{}, false
+	}
+	r := MicroResult{Name: strings.TrimPrefix(f[0], "Benchmark")}
+	if i := strings.LastIndexByte(r.Name, '-'); i > 0 {
+		r.Name = r.Name[:i]
+	}
+	for i := 2; i+1 < len(f); i += 2 {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			continue
+		}
+		switch f[i+1] {
+		case "ns/op":
+			r.NsPerOp = v
+		case "B/op":
+			r.BytesPerOp = v
+		case "allocs/op":
+			r.AllocsPerOp = v
+		}
+	}
+	return r, true
+}
+
+func ratios(load map[string]LoadStats) map[string]float64 {
+	rps := func(l string) float64 { return load[l].RPS }
+	return map[string]float64{
+		"c/b": rps("c") / rps("b"), "c/a": rps("c") / rps("a"),
+		"c0/b": rps("c0") / rps("b"), "c0/a": rps("c0") / rps("a"),
+		"d/b": rps("d") / rps("b"),
+	}
+}
+
+// Goal is one target of the performance issue and what was measured.
+type Goal struct {
+	Name     string `json:"name"`
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+func goals(r Results) []Goal {
+	micro := map[string]MicroResult{}
+	for _, m := range r.Micro {
+		micro[m.Name] = m
+	}
+	h := micro["HandlerAcceptedNoRedis"]
+	g := []Goal{
+		{"c0/b: accepting durably vs reverse_proxy", ">= 1.5", fmt.Sprintf("%.2f (c/b %.2f)", r.Ratios["c0/b"], r.Ratios["c/b"]), r.Ratios["c0/b"] >= 1.5},
+		{"c0/a: accepting durably vs respond", ">= 0.5", fmt.Sprintf("%.2f (c/a %.2f)", r.Ratios["c0/a"], r.Ratios["c/a"]), r.Ratios["c0/a"] >= 0.5},
+		{"d/b: sync workflow vs reverse_proxy", ">= 0.8", fmt.Sprintf("%.2f", r.Ratios["d/b"]), r.Ratios["d/b"] >= 0.8},
+		{"p99 of c vs p99 of b", "<=", fmt.Sprintf("%.2f ms vs %.2f ms", r.Load["c"].P99ms, r.Load["b"].P99ms), r.Load["c"].P99ms <= r.Load["b"].P99ms},
+		{"Redis round trips, accepted (single Redis)", "1", fmt.Sprintf("%.3f", r.RoundTrips.AcceptedAsync), r.RoundTrips.AcceptedAsync < 1.05},
+		{"Redis round trips, rejected before the guard", "0", fmt.Sprintf("%.3f", r.RoundTrips.Rejected), r.RoundTrips.Rejected < 0.01},
+		{"accepted 1 KB through the handler, no Redis", "<= 10 µs, <= 20 allocs", fmt.Sprintf("%.1f µs, %.0f allocs", h.NsPerOp/1000, h.AllocsPerOp),
+			h.NsPerOp > 0 && h.NsPerOp <= 10_000 && h.AllocsPerOp <= 20},
+		{fmt.Sprintf("RSS with %d cached integrations", r.Memory.Integrations), "<= 150 MB, bounded",
+			fmt.Sprintf("%.0f MB (bound %d)", r.Memory.RSSAfterMB, r.Memory.CacheBound), r.Memory.RSSAfterMB <= 150},
+	}
+	if r.Micro == nil {
+		g[6].Measured, g[6].Met = "not run (-micro=false)", false
+	}
+	return g
+}
+
+func printTable(r Results) {
+	fmt.Printf("\nmachine: %s, %d cores, %d MB, %s, %s\n", r.Machine.CPU, r.Machine.Cores, r.Machine.MemTotalMB, r.Machine.Go, r.Machine.Redis)
+	fmt.Printf("\n%-40s %10s %9s %9s %9s %7s\n", "configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors")
+	names := map[string]string{"a": "a  respond 200", "b": "b  reverse_proxy to stub", "c": "c  codemie_webhooks async, dispatching",
+		"c0": "c0 codemie_webhooks async, workers off", "d": "d  codemie_webhooks sync (workflow)"}
+	for _, l := range configurations {
+		s := r.Load[l]
+		fmt.Printf("%-40s %10.0f %9.2f %9.2f %9.2f %7d\n", names[l], s.RPS, s.P50ms, s.P99ms, s.P999ms, s.Errors)
+	}
+	fmt.Printf("\nratios: c/b %.2f  c/a %.2f  c0/b %.2f  c0/a %.2f  d/b %.2f\n",
+		r.Ratios["c/b"], r.Ratios["c/a"], r.Ratios["c0/b"], r.Ratios["c0/a"], r.Ratios["d/b"])
+	fmt.Printf("Redis round trips per request: accepted async %.3f, accepted sync %.3f, rejected %.3f\n",
+		r.RoundTrips.AcceptedAsync, r.RoundTrips.AcceptedSync, r.RoundTrips.Rejected)
+	fmt.Printf("RSS: %.0f MB at start, %.0f MB after %d integrations were each requested once\n",
+		r.Memory.RSSBeforeMB, r.Memory.RSSAfterMB, r.Memory.Integrations)
+	fmt.Printf("\n%-50s %-24s %-28s %s\n", "goal", "target", "measured", "met")
+	for _, g := range r.Goals {
+		fmt.Printf("%-50s %-24s %-28s %v\n", g.Name, g.Target, g.Measured, g.Met)
+	}
+}
