@@ -216,6 +216,9 @@ type Memory struct {
 	Integrations int     `json:"integrations"`
 	RSSBeforeMB  float64 `json:"rss_before_mb"`
 	RSSAfterMB   float64 `json:"rss_after_mb"`
+	// RSSSettledMB is the resident memory once the burst's garbage is
+	// collected and returned to the OS: the cache's steady state.
+	RSSSettledMB float64 `json:"rss_settled_mb"`
 	CacheBound   int     `json:"cache_bound"`
 }
 
@@ -271,8 +274,24 @@ func (e *env) memoryRun(opts options) (Memory, error) {
 		return m, fmt.Errorf("memory run: %d requests were not answered 401", n)
 	}
 	after, err := rss(cmd.Process.Pid)
-	m.RSSBeforeMB, m.RSSAfterMB = float64(before)/(1<<20), float64(after)/(1<<20)
-	return m, err
+	if err != nil {
+		return m, err
+	}
+	settled := after
+	for range 30 { // until it stops shrinking, up to 30s
+		time.Sleep(time.Second)
+		now, err := rss(cmd.Process.Pid)
+		if err != nil {
+			return m, err
+		}
+		if settled-now < 1<<20 {
+			settled = min(settled, now)
+			break
+		}
+		settled = now
+	}
+	m.RSSBeforeMB, m.RSSAfterMB, m.RSSSettledMB = float64(before)/(1<<20), float64(after)/(1<<20), float64(settled)/(1<<20)
+	return m, nil
 }
 
 // cpuProfile saves a CPU profile of configuration l, taken for d, to dir.

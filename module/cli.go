@@ -477,6 +477,6 @@ func (c *cli) check(ctx context.Context, _ caddycmd.Flags, args []string) error 
 	if err != nil {
 		return fmt.Errorf("the record does not decode, every request to it is answered 500: %v", err)
 	}
-	_, err = io.WriteString(c.out, in.Explain())
+	_, err = io.WriteString(c.out, in.Explain(fields[integration.FieldAlias], fields[integration.FieldProjectName]))
 	return err
 }

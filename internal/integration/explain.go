@@ -42,20 +42,21 @@ func (in *Integration) Mechanisms() []string {
 }
 
 // Explain says, in plain words, what a request must carry to pass the
-// integration's checks, and what it then triggers. It names no secret.
-func (in *Integration) Explain() string {
+// integration's checks, and what it then triggers; alias and project are
+// the record's display name and project. It names no secret.
+func (in *Integration) Explain(alias, project string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	name := in.ID
-	if in.Alias != "" {
-		name += " (" + in.Alias + ")"
+	if alias != "" {
+		name += " (" + alias + ")"
 	}
 	state := "enabled"
 	if !in.Enabled {
 		state = "DISABLED: every request is answered 400 until it is enabled"
 	}
 	w("Webhook %s: %s.", name, state)
-	w("It triggers %s %q as user %q (project %q).", in.ResourceType, in.ResourceID, in.UserID, in.ProjectName)
+	w("It triggers %s %q as user %q (project %q).", in.ResourceType, in.ResourceID, in.UserID, project)
 	w("")
 	w("A request must be a POST to .../webhooks/%s, and carry:", in.ID)
 	if !in.HasAuth() {

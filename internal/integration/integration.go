@@ -68,10 +68,9 @@ type Integration struct {
 	ResourceType string
 	// ResourceID is the id of the resource to trigger.
 	ResourceID string
-	// UserID, ProjectName and Alias are the owner, project and display name.
-	UserID      string
-	ProjectName string
-	Alias       string
+	// UserID is the owner, sent to CodeMie as user-id. (project_name and
+	// alias are for people, not for the request path: they are not kept.)
+	UserID string
 }
 
 // HasAuth reports whether the integration configures any mechanism that
@@ -148,11 +147,9 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 		GitHubEventFilter:   splitList(fields[FieldGitHubEventFilter]),
 		GitLabToken:         d.secrets(FieldGitLabWebhookToken),
 		GitLabEventFilter:   splitList(fields[FieldGitLabEventFilter]),
-		ResourceType:        fields[FieldResourceType],
+		ResourceType:        resourceType(fields[FieldResourceType]),
 		ResourceID:          fields[FieldResourceID],
 		UserID:              fields[FieldUserID],
-		ProjectName:         fields[FieldProjectName],
-		Alias:               fields[FieldAlias],
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -227,6 +224,17 @@ func (d *decoder) boolean(field string, unset bool) bool {
 		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a boolean (true, false, 1, 0, True, False)"}
 	}
 	return v
+}
+
+// resourceType returns the constant for a known resource type, so that
+// the many cached records share it instead of holding a copy each.
+func resourceType(s string) string {
+	for _, t := range []string{ResourceAssistant, ResourceWorkflow, ResourceDatasource} {
+		if s == t {
+			return t
+		}
+	}
+	return s
 }
 
 // ParseBool accepts the spellings the backend and its clients write.

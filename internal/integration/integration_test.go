@@ -61,7 +61,7 @@ func TestDecode(t *testing.T) {
 				GitHubRequireSHA256: false, GitHubSecret: Secrets{Secret("old"), Secret("new")},
 				GitHubEventFilter: []string{"push", "pull_request.opened"}, GitLabToken: Secrets{Secret("tok")},
 				GitLabEventFilter: []string{"open", "merge"}, ResourceType: "workflow", ResourceID: "r1",
-				UserID: "u1", ProjectName: "p1", Alias: "a1",
+				UserID: "u1",
 			},
 		},
 		{

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,25 +38,23 @@ type Cache struct {
 	flight singleflight.Group
 
 	mu       sync.RWMutex
-	entries  map[string]*entry
-	negative map[string]time.Time // unknown id -> answered as unknown until
+	entries  map[string]entry
+	negative map[string]int64 // unknown id -> answered as unknown until (Unix ns)
 	gen      uint64               // bumped by every invalidation
 }
 
-// entry is one cached answer. Entries are never modified once stored, so
-// they can be read without the lock.
+// entry is one cached answer, stored by value.
 type entry struct {
 	rec   *integration.Integration
 	err   error     // a malformed record's decoding error
-	fresh time.Time // served without asking the store until
-	stale time.Time // served when the store fails until
+	fresh int64 // served without asking the store until (Unix ns)
+	stale int64 // served when the store fails until (Unix ns)
 }
 
-// expired returns a copy of e that is no longer fresh but still stale.
-func (e *entry) expired() *entry {
-	cp := *e
-	cp.fresh = time.Time{}
-	return &cp
+// expired returns e no longer fresh but still stale.
+func (e entry) expired() entry {
+	e.fresh = 0
+	return e
 }
 
 // NewCache returns a cache in front of src.
@@ -64,8 +63,8 @@ func NewCache(src Store, cfg CacheConfig) *Cache {
 		src:      src,
 		cfg:      cfg,
 		now:      time.Now,
-		entries:  make(map[string]*entry),
-		negative: make(map[string]time.Time),
+		entries:  make(map[string]entry),
+		negative: make(map[string]int64),
 	}
 }
 
@@ -73,46 +72,48 @@ func NewCache(src Store, cfg CacheConfig) *Cache {
 // answered from memory; otherwise the store is asked, and if it cannot be
 // reached the last good record is served until its StaleTTL runs out.
 func (c *Cache) Load(ctx context.Context, id string) (*integration.Integration, error) {
-	now := c.now()
+	now := c.now().UnixNano()
 	c.mu.RLock()
 	e, ok := c.entries[id]
 	unknownUntil, unknown := c.negative[id]
 	c.mu.RUnlock()
-	if ok && now.Before(e.fresh) {
+	if ok && now < e.fresh {
 		return e.rec, e.err
 	}
-	if unknown && now.Before(unknownUntil) {
+	if unknown && now < unknownUntil {
 		return nil, ErrNotFound
 	}
 	res, err, _ := c.flight.Do(id, func() (any, error) {
 		// The first caller's cancellation must not fail the others waiting.
-		return c.fill(context.WithoutCancel(ctx), id)
+		// The id is copied: it is often part of a longer string (the
+		// request's path), which the cache must not keep alive.
+		return c.fill(context.WithoutCancel(ctx), strings.Clone(id))
 	})
 	if err != nil {
 		return nil, err
 	}
-	e = res.(*entry)
+	e = res.(entry)
 	return e.rec, e.err
 }
 
 // fill loads id from the store and records the answer. It returns the entry
 // to serve, or the store's error (ErrNotFound, or unreachable with nothing
 // good to serve instead).
-func (c *Cache) fill(ctx context.Context, id string) (*entry, error) {
+func (c *Cache) fill(ctx context.Context, id string) (entry, error) {
 	c.mu.RLock()
 	gen := c.gen
 	c.mu.RUnlock()
 
 	rec, err := c.src.Load(ctx, id)
-	now := c.now()
+	now := c.now().UnixNano()
 	switch {
 	case err == nil || integration.IsMalformed(err):
-		e := &entry{rec: rec, err: err, fresh: now.Add(c.cfg.TTL), stale: now.Add(c.cfg.StaleTTL)}
+		e := entry{rec: rec, err: err, fresh: now + int64(c.cfg.TTL), stale: now + int64(c.cfg.StaleTTL)}
 		c.mu.Lock()
 		if c.gen != gen {
 			// Invalidated while loading: what was loaded may already be old,
 			// so it serves only as a last good copy.
-			e.fresh = time.Time{}
+			e.fresh = 0
 		}
 		delete(c.negative, id)
 		c.put(id, e)
@@ -123,17 +124,17 @@ func (c *Cache) fill(ctx context.Context, id string) (*entry, error) {
 		c.mu.Lock()
 		delete(c.entries, id)
 		if c.gen == gen {
-			c.putNegative(id, now.Add(c.cfg.NegativeTTL))
+			c.putNegative(id, now+int64(c.cfg.NegativeTTL))
 		}
 		c.mu.Unlock()
-		return nil, ErrNotFound
+		return entry{}, ErrNotFound
 	}
 
 	c.mu.RLock()
 	e, ok := c.entries[id]
 	c.mu.RUnlock()
-	if !ok || !now.Before(e.stale) {
-		return nil, err
+	if !ok || now >= e.stale {
+		return entry{}, err
 	}
 	if c.cfg.Stale != nil {
 		c.cfg.Stale(id, err)
@@ -143,7 +144,7 @@ func (c *Cache) fill(ctx context.Context, id string) (*entry, error) {
 
 // put stores e, evicting an arbitrary entry when the cache is full.
 // c.mu must be held.
-func (c *Cache) put(id string, e *entry) {
+func (c *Cache) put(id string, e entry) {
 	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.cfg.MaxEntries {
 		for k := range c.entries {
 			delete(c.entries, k)
@@ -156,7 +157,7 @@ func (c *Cache) put(id string, e *entry) {
 // putNegative remembers id as unknown, evicting an arbitrary unknown id when
 // full, so that floods of random ids never push out real records.
 // c.mu must be held.
-func (c *Cache) putNegative(id string, until time.Time) {
+func (c *Cache) putNegative(id string, until int64) {
 	if _, ok := c.negative[id]; !ok && len(c.negative) >= c.cfg.MaxEntries {
 		for k := range c.negative {
 			delete(c.negative, k)
