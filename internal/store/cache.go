@@ -40,13 +40,13 @@ type Cache struct {
 	mu       sync.RWMutex
 	entries  map[string]entry
 	negative map[string]int64 // unknown id -> answered as unknown until (Unix ns)
-	gen      uint64               // bumped by every invalidation
+	gen      uint64           // bumped by every invalidation
 }
 
 // entry is one cached answer, stored by value.
 type entry struct {
 	rec   *integration.Integration
-	err   error     // a malformed record's decoding error
+	err   error // a malformed record's decoding error
 	fresh int64 // served without asking the store until (Unix ns)
 	stale int64 // served when the store fails until (Unix ns)
 }
