@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -80,13 +81,22 @@ var setFlags = []struct{ flag, field, help string }{
 	{"gitlab-event-filter", integration.FieldGitLabEventFilter, "allowed merge-request actions, comma-separated"},
 	{"secure-header-name", integration.FieldSecureHeaderName, "name of a shared secret header"},
 	{"secure-header-value", integration.FieldSecureHeaderValue, "its value"},
+	{"signature-scheme", integration.FieldSignatureScheme, "standard-webhooks, slack, stripe, zendesk or hmac-sha256"},
+	{"signature-secret", integration.FieldSignatureSecret, "the scheme's secret (several: one per line)"},
+	{"signature-header", integration.FieldSignatureHeader, "hmac-sha256: the signature's header"},
+	{"signature-prefix", integration.FieldSignaturePrefix, "hmac-sha256: text before the signature, such as sha256="},
+	{"signature-encoding", integration.FieldSignatureEncoding, "hmac-sha256: hex or base64"},
+	{"signature-tolerance", integration.FieldSignatureTolerance, "how far a signed timestamp may be from now (default 5m)"},
+	{"event-filter", integration.FieldEventFilter, "allowed values of the payload's event field, comma-separated"},
+	{"event-field", integration.FieldEventField, "gjson path of the event field (default type)"},
 }
 
 // rotatable maps rotate-secret's --field values to record fields.
 var rotatable = map[string]string{
-	"github": integration.FieldGitHubWebhookSecret,
-	"gitlab": integration.FieldGitLabWebhookToken,
-	"header": integration.FieldSecureHeaderValue,
+	"github":    integration.FieldGitHubWebhookSecret,
+	"gitlab":    integration.FieldGitLabWebhookToken,
+	"header":    integration.FieldSecureHeaderValue,
+	"signature": integration.FieldSignatureSecret,
 }
 
 func buildCLI(root *cobra.Command) {
@@ -112,7 +122,7 @@ func buildCLI(root *cobra.Command) {
 	get.Flags().Bool("show-secrets", false, "print secrets in the clear")
 	rotate := &cobra.Command{Use: "rotate-secret <id>", Short: "Adds a new secret beside the old one; --finish drops the old",
 		Args: cobra.ExactArgs(1), RunE: run((*cli).rotate)}
-	rotate.Flags().String("field", "github", "which secret: github, gitlab or header")
+	rotate.Flags().String("field", "github", "which secret: github, gitlab, header or signature")
 	rotate.Flags().String("value", "", "the new secret (default: a random one, printed once)")
 	rotate.Flags().Bool("finish", false, "keep only the newest secret")
 	root.AddCommand(set, get, rotate,
@@ -322,7 +332,8 @@ func (c *cli) list(ctx context.Context, _ caddycmd.Flags, _ []string) error {
 		}
 		enabled, _ := integration.ParseBool(fields[integration.FieldIsEnabled])
 		var mechanisms, plain []string
-		for name, f := range map[string]string{"github": integration.FieldGitHubWebhookSecret, "gitlab": integration.FieldGitLabWebhookToken, "header": integration.FieldSecureHeaderName} {
+		for name, f := range map[string]string{"github": integration.FieldGitHubWebhookSecret, "gitlab": integration.FieldGitLabWebhookToken,
+			"header": integration.FieldSecureHeaderName, fields[integration.FieldSignatureScheme]: integration.FieldSignatureScheme} {
 			if fields[f] != "" {
 				mechanisms = append(mechanisms, name)
 			}
@@ -381,7 +392,7 @@ func (c *cli) rotate(ctx context.Context, fl caddycmd.Flags, args []string) erro
 	id := args[0]
 	field, ok := rotatable[fl.String("field")]
 	if !ok {
-		return badInput("--field %q: must be github, gitlab or header", fl.String("field"))
+		return badInput("--field %q: must be github, gitlab, header or signature", fl.String("field"))
 	}
 	fields, err := c.existing(ctx, id)
 	if err != nil {
@@ -404,6 +415,9 @@ func (c *cli) rotate(ctx context.Context, fl caddycmd.Flags, args []string) erro
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		secret, generated = hex.EncodeToString(b), true
+		if field == integration.FieldSignatureSecret && fields[integration.FieldSignatureScheme] == integration.SchemeStandardWebhooks {
+			secret = "whsec_" + base64.StdEncoding.EncodeToString(b)
+		}
 	}
 	if strings.ContainsAny(secret, "\r\n") {
 		return badInput("--value: a secret cannot hold a line break")

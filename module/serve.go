@@ -96,6 +96,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if v.Outcome != verify.Pass {
 		return writeResult(w, a.with(outcome(v.Outcome), v.Status), v.Message)
 	}
+	if v.EventID != "" {
+		// The signature scheme's own event id, signed by the sender: the
+		// best id for the replay guard and the Idempotency-Key.
+		a.deliveryID = guard.SafeDeliveryID(v.EventID)
+		if repl != nil {
+			repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
+		}
+	}
 	if !dispatch.Supported(in.ResourceType) {
 		ans := dispatch.UnsupportedAnswer(in.ResourceType)
 		return writeDetail(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)

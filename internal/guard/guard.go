@@ -72,17 +72,22 @@ const maxDeliveryID = 128
 // logs and headers.
 func DeliveryID(h http.Header) string {
 	for _, name := range deliveryHeaders {
-		v := h[name]
-		if len(v) != 1 || v[0] == "" {
-			continue
+		if v := h[name]; len(v) == 1 && v[0] != "" {
+			return SafeDeliveryID(v[0])
 		}
-		if printable(v[0]) && len(v[0]) <= maxDeliveryID {
-			return v[0]
-		}
-		sum := sha256.Sum256([]byte(v[0]))
-		return "sha256:" + hex.EncodeToString(sum[:])
 	}
 	return ""
+}
+
+// SafeDeliveryID returns a sender's delivery id as it is when it is
+// printable ASCII of at most 128 bytes, and as "sha256:" and its hex digest
+// otherwise.
+func SafeDeliveryID(v string) string {
+	if printable(v) && len(v) <= maxDeliveryID {
+		return v
+	}
+	sum := sha256.Sum256([]byte(v))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 func printable(s string) bool {

@@ -38,6 +38,9 @@ func (in *Integration) Mechanisms() []string {
 	if in.SecureHeaderName != "" {
 		m = append(m, "header")
 	}
+	if in.SignatureScheme != "" {
+		m = append(m, in.SignatureScheme)
+	}
 	return m
 }
 
@@ -80,7 +83,15 @@ func (in *Integration) Explain(alias, project string) string {
 	if in.SecureHeaderName != "" {
 		w("  %s: <the secure header value>%s", in.SecureHeaderName, rotating(in.SecureHeaderValue))
 	}
-	if len(in.GitHubEventFilter) > 0 || len(in.GitLabEventFilter) > 0 {
+	if in.SignatureScheme != "" {
+		w("  %s%s", schemeHeaders[in.SignatureScheme], rotating(in.SignatureSecret))
+		if in.SignatureScheme != SchemeHMACSHA256 {
+			w("    with a signed timestamp within %s of now (signature_tolerance)", in.SignatureTolerance)
+		} else {
+			w("    %s: %s<%s HMAC-SHA256 of the raw body, keyed with the signature secret>", in.SignatureHeader, in.SignaturePrefix, in.SignatureEncoding)
+		}
+	}
+	if len(in.GitHubEventFilter) > 0 || len(in.GitLabEventFilter) > 0 || len(in.EventFilter) > 0 {
 		w("")
 		w("Events (anything else is answered as filtered out, and triggers nothing):")
 	}
@@ -90,5 +101,17 @@ func (in *Integration) Explain(alias, project string) string {
 	if len(in.GitLabEventFilter) > 0 {
 		w("  merge-request events with object_attributes.action one of: %s (other events pass)", strings.Join(in.GitLabEventFilter, ", "))
 	}
+	if len(in.EventFilter) > 0 {
+		w("  the payload's %s one of: %s", in.EventField, strings.Join(in.EventFilter, ", "))
+	}
 	return b.String()
+}
+
+// schemeHeaders says what each signature scheme's sender sends.
+var schemeHeaders = map[string]string{
+	SchemeStandardWebhooks: "webhook-id, webhook-timestamp and webhook-signature: v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}> (Standard Webhooks; svix-* headers too)",
+	SchemeSlack:            "X-Slack-Request-Timestamp and X-Slack-Signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}> (Slack)",
+	SchemeStripe:           "Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of {timestamp}.{body}> (Stripe)",
+	SchemeZendesk:          "X-Zendesk-Webhook-Signature-Timestamp and X-Zendesk-Webhook-Signature: <base64 HMAC-SHA256 of {timestamp}{body}> (Zendesk)",
+	SchemeHMACSHA256:       "a signature header (generic HMAC-SHA256):",
 }

@@ -5,10 +5,13 @@
 package integration
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -31,6 +34,31 @@ const (
 	FieldUserID              = "user_id"
 	FieldProjectName         = "project_name"
 	FieldAlias               = "alias"
+
+	// Fields beyond the backend's, for senders other than GitHub and GitLab.
+	FieldSignatureScheme    = "signature_scheme"
+	FieldSignatureSecret    = "signature_secret"
+	FieldSignatureHeader    = "signature_header"
+	FieldSignaturePrefix    = "signature_prefix"
+	FieldSignatureEncoding  = "signature_encoding"
+	FieldSignatureTolerance = "signature_tolerance"
+	FieldEventFilter        = "event_filter"
+	FieldEventField         = "event_field"
+)
+
+// Signature schemes of signature_scheme.
+const (
+	SchemeStandardWebhooks = "standard-webhooks"
+	SchemeSlack            = "slack"
+	SchemeStripe           = "stripe"
+	SchemeZendesk          = "zendesk"
+	SchemeHMACSHA256       = "hmac-sha256"
+)
+
+// Defaults of the signature fields.
+const (
+	DefaultSignatureTolerance = 5 * time.Minute
+	DefaultEventField         = "type"
 )
 
 // Resource types an integration can trigger.
@@ -71,12 +99,31 @@ type Integration struct {
 	// UserID is the owner, sent to CodeMie as user-id. (project_name and
 	// alias are for people, not for the request path: they are not kept.)
 	UserID string
+
+	// SignatureScheme is how a sender other than GitHub and GitLab signs:
+	// standard-webhooks, slack, stripe, zendesk or hmac-sha256; empty for
+	// none. With it, SignatureSecret holds the keys (for standard-webhooks,
+	// decoded from their whsec_ base64 form).
+	SignatureScheme string
+	SignatureSecret Secrets
+	// SignatureHeader, SignaturePrefix and SignatureEncoding (hex or
+	// base64) describe the hmac-sha256 scheme's signature.
+	SignatureHeader   string
+	SignaturePrefix   string
+	SignatureEncoding string
+	// SignatureTolerance bounds how far a signed timestamp may be from now.
+	// Unset: 5m.
+	SignatureTolerance time.Duration
+	// EventFilter lists the allowed values of the payload's EventField (a
+	// gjson path; unset: "type"); empty allows all.
+	EventFilter []string
+	EventField  string
 }
 
 // HasAuth reports whether the integration configures any mechanism that
 // authenticates requests.
 func (in *Integration) HasAuth() bool {
-	return len(in.GitHubSecret) > 0 || len(in.GitLabToken) > 0 || in.SecureHeaderName != ""
+	return len(in.GitHubSecret) > 0 || len(in.GitLabToken) > 0 || in.SecureHeaderName != "" || in.SignatureScheme != ""
 }
 
 // ValidID reports whether id can be a webhook id: 1 to MaxIDLength bytes of
@@ -150,6 +197,17 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 		ResourceType:        resourceType(fields[FieldResourceType]),
 		ResourceID:          fields[FieldResourceID],
 		UserID:              fields[FieldUserID],
+		SignatureScheme:     fields[FieldSignatureScheme],
+		SignatureSecret:     d.secrets(FieldSignatureSecret),
+		SignatureHeader:     fields[FieldSignatureHeader],
+		SignaturePrefix:     fields[FieldSignaturePrefix],
+		SignatureEncoding:   fields[FieldSignatureEncoding],
+		SignatureTolerance:  d.duration(FieldSignatureTolerance, DefaultSignatureTolerance),
+		EventFilter:         splitList(fields[FieldEventFilter]),
+		EventField:          fields[FieldEventField],
+	}
+	if in.EventField == "" {
+		in.EventField = DefaultEventField
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -178,6 +236,43 @@ func (in *Integration) validate(stored string) error {
 	}
 	if in.SecureHeaderName != "" {
 		in.SecureHeaderName = http.CanonicalHeaderKey(in.SecureHeaderName)
+	}
+	return in.validateSignature()
+}
+
+// validateSignature checks the signature fields, and turns Standard
+// Webhooks secrets into their keys.
+func (in *Integration) validateSignature() error {
+	if (in.SignatureScheme == "") != (len(in.SignatureSecret) == 0) {
+		return in.fieldErr(FieldSignatureScheme, "signature_scheme and signature_secret must be set together")
+	}
+	switch in.SignatureScheme {
+	case "", SchemeSlack, SchemeStripe, SchemeZendesk:
+	case SchemeStandardWebhooks:
+		for i, s := range in.SignatureSecret {
+			key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(s), "whsec_"))
+			if err != nil || len(key) == 0 {
+				return in.fieldErr(FieldSignatureSecret, "a Standard Webhooks secret is whsec_ and base64")
+			}
+			in.SignatureSecret[i] = key
+		}
+	case SchemeHMACSHA256:
+		if !httpguts.ValidHeaderFieldName(in.SignatureHeader) {
+			return in.fieldErr(FieldSignatureHeader, "the hmac-sha256 scheme needs the signature's header name")
+		}
+		in.SignatureHeader = http.CanonicalHeaderKey(in.SignatureHeader)
+		switch in.SignatureEncoding {
+		case "":
+			in.SignatureEncoding = "hex"
+		case "hex", "base64":
+		default:
+			return in.fieldErr(FieldSignatureEncoding, "must be hex or base64")
+		}
+	default:
+		return in.fieldErr(FieldSignatureScheme, "must be standard-webhooks, slack, stripe, zendesk or hmac-sha256")
+	}
+	if in.SignatureTolerance <= 0 {
+		return in.fieldErr(FieldSignatureTolerance, "must be a positive duration")
 	}
 	return nil
 }
@@ -235,6 +330,22 @@ func resourceType(s string) string {
 		}
 	}
 	return s
+}
+
+// duration reads a duration field: a Go duration ("5m") or whole seconds.
+func (d *decoder) duration(field string, unset time.Duration) time.Duration {
+	v := d.fields[field]
+	if v == "" {
+		return unset
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	dur, err := time.ParseDuration(v)
+	if err != nil && d.err == nil {
+		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a duration (such as 5m, or seconds)"}
+	}
+	return dur
 }
 
 // ParseBool accepts the spellings the backend and its clients write.

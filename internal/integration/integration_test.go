@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
@@ -70,6 +71,22 @@ func TestDecode(t *testing.T) {
 			want:   Integration{ID: "wh", GitHubRequireSHA256: true, GitHubSecret: Secrets{Secret(" It's a Secret to Everybody ")}},
 		},
 		{
+			name: "standard webhooks: secrets decoded to keys",
+			fields: map[string]string{"signature_scheme": "standard-webhooks",
+				"signature_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\nc2Vjb25k", "signature_tolerance": "90",
+				"event_filter": "invoice.paid", "event_field": "data.type"},
+			want: Integration{ID: "wh", GitHubRequireSHA256: true, SignatureScheme: "standard-webhooks",
+				SignatureSecret:    Secrets{mustB64("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Secret("second")},
+				SignatureTolerance: 90 * time.Second, EventFilter: []string{"invoice.paid"}, EventField: "data.type"},
+		},
+		{
+			name: "generic hmac-sha256",
+			fields: map[string]string{"signature_scheme": "hmac-sha256", "signature_secret": "k",
+				"signature_header": "x-signature", "signature_prefix": "sha256=", "signature_tolerance": "2m"},
+			want: Integration{ID: "wh", GitHubRequireSHA256: true, SignatureScheme: "hmac-sha256", SignatureSecret: Secrets{Secret("k")},
+				SignatureHeader: "X-Signature", SignaturePrefix: "sha256=", SignatureEncoding: "hex", SignatureTolerance: 2 * time.Minute},
+		},
+		{
 			name:   "unknown resource type kept for dispatch to refuse",
 			fields: map[string]string{"resource_type": "robot"},
 			want:   Integration{ID: "wh", GitHubRequireSHA256: true, ResourceType: "robot"},
@@ -79,6 +96,12 @@ func TestDecode(t *testing.T) {
 			got, err := Decode("wh", tc.fields, nil)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.want.SignatureTolerance == 0 {
+				tc.want.SignatureTolerance = DefaultSignatureTolerance
+			}
+			if tc.want.EventField == "" {
+				tc.want.EventField = DefaultEventField
 			}
 			if !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("got  %#v\nwant %#v", *got, tc.want)
@@ -117,6 +140,14 @@ func TestDecodeErrors(t *testing.T) {
 		{"header name not a token", "wh", map[string]string{"secure_header_name": "X A", "secure_header_value": secret}, "secure_header_name"},
 		{"id mismatch", "wh", map[string]string{"webhook_id": "other"}, "webhook_id"},
 		{"bad id", "a/b", map[string]string{}, "webhook_id"},
+		{"scheme without secret", "wh", map[string]string{"signature_scheme": "slack"}, "signature_scheme"},
+		{"secret without scheme", "wh", map[string]string{"signature_secret": secret}, "signature_scheme"},
+		{"unknown scheme", "wh", map[string]string{"signature_scheme": "carrier-pigeon", "signature_secret": secret}, "signature_scheme"},
+		{"standard webhooks secret not base64", "wh", map[string]string{"signature_scheme": "standard-webhooks", "signature_secret": "whsec_" + secret + "!"}, "signature_secret"},
+		{"hmac without header", "wh", map[string]string{"signature_scheme": "hmac-sha256", "signature_secret": secret}, "signature_header"},
+		{"hmac bad encoding", "wh", map[string]string{"signature_scheme": "hmac-sha256", "signature_secret": secret, "signature_header": "X-S", "signature_encoding": "rot13"}, "signature_encoding"},
+		{"bad tolerance", "wh", map[string]string{"signature_tolerance": "soon"}, "signature_tolerance"},
+		{"zero tolerance", "wh", map[string]string{"signature_tolerance": "0"}, "signature_tolerance"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode(tc.id, tc.fields, nil)
@@ -191,4 +222,12 @@ func TestDecodeEncryptedSecrets(t *testing.T) {
 			t.Errorf("%s: err %v, want a malformed-record error naming the field and not the value", tc.name, err)
 		}
 	}
+}
+
+func mustB64(s string) Secret {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -45,4 +45,4 @@ func SplitSecretValues(s string) []string {
 }
 
 // SecretFields are the fields that hold secrets.
-var SecretFields = []string{FieldSecureHeaderValue, FieldGitHubWebhookSecret, FieldGitLabWebhookToken}
+var SecretFields = []string{FieldSecureHeaderValue, FieldGitHubWebhookSecret, FieldGitLabWebhookToken, FieldSignatureSecret}

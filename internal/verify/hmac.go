@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"hash"
 	"sync"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
 // blockSize is the block size of SHA-1 and SHA-256, in bytes.
@@ -41,8 +43,29 @@ var (
 func (m *mac) equal(key, msg, sum []byte) bool {
 	s := m.pool.Get().(*macState)
 	defer m.pool.Put(s)
-	h := s.h
+	return hmac.Equal(s.compute(key, msg), sum)
+}
 
+// matchAny reports whether any of sums is the HMAC, under any of keys, of
+// the concatenation of parts. Every key and every sum is tried, so the time
+// taken does not say which matched.
+func (m *mac) matchAny(keys integration.Secrets, sums [][]byte, parts ...[]byte) bool {
+	s := m.pool.Get().(*macState)
+	defer m.pool.Put(s)
+	ok := false
+	for _, key := range keys {
+		got := s.compute(key, parts...)
+		for _, sum := range sums {
+			ok = hmac.Equal(got, sum) || ok
+		}
+	}
+	return ok
+}
+
+// compute returns the HMAC of the concatenation of parts under key, in the
+// state's own buffer.
+func (s *macState) compute(key []byte, parts ...[]byte) []byte {
+	h := s.h
 	s.key = [blockSize]byte{}
 	if len(key) > blockSize {
 		h.Reset()
@@ -57,7 +80,9 @@ func (m *mac) equal(key, msg, sum []byte) bool {
 	}
 	h.Reset()
 	h.Write(s.pad[:])
-	h.Write(msg)
+	for _, p := range parts {
+		h.Write(p)
+	}
 	inner := h.Sum(s.inner[:0])
 
 	for i := range s.pad {
@@ -66,5 +91,5 @@ func (m *mac) equal(key, msg, sum []byte) bool {
 	h.Reset()
 	h.Write(s.pad[:])
 	h.Write(inner)
-	return hmac.Equal(h.Sum(s.outer[:0]), sum)
+	return h.Sum(s.outer[:0])
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -40,6 +41,10 @@ const (
 	AuthRequired        Outcome = "auth_required"
 	Filtered            Outcome = "filtered"
 	Ping                Outcome = "ping"
+
+	SchemeSignatureMissing Outcome = "signature_missing"
+	SchemeSignatureInvalid Outcome = "signature_invalid"
+	SignatureStale         Outcome = "signature_stale"
 )
 
 // Answers of the contract.
@@ -64,6 +69,8 @@ type Options struct {
 	// 200 (the default, so senders do not count it as a failure) or 400 (the
 	// CodeMie backend's answer).
 	FilteredStatus int
+	// Now is the time signed timestamps are held against; zero: time.Now().
+	Now time.Time
 }
 
 // Result is the decision. When Outcome is Pass the request goes on; any
@@ -76,6 +83,10 @@ type Result struct {
 	// Unauthenticated is set when the request passed because the
 	// integration configures no mechanism at all.
 	Unauthenticated bool
+	// EventID is the sender's own id of the event, from a signature scheme
+	// that has one (Standard Webhooks' webhook-id, Stripe's and Slack's
+	// event ids, Zendesk's invocation id); it feeds the replay guard.
+	EventID string
 }
 
 // Check verifies a request against in. Every mechanism the integration
@@ -83,14 +94,22 @@ type Result struct {
 // are answered and event filters applied, so filters never speak to a
 // sender that has not authenticated.
 func Check(in *integration.Integration, h http.Header, body []byte, opts Options) Result {
-	if r := authenticate(in, h, body, opts); r.Outcome != Pass {
-		return r
+	auth := authenticate(in, h, body, opts)
+	if auth.Outcome != Pass {
+		return auth
 	}
-	unauthenticated := !in.HasAuth()
+	r := decide(in, h, body, opts)
+	r.Unauthenticated, r.EventID = !in.HasAuth(), auth.EventID
+	return r
+}
+
+// decide answers pings and applies the event filters to an authenticated
+// request.
+func decide(in *integration.Integration, h http.Header, body []byte, opts Options) Result {
 	event := single(h, HeaderGitHubEvent)
 	switch {
 	case event == "ping":
-		return Result{Outcome: Ping, Status: http.StatusOK, Message: msgPong, Unauthenticated: unauthenticated}
+		return Result{Outcome: Ping, Status: http.StatusOK, Message: msgPong}
 	case len(in.GitHubEventFilter) > 0 && !GitHubEventAllowed(in.GitHubEventFilter, event, payload(h, body)):
 		if opts.FilteredStatus == http.StatusBadRequest {
 			return Result{Outcome: Filtered, Status: http.StatusBadRequest,
@@ -100,8 +119,10 @@ func Check(in *integration.Integration, h http.Header, body []byte, opts Options
 	case len(in.GitLabEventFilter) > 0 && !GitLabActionAllowed(in.GitLabEventFilter, body):
 		// Always 200: GitLab disables hooks that keep answering non-2xx.
 		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
+	case len(in.EventFilter) > 0 && !slices.Contains(in.EventFilter, gjson.GetBytes(payload(h, body), in.EventField).String()):
+		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
 	}
-	return Result{Outcome: Pass, Unauthenticated: unauthenticated}
+	return Result{Outcome: Pass}
 }
 
 // authenticate runs every configured mechanism, in the contract's order.
@@ -117,17 +138,31 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 	if in.SecureHeaderName != "" && !tokenMatches(single(h, in.SecureHeaderName), in.SecureHeaderValue) {
 		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: msgSecureHeader}
 	}
+	if in.SignatureScheme != "" {
+		now := opts.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return checkScheme(in, h, body, now)
+	}
 	if opts.RequireAuth && !in.HasAuth() {
 		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: msgAuthRequired}
 	}
 	return Result{Outcome: Pass}
 }
 
-// checkGitHub verifies X-Hub-Signature-256, or X-Hub-Signature (SHA-1) when
-// the integration allows it and no SHA-256 signature was sent.
+// checkGitHub verifies X-Hub-Signature-256; or, without it,
+// X-Hub-Signature: sha256= (Jira, Bitbucket, WebSub), or X-Hub-Signature:
+// sha1= when the integration allows SHA-1.
 func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result {
 	invalid := Result{Outcome: SignatureInvalid, Status: http.StatusUnauthorized, Message: msgSignatureInvalid}
-	if v, ok := h[HeaderGitHubSignature256]; ok {
+	v, ok := h[HeaderGitHubSignature256]
+	if !ok {
+		if v1, ok1 := h[HeaderGitHubSignature1]; ok1 && len(v1) == 1 && strings.HasPrefix(v1[0], "sha256=") {
+			v, ok = v1, true
+		}
+	}
+	if ok {
 		var sum [sha256.Size]byte
 		if len(v) != 1 || !ParseHexSignature(v[0], "sha256=", sum[:]) || !anyMAC(hmacSHA256, in.GitHubSecret, body, sum[:]) {
 			return invalid
