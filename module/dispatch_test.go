@@ -18,8 +18,13 @@ const bearerToken = "codemie-bearer-3a9d"
 // authorizing calls with upstream (the body of the upstream block).
 func dispatchSite(t *testing.T, upstreamBlock string) (*testenv.Caddy, *testenv.Redis, *testenv.CodeMie) {
 	t.Helper()
+	return dispatchSiteWith(t, testenv.StartCodeMie(t), upstreamBlock)
+}
+
+// dispatchSiteWith is dispatchSite in front of api.
+func dispatchSiteWith(t *testing.T, api *testenv.CodeMie, upstreamBlock string) (*testenv.Caddy, *testenv.Redis, *testenv.CodeMie) {
+	t.Helper()
 	r := testenv.StartRedis(t)
-	api := testenv.StartCodeMie(t)
 	c := testenv.StartCaddy(t, fmt.Sprintf(`
 	route %s* {
 		codemie_webhooks {
@@ -67,19 +72,7 @@ func callList(calls []testenv.Call) []string {
 }
 
 func TestDispatchEachResource(t *testing.T) {
-	c, r, api := dispatchSite(t, "bearer_token "+bearerToken)
-	for id, ds := range map[string]testenv.Datasource{
-		"ds-provider":   {IndexType: "provider", ProjectName: "proj", RepoName: "repo"},
-		"ds-code":       {IndexType: "code", ProjectName: "proj", RepoName: "repo"},
-		"ds-summary":    {IndexType: "summary", ProjectName: "proj", RepoName: "repo"},
-		"ds-chunk":      {IndexType: "chunk-summary", ProjectName: "proj", RepoName: "repo"},
-		"ds-jira":       {IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "jira-kb"},
-		"ds-confluence": {IndexType: "knowledge_base_confluence", ProjectName: "proj", RepoName: "wiki"},
-		"ds-google":     {IndexType: "llm_routing_google", ProjectName: "proj", RepoName: "gdoc"},
-		"ds-file":       {IndexType: "knowledge_base_file", ProjectName: "proj", RepoName: "files"},
-	} {
-		api.SetDatasource(id, ds)
-	}
+	c, r, api := dispatchSite(t, "bearer_token "+bearerToken) // the API serves testenv.Datasources
 	const body = `{"action":"opened","pull_request":{"title":"Fix <b>it</b>"}}`
 	for _, tc := range []struct {
 		name, resourceType, resourceID string
@@ -96,7 +89,7 @@ func TestDispatchEachResource(t *testing.T) {
 			`POST /v1/workflows/wf-1/executions {"user_input":"{\"action\":\"opened\",\"pull_request\":{\"title\":\"Fix <b>it</b>\"}}"}`,
 		}, 200, invoked},
 		{"datasource provider", "datasource", "ds-provider", []string{"GET /v1/index/ds-provider ", "PUT /v1/index/provider/ds-provider/reindex {}"}, 200, invoked},
-		{"datasource code", "datasource", "ds-code", []string{"GET /v1/index/ds-code ", "PUT /v1/application/proj/index/repo?full_reindex=true {}"}, 200, invoked},
+		{"datasource code", "datasource", "ds-code", []string{"GET /v1/index/ds-code ", "PUT /v1/application/my%20proj/index/repo%2Fx?full_reindex=true {}"}, 200, invoked},
 		{"datasource summary", "datasource", "ds-summary", []string{"GET /v1/index/ds-summary ", "PUT /v1/application/proj/index/repo?full_reindex=true {}"}, 200, invoked},
 		{"datasource chunk-summary", "datasource", "ds-chunk", []string{"GET /v1/index/ds-chunk ", "PUT /v1/application/proj/index/repo?full_reindex=true {}"}, 200, invoked},
 		{"datasource jira", "datasource", "ds-jira", []string{"GET /v1/index/ds-jira ",
@@ -247,20 +240,7 @@ func TestReplayGuardAfterDispatch(t *testing.T) {
 }
 
 func TestDispatchOAuth2(t *testing.T) {
-	r := testenv.StartRedis(t)
-	api := testenv.StartCodeMie(t)
-	addWebhook(t, r, "wf", "workflow", "wf-1")
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			upstream %s {
-				oauth2 %s/token %s %s
-			}
-		}
-	}`, webhooks, r.Addr, api.URL, api.URL, testenv.FakeClientID, testenv.FakeClientSecret))
+	c, api := oauth2Site(t)
 
 	for i := range 3 {
 		if status, _, answer := postSigned(t, c, "wf", "d-"+strconv.Itoa(i), `{}`); status != 200 {
@@ -281,20 +261,7 @@ func TestDispatchOAuth2(t *testing.T) {
 }
 
 func TestDispatchTokenEndpointFailing(t *testing.T) {
-	r := testenv.StartRedis(t)
-	api := testenv.StartCodeMie(t)
-	addWebhook(t, r, "wf", "workflow", "wf-1")
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			upstream %s {
-				oauth2 %s/token %s %s
-			}
-		}
-	}`, webhooks, r.Addr, api.URL, api.URL, testenv.FakeClientID, testenv.FakeClientSecret))
+	c, api := oauth2Site(t)
 
 	api.FailTokens(http.StatusServiceUnavailable)
 	status, _, answer := postSigned(t, c, "wf", "d-1", `{}`)
@@ -311,4 +278,14 @@ func TestDispatchTokenEndpointFailing(t *testing.T) {
 	if status, _, answer := postSigned(t, c, "wf", "d-1", `{}`); status != 200 {
 		t.Errorf("token endpoint back: %d %s", status, answer)
 	}
+}
+
+// oauth2Site serves a workflow webhook whose upstream takes tokens from the
+// fake API's client-credentials endpoint.
+func oauth2Site(t *testing.T) (*testenv.Caddy, *testenv.CodeMie) {
+	t.Helper()
+	api := testenv.StartCodeMie(t)
+	c, r, _ := dispatchSiteWith(t, api, fmt.Sprintf("oauth2 %s/token %s %s", api.URL, testenv.FakeClientID, testenv.FakeClientSecret))
+	addWebhook(t, r, "wf", "workflow", "wf-1")
+	return c, api
 }

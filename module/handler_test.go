@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,17 +23,6 @@ const (
 // notFound is the contract's body for an unknown or disabled webhook.
 func notFound(id string) string {
 	return `{"detail":"Webhook with ID '` + id + `' not found or not enabled"}`
-}
-
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 type exchange struct {
@@ -67,7 +55,7 @@ func (x exchange) run(t *testing.T, c *testenv.Caddy) {
 
 func TestFileStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "integrations.json")
-	writeFile(t, path, `[
+	testenv.WriteFile(t, path, `[
 		{"webhook_id": "on", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"},
 		{"webhook_id": "off", "is_enabled": false, "resource_type": "workflow", "resource_id": "w1"}
 	]`)
@@ -118,7 +106,7 @@ func TestFileStore(t *testing.T) {
 	}
 
 	// The file is re-read when it changes.
-	writeFile(t, path, `[{"webhook_id": "off", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"}]`)
+	testenv.WriteFile(t, path, `[{"webhook_id": "off", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"}]`)
 	waitFor(t, "the changed file to be served", func() bool {
 		status, _, _ := c.Post(t, webhooks+"off", "")
 		return status == 200
@@ -250,9 +238,9 @@ func metricValue(t *testing.T, c *testenv.Caddy, sample string) float64 {
 func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
-	writeFile(t, bad, `[{"webhook_id": "x", "is_enabled": "perhaps"}]`)
+	testenv.WriteFile(t, bad, `[{"webhook_id": "x", "is_enabled": "perhaps"}]`)
 	good := filepath.Join(dir, "good.json")
-	writeFile(t, good, `[]`)
+	testenv.WriteFile(t, good, `[]`)
 	for _, tc := range []struct {
 		name, options, want string
 	}{

@@ -73,19 +73,7 @@ func checkCalls(t *testing.T, got []testenv.Call, want []wantCall) {
 }
 
 func TestDispatchResources(t *testing.T) {
-	api := testenv.StartCodeMie(t)
-	for id, ds := range map[string]testenv.Datasource{
-		"ds-provider":   {IndexType: "provider", ProjectName: "proj", RepoName: "repo"},
-		"ds-code":       {IndexType: "code", ProjectName: "my proj", RepoName: "repo/x"},
-		"ds-summary":    {IndexType: "summary", ProjectName: "proj", RepoName: "repo"},
-		"ds-chunk":      {IndexType: "chunk-summary", ProjectName: "proj", RepoName: "repo"},
-		"ds-jira":       {IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "jira-kb"},
-		"ds-confluence": {IndexType: "knowledge_base_confluence", ProjectName: "proj", RepoName: "wiki"},
-		"ds-google":     {IndexType: "llm_routing_google", ProjectName: "proj", RepoName: "gdoc"},
-		"ds-file":       {IndexType: "knowledge_base_file", ProjectName: "proj", RepoName: "files"},
-	} {
-		api.SetDatasource(id, ds)
-	}
+	api := testenv.StartCodeMie(t) // serves testenv.Datasources
 	c := newClient(t, api.URL, StaticToken("tok"))
 	const body = `{"action":"opened","title":"<b>fix</b> & more"}`
 	for _, tc := range []struct {

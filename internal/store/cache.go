@@ -142,29 +142,25 @@ func (c *Cache) fill(ctx context.Context, id string) (entry, error) {
 	return e, nil
 }
 
-// put stores e, evicting an arbitrary entry when the cache is full.
-// c.mu must be held.
-func (c *Cache) put(id string, e entry) {
-	if _, ok := c.entries[id]; !ok && len(c.entries) >= c.cfg.MaxEntries {
-		for k := range c.entries {
-			delete(c.entries, k)
-			break
-		}
-	}
-	c.entries[id] = e
+// put stores e. c.mu must be held.
+func (c *Cache) put(id string, e entry) { putBounded(c.entries, id, e, c.cfg.MaxEntries) }
+
+// putNegative remembers id as unknown, in a map of its own, so that floods
+// of random ids never push out real records. c.mu must be held.
+func (c *Cache) putNegative(id string, until int64) {
+	putBounded(c.negative, id, until, c.cfg.MaxEntries)
 }
 
-// putNegative remembers id as unknown, evicting an arbitrary unknown id when
-// full, so that floods of random ids never push out real records.
-// c.mu must be held.
-func (c *Cache) putNegative(id string, until int64) {
-	if _, ok := c.negative[id]; !ok && len(c.negative) >= c.cfg.MaxEntries {
-		for k := range c.negative {
-			delete(c.negative, k)
+// putBounded sets m[k], first evicting an arbitrary entry when m holds
+// limit entries and k is new.
+func putBounded[V any](m map[string]V, k string, v V, limit int) {
+	if _, ok := m[k]; !ok && len(m) >= limit {
+		for old := range m {
+			delete(m, old)
 			break
 		}
 	}
-	c.negative[id] = until
+	m[k] = v
 }
 
 // Invalidate makes the next Load of id ask the store. The record stays as a

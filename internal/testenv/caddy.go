@@ -141,3 +141,16 @@ func (c *Caddy) Do(t testing.TB, method, path, body string, headers ...string) (
 	}
 	return resp.StatusCode, resp.Header, string(b)
 }
+
+// WriteFile replaces path with data the way editors and config management
+// do: written beside it, then renamed over it.
+func WriteFile(t testing.TB, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -33,6 +33,19 @@ type Datasource struct {
 	RepoName    string `json:"repo_name"`
 }
 
+// Datasources has one datasource of each index type the contract names,
+// and one that cannot be reindexed, by id.
+var Datasources = map[string]Datasource{
+	"ds-provider":   {IndexType: "provider", ProjectName: "proj", RepoName: "repo"},
+	"ds-code":       {IndexType: "code", ProjectName: "my proj", RepoName: "repo/x"},
+	"ds-summary":    {IndexType: "summary", ProjectName: "proj", RepoName: "repo"},
+	"ds-chunk":      {IndexType: "chunk-summary", ProjectName: "proj", RepoName: "repo"},
+	"ds-jira":       {IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "jira-kb"},
+	"ds-confluence": {IndexType: "knowledge_base_confluence", ProjectName: "proj", RepoName: "wiki"},
+	"ds-google":     {IndexType: "llm_routing_google", ProjectName: "proj", RepoName: "gdoc"},
+	"ds-file":       {IndexType: "knowledge_base_file", ProjectName: "proj", RepoName: "files"},
+}
+
 // CodeMie is a fake CodeMie API that answers the calls the plugin makes
 // (codemie-contract.md section 4) and records every one. It also serves an
 // OAuth2 token endpoint at /token.
@@ -62,6 +75,9 @@ const (
 func StartCodeMie(t testing.TB) *CodeMie {
 	t.Helper()
 	f := &CodeMie{datasources: map[string]Datasource{}, tokenTTL: 300}
+	for id, ds := range Datasources {
+		f.datasources[id] = ds
+	}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f

@@ -3,7 +3,6 @@ package filestore
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,19 +11,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
-
-func write(t *testing.T, path, data string) {
-	t.Helper()
-	// Write beside and rename, as editors and config management do.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
@@ -32,7 +20,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Error("missing file: want an error")
 	}
 	bad := filepath.Join(dir, "bad.json")
-	write(t, bad, `[{"webhook_id": "a", "is_enabled": "perhaps"}]`)
+	testenv.WriteFile(t, bad, `[{"webhook_id": "a", "is_enabled": "perhaps"}]`)
 	if _, err := Open(bad, nil, zap.NewNop()); err == nil {
 		t.Error("invalid record: want an error")
 	}
@@ -40,7 +28,7 @@ func TestOpenErrors(t *testing.T) {
 
 func TestLoadAndReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "integrations.json")
-	write(t, path, `[{"webhook_id": "a", "is_enabled": true}]`)
+	testenv.WriteFile(t, path, `[{"webhook_id": "a", "is_enabled": true}]`)
 	core, logs := observer.New(zap.InfoLevel)
 	s, err := Open(path, nil, zap.New(core))
 	if err != nil {
@@ -68,7 +56,7 @@ func TestLoadAndReload(t *testing.T) {
 		}
 	}
 
-	write(t, path, `[{"webhook_id": "b", "is_enabled": true}, {"webhook_id": "a", "is_enabled": false}]`)
+	testenv.WriteFile(t, path, `[{"webhook_id": "b", "is_enabled": true}, {"webhook_id": "a", "is_enabled": false}]`)
 	waitReload()
 	if in, err := s.Load(ctx, "a"); err != nil || in.Enabled {
 		t.Errorf("after reload Load(a) = %+v, %v; want disabled", in, err)
@@ -78,7 +66,7 @@ func TestLoadAndReload(t *testing.T) {
 	}
 
 	// An invalid file is logged and the previous records stay.
-	write(t, path, `[{"webhook_id": "a", "is_enabled": "perhaps, with a longer body"}]`)
+	testenv.WriteFile(t, path, `[{"webhook_id": "a", "is_enabled": "perhaps, with a longer body"}]`)
 	deadline := time.Now().Add(10 * time.Second)
 	for logs.FilterMessage("integrations file not reloaded; serving the previous version").Len() == 0 {
 		if time.Now().After(deadline) {
@@ -90,7 +78,7 @@ func TestLoadAndReload(t *testing.T) {
 		t.Errorf("after an invalid file Load(b): %v; want the previous records", err)
 	}
 
-	write(t, path, `[{"webhook_id": "c"}]`)
+	testenv.WriteFile(t, path, `[{"webhook_id": "c"}]`)
 	waitReload()
 	if _, err := s.Load(ctx, "b"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("after a fixed file Load(b) err = %v, want ErrNotFound", err)
