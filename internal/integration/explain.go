@@ -26,24 +26,6 @@ func DecodeForWrite(id string, fields map[string]string, keys *seal.Keys) (*Inte
 	return in, nil
 }
 
-// Mechanisms names the authentication mechanisms the integration configures.
-func (in *Integration) Mechanisms() []string {
-	var m []string
-	if len(in.GitHubSecret) > 0 {
-		m = append(m, "github")
-	}
-	if len(in.GitLabToken) > 0 {
-		m = append(m, "gitlab")
-	}
-	if in.SecureHeaderName != "" {
-		m = append(m, "header")
-	}
-	if in.SignatureScheme != "" {
-		m = append(m, in.SignatureScheme)
-	}
-	return m
-}
-
 // Explain says, in plain words, what a request must carry to pass the
 // integration's checks, and what it then triggers; alias and project are
 // the record's display name and project. It names no secret.

@@ -38,14 +38,6 @@ var (
 	hmacSHA1   = newMAC(sha1.New)
 )
 
-// equal reports, in time independent of where they differ, whether sum is
-// the HMAC of msg under key.
-func (m *mac) equal(key, msg, sum []byte) bool {
-	s := m.pool.Get().(*macState)
-	defer m.pool.Put(s)
-	return hmac.Equal(s.compute(key, msg), sum)
-}
-
 // matchAny reports whether any of sums is the HMAC, under any of keys, of
 // the concatenation of parts. Every key and every sum is tried, so the time
 // taken does not say which matched.

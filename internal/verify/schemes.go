@@ -43,7 +43,7 @@ var (
 // passes carries, in EventID, the sender's own id of the event, if the
 // scheme has one.
 func checkScheme(in *integration.Integration, h http.Header, body []byte, now time.Time) Result {
-	keys := in.SignatureSecret
+	keys := in.SignatureSecret // every secret is tried: rotation
 	switch in.SignatureScheme {
 	case integration.SchemeStandardWebhooks:
 		return standardWebhooks(keys, in.SignatureTolerance, h, body, now)

@@ -164,14 +164,14 @@ func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result
 	}
 	if ok {
 		var sum [sha256.Size]byte
-		if len(v) != 1 || !ParseHexSignature(v[0], "sha256=", sum[:]) || !anyMAC(hmacSHA256, in.GitHubSecret, body, sum[:]) {
+		if len(v) != 1 || !ParseHexSignature(v[0], "sha256=", sum[:]) || !hmacSHA256.matchAny(in.GitHubSecret, [][]byte{sum[:]}, body) {
 			return invalid
 		}
 		return Result{Outcome: Pass}
 	}
 	if v, ok := h[HeaderGitHubSignature1]; ok && !in.GitHubRequireSHA256 {
 		var sum [20]byte
-		if len(v) != 1 || !ParseHexSignature(v[0], "sha1=", sum[:]) || !anyMAC(hmacSHA1, in.GitHubSecret, body, sum[:]) {
+		if len(v) != 1 || !ParseHexSignature(v[0], "sha1=", sum[:]) || !hmacSHA1.matchAny(in.GitHubSecret, [][]byte{sum[:]}, body) {
 			return invalid
 		}
 		return Result{Outcome: Pass}
@@ -193,16 +193,6 @@ func ParseHexSignature(v, prefix string, dst []byte) bool {
 	}
 	_, err := hex.Decode(dst, []byte(digits))
 	return err == nil
-}
-
-// anyMAC reports whether sum is the MAC of body under any of the secrets.
-// Every secret is tried, so the time taken does not say which one matched.
-func anyMAC(m *mac, secrets integration.Secrets, body, sum []byte) bool {
-	ok := false
-	for _, s := range secrets {
-		ok = m.equal(s, body, sum) || ok
-	}
-	return ok
 }
 
 // tokenMatches compares a sent token with every stored value in constant

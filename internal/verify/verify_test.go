@@ -71,11 +71,15 @@ func TestMACMatchesCryptoHMAC(t *testing.T) {
 				ref := tc.ref()
 				ref.Write(msg)
 				sum := ref.Sum(nil)
-				if !tc.m.equal(key, msg, sum) {
+				keys := integration.Secrets{key}
+				if !tc.m.matchAny(keys, [][]byte{sum}, msg) {
 					t.Errorf("key %d msg %d bytes: MAC differs from crypto/hmac", keyLen, msgLen)
 				}
+				if half := msgLen / 2; !tc.m.matchAny(keys, [][]byte{sum}, msg[:half], msg[half:]) {
+					t.Errorf("key %d msg %d bytes: MAC of the message in two parts differs", keyLen, msgLen)
+				}
 				sum[len(sum)-1] ^= 1
-				if tc.m.equal(key, msg, sum) {
+				if tc.m.matchAny(keys, [][]byte{sum}, msg) {
 					t.Errorf("key %d msg %d bytes: a wrong MAC matched", keyLen, msgLen)
 				}
 			}
