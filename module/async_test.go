@@ -55,7 +55,13 @@ func deadDeliveries(t *testing.T, r *testenv.Redis) map[string]bool {
 	}
 	out := map[string]bool{}
 	for _, m := range msgs {
-		out[m.Values["delivery_id"].(string)] = true
+		var meta struct {
+			DeliveryID string `json:"delivery_id"`
+		}
+		if err := json.Unmarshal([]byte(m.Values["meta"].(string)), &meta); err != nil {
+			t.Fatal(err)
+		}
+		out[meta.DeliveryID] = true
 	}
 	return out
 }

@@ -34,7 +34,7 @@ func benchBody() ([]byte, string) {
 }
 
 // provisioned returns a handler provisioned from h's configuration.
-func provisioned(b *testing.B, h *Handler) *Handler {
+func provisioned(b testing.TB, h *Handler) *Handler {
 	b.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	if err := h.Provision(ctx); err != nil {
@@ -91,7 +91,7 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(status int)      { w.status = status }
 
-func writeBenchIntegrations(b *testing.B) string {
+func writeBenchIntegrations(b testing.TB) string {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "integrations.json")
 	err := os.WriteFile(path, []byte(`[{"webhook_id":"bench","is_enabled":true,"resource_type":"workflow","resource_id":"wf",
@@ -145,6 +145,53 @@ func BenchmarkWebhookID(b *testing.B) {
 	for b.Loop() {
 		if !integration.ValidID(webhookID("/code-assistant-api/v1/webhooks/gh-pr-review-42")) {
 			b.Fatal("invalid")
+		}
+	}
+}
+
+// capturingIntake records what the handler hands to the queue, and whether
+// the context it came with was already cancelled.
+type capturingIntake struct {
+	oneRoundTrip bool
+	cancelled    bool
+	body         []byte
+}
+
+func (c *capturingIntake) OneRoundTrip() bool { return c.oneRoundTrip }
+func (c *capturingIntake) Admit(ctx context.Context, _ guard.Config, _, _ string, e delivery.Entry) (guard.Decision, error) {
+	c.record(ctx, e)
+	return guard.Decision{Verdict: guard.Admit}, nil
+}
+func (c *capturingIntake) Enqueue(ctx context.Context, e delivery.Entry) (string, error) {
+	c.record(ctx, e)
+	return "0-1", nil
+}
+func (c *capturingIntake) record(ctx context.Context, e delivery.Entry) {
+	c.cancelled = ctx.Err() != nil
+	c.body = bytes.Clone(e.Job.Body)
+}
+
+// TestSenderGoneDoesNotCutEnqueueShort: the request's context is cancelled
+// when its sender hangs up, but the enqueue must not be: go-redis sends a
+// command it was handed even after its caller stopped waiting, and by then
+// the body's pooled buffer could hold the next request's body.
+func TestSenderGoneDoesNotCutEnqueueShort(t *testing.T) {
+	for _, oneRoundTrip := range []bool{true, false} {
+		h := provisioned(t, &Handler{IntegrationsFile: writeBenchIntegrations(t), Upstream: &Upstream{URL: "http://127.0.0.1:1"}})
+		in := &capturingIntake{oneRoundTrip: oneRoundTrip}
+		h.intake = in
+		body, sig := benchBody()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/code-assistant-api/v1/webhooks/bench", bytes.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", sig)
+		req.Header.Set("X-GitHub-Event", "pull_request")
+		req.Header.Set("X-GitHub-Delivery", "gone-1")
+		w := httptest.NewRecorder()
+		_ = h.ServeHTTP(w, req, nil)
+		if w.Code != http.StatusOK || in.cancelled || !bytes.Equal(in.body, body) {
+			t.Errorf("one round trip %v: status %d, enqueued with a cancelled context: %v, body intact: %v",
+				oneRoundTrip, w.Code, in.cancelled, bytes.Equal(in.body, body))
 		}
 	}
 }

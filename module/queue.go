@@ -95,9 +95,10 @@ func (h *Handler) pollStats(ctx context.Context) {
 }
 
 // enqueue answers 200 once the webhook is in the queue, and 503 when Redis
-// cannot take it: never 200 for a webhook that could be lost.
-func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, a answer, job dispatch.Job) answer {
-	_, err := h.intake.Enqueue(r.Context(), delivery.NewEntry(job, r.Header, time.Now()))
+// cannot take it: never 200 for a webhook that could be lost. ctx is not
+// cancelled with the request (see admit).
+func (h *Handler) enqueue(ctx context.Context, w http.ResponseWriter, r *http.Request, a answer, job dispatch.Job) answer {
+	_, err := h.intake.Enqueue(ctx, delivery.NewEntry(job, r.Header, time.Now()))
 	if err == nil {
 		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
 	}

@@ -114,10 +114,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // admit runs the guard over a verified request and hands it on: in one
 // round trip with the enqueue when the queue allows it, else the guard
 // first (failing open) and then the dispatch or the enqueue.
+//
+// None of it is cut short when the sender goes away: a Redis command that
+// was handed to the client runs anyway, and the body it carries must stay
+// this request's (its buffer goes back to the pool when serve returns).
+// Redis's own timeouts bound the wait.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
+	ctx := context.WithoutCancel(r.Context())
 	job := h.job(r, a, in, body)
 	if h.intake != nil && h.intake.OneRoundTrip() {
-		d, err := h.intake.Admit(r.Context(), h.guardConfig(), a.id, a.deliveryID, delivery.NewEntry(job, r.Header, time.Now()))
+		d, err := h.intake.Admit(ctx, h.guardConfig(), a.id, a.deliveryID, delivery.NewEntry(job, r.Header, time.Now()))
 		if err != nil {
 			return h.enqueueFailed(w, a, err)
 		}
@@ -127,7 +133,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
 	}
 
-	d, err := h.guard.Check(r.Context(), a.id, a.deliveryID)
+	d, err := h.guard.Check(ctx, a.id, a.deliveryID)
 	if err != nil {
 		// Fail open: an unreachable Redis must not stop verified webhooks.
 		metrics.guardErrors.Inc()
@@ -138,14 +144,14 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	}
 	var res answer
 	if h.intake != nil {
-		res = h.enqueue(w, r, a, job)
+		res = h.enqueue(ctx, w, r, a, job)
 	} else {
 		// A sender that gives up must not leave the calls half made.
-		res = h.answerDispatch(w, a, h.dispatch(context.WithoutCancel(r.Context()), job))
+		res = h.answerDispatch(w, a, h.dispatch(ctx, job))
 	}
 	if res.status >= 300 {
 		// Not accepted after all: the sender's retry must not be a duplicate.
-		if err := h.guard.Forget(r.Context(), a.id, a.deliveryID); err != nil {
+		if err := h.guard.Forget(ctx, a.id, a.deliveryID); err != nil {
 			h.logger.Warn("forgetting a delivery that was not accepted", zap.String("webhook_id", a.id), zap.Error(err))
 		}
 	}

@@ -434,9 +434,6 @@ func TestEntryRoundTrip(t *testing.T) {
 		got.ReceivedAt.UnixMilli() != e.ReceivedAt.UnixMilli() || got.Headers["X-Github-Event"] != "push" {
 		t.Errorf("round trip: %+v", got)
 	}
-	if _, err := decodeEntry("1-1", map[string]any{"received_at": "x"}); err == nil {
-		t.Error("a broken entry decoded")
-	}
 }
 
 func TestAdmitInOneRoundTrip(t *testing.T) {

@@ -21,21 +21,18 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 )
 
-// Stream field names.
+// Stream field names. An entry is two fields, its metadata as one JSON
+// object and its body, so that enqueueing it costs Redis and the request
+// path little; the attempts made are a third field once there are any.
 const (
-	fieldWebhookID    = "webhook_id"
-	fieldResourceType = "resource_type"
-	fieldResourceID   = "resource_id"
-	fieldUserID       = "user_id"
-	fieldDeliveryID   = "delivery_id"
-	fieldReceivedAt   = "received_at"
-	fieldAttempts     = "attempts"
-	fieldHeaders      = "headers"
-	fieldBody         = "body"
+	fieldMeta     = "meta"
+	fieldBody     = "body"
+	fieldAttempts = "attempts"
 
 	// Dead letters also carry:
 	fieldDeadAt     = "dead_at"
@@ -79,54 +76,163 @@ func NewEntry(job dispatch.Job, h http.Header, receivedAt time.Time) Entry {
 	return Entry{Job: job, ReceivedAt: receivedAt, Headers: kept}
 }
 
-// values returns the entry as stream field/value pairs.
-func (e Entry) values() []any {
-	headers, _ := json.Marshal(e.Headers)
-	return []any{
-		fieldWebhookID, e.Job.WebhookID,
-		fieldResourceType, e.Job.ResourceType,
-		fieldResourceID, e.Job.ResourceID,
-		fieldUserID, e.Job.UserID,
-		fieldDeliveryID, e.Job.DeliveryID,
-		fieldReceivedAt, strconv.FormatInt(e.ReceivedAt.UnixMilli(), 10),
-		fieldAttempts, strconv.Itoa(e.Attempts),
-		fieldHeaders, string(headers),
-		fieldBody, e.Job.Body,
-	}
+// meta is an entry's metadata as the meta field stores it.
+type meta struct {
+	WebhookID    string            `json:"webhook_id"`
+	ResourceType string            `json:"resource_type"`
+	ResourceID   string            `json:"resource_id"`
+	UserID       string            `json:"user_id"`
+	DeliveryID   string            `json:"delivery_id"`
+	ReceivedAt   int64             `json:"received_at"` // Unix milliseconds
+	Headers      map[string]string `json:"headers"`
 }
 
-// decodeEntry reads an entry from stream fields.
+// values returns the entry as stream field/value pairs.
+func (e Entry) values() []any {
+	v := []any{fieldMeta, e.appendMeta(make([]byte, 0, 256)), fieldBody, e.Job.Body}
+	if e.Attempts > 0 {
+		v = append(v, fieldAttempts, strconv.Itoa(e.Attempts))
+	}
+	return v
+}
+
+// appendMeta appends the entry's meta field: the JSON encoding of meta,
+// written by hand because it is on every accepted request's path.
+func (e Entry) appendMeta(b []byte) []byte {
+	b = append(b, `{"webhook_id":`...)
+	b = appendJSONString(b, e.Job.WebhookID)
+	b = append(b, `,"resource_type":`...)
+	b = appendJSONString(b, e.Job.ResourceType)
+	b = append(b, `,"resource_id":`...)
+	b = appendJSONString(b, e.Job.ResourceID)
+	b = append(b, `,"user_id":`...)
+	b = appendJSONString(b, e.Job.UserID)
+	b = append(b, `,"delivery_id":`...)
+	b = appendJSONString(b, e.Job.DeliveryID)
+	b = append(b, `,"received_at":`...)
+	b = strconv.AppendInt(b, e.ReceivedAt.UnixMilli(), 10)
+	b = append(b, `,"headers":{`...)
+	first := true
+	for _, name := range keptHeaders {
+		v, ok := e.Headers[name]
+		if !ok {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, name)
+		b = append(b, ':')
+		b = appendJSONString(b, v)
+	}
+	return append(b, "}}"...)
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it
+// except that <, > and & are not escaped: invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeEntry reads an entry from stream fields: the meta field, or the
+// separate fields that entries had before it (enqueued by an older
+// instance during a rolling upgrade).
 func decodeEntry(id string, fields map[string]any) (Entry, error) {
 	str := func(name string) string {
 		s, _ := fields[name].(string)
 		return s
 	}
-	received, err := strconv.ParseInt(str(fieldReceivedAt), 10, 64)
-	if err != nil {
-		return Entry{}, fmt.Errorf("entry %s: field %s: %v", id, fieldReceivedAt, err)
+	var m meta
+	if raw, ok := fields[fieldMeta].(string); ok {
+		if err := json.Unmarshal([]byte(raw), &m); err != nil {
+			return Entry{}, fmt.Errorf("entry %s: field %s: %v", id, fieldMeta, err)
+		}
+	} else if err := m.fromFields(str); err != nil {
+		return Entry{}, fmt.Errorf("entry %s: %v", id, err)
 	}
-	attempts, err := strconv.Atoi(str(fieldAttempts))
-	if err != nil {
-		return Entry{}, fmt.Errorf("entry %s: field %s: %v", id, fieldAttempts, err)
+	attempts := 0
+	if s := str(fieldAttempts); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return Entry{}, fmt.Errorf("entry %s: field %s: %v", id, fieldAttempts, err)
+		}
+		attempts = n
 	}
-	e := Entry{
+	return Entry{
 		Job: dispatch.Job{
-			WebhookID:    str(fieldWebhookID),
-			ResourceType: str(fieldResourceType),
-			ResourceID:   str(fieldResourceID),
-			UserID:       str(fieldUserID),
-			DeliveryID:   str(fieldDeliveryID),
+			WebhookID:    m.WebhookID,
+			ResourceType: m.ResourceType,
+			ResourceID:   m.ResourceID,
+			UserID:       m.UserID,
+			DeliveryID:   m.DeliveryID,
 			Body:         []byte(str(fieldBody)),
 		},
-		ReceivedAt: time.UnixMilli(received),
+		ReceivedAt: time.UnixMilli(m.ReceivedAt),
 		Attempts:   attempts,
+		Headers:    m.Headers,
+	}, nil
+}
+
+// fromFields reads meta from the separate fields of the earlier layout.
+func (m *meta) fromFields(str func(string) string) error {
+	received, err := strconv.ParseInt(str("received_at"), 10, 64)
+	if err != nil {
+		return fmt.Errorf("field received_at: %v", err)
 	}
-	if h := str(fieldHeaders); h != "" {
-		if err := json.Unmarshal([]byte(h), &e.Headers); err != nil {
-			return Entry{}, fmt.Errorf("entry %s: field %s: %v", id, fieldHeaders, err)
+	*m = meta{WebhookID: str("webhook_id"), ResourceType: str("resource_type"), ResourceID: str("resource_id"),
+		UserID: str("user_id"), DeliveryID: str("delivery_id"), ReceivedAt: received}
+	if h := str("headers"); h != "" {
+		if err := json.Unmarshal([]byte(h), &m.Headers); err != nil {
+			return fmt.Errorf("field headers: %v", err)
 		}
 	}
-	return e, nil
+	return nil
 }
 
 // DeadLetter is an entry that could not be delivered, as the admin API

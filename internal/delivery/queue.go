@@ -87,21 +87,21 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 // webhook's keys are on different slots.
 // KEYS[1], KEYS[2] and ARGV[1..4] as for guard.Lua; KEYS[3] the stream;
 // ARGV[5] max length (0: none); ARGV[6..] the entry's fields.
-// Returns the guard's {1, 0} or {2, ms}, or {0, <entry id>}.
+// Returns the guard's {1, 0} or {2, ms}, or {0, 0} once queued.
 var admitScript = redis.NewScript(`
 local cap = tonumber(ARGV[5])
 if cap > 0 and redis.call('XLEN', KEYS[3]) >= cap then
   return redis.error_reply('QUEUEFULL delivery queue is full')
 end
 ` + guard.Lua + `
-local ok, id = pcall(redis.call, 'XADD', KEYS[3], '*', unpack(ARGV, 6))
+local ok, err = pcall(redis.call, 'XADD', KEYS[3], '*', unpack(ARGV, 6))
 if not ok then
   if ARGV[4] == '1' then
     redis.call('DEL', KEYS[2]) -- not queued: the sender's retry must not be a duplicate
   end
-  return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
+  return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
 end
-return {0, id}
+return {0, 0}
 `)
 
 // OneRoundTrip reports whether Admit can guard and enqueue in one round
@@ -119,15 +119,11 @@ func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string
 	args = append(append(args, q.cfg.MaxLength), e.values()...)
 	reply, err := admitScript.Run(ctx, q.requests, append(keys, q.stream), args...).Slice()
 	switch {
+	case err == nil:
 	case redis.HasErrorPrefix(err, "QUEUEFULL"):
 		return guard.Decision{}, ErrFull
-	case err != nil:
+	default:
 		return guard.Decision{}, fmt.Errorf("enqueueing delivery of webhook %q: %w", id, err)
-	}
-	if len(reply) == 2 {
-		if _, queued := reply[1].(string); queued {
-			return guard.Decision{Verdict: guard.Admit}, nil
-		}
 	}
 	d, err := guard.ParseDecision(reply)
 	if err != nil {
@@ -141,9 +137,10 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {
 	args := append([]any{q.cfg.MaxLength}, e.values()...)
 	id, err := enqueueScript.Run(ctx, q.requests, []string{q.stream}, args...).Text()
 	switch {
+	case err == nil:
 	case redis.HasErrorPrefix(err, "QUEUEFULL"):
 		return "", ErrFull
-	case err != nil:
+	default:
 		return "", fmt.Errorf("enqueueing delivery of webhook %q: %w", e.Job.WebhookID, err)
 	}
 	return id, nil

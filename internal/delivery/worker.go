@@ -213,12 +213,12 @@ func (w *Workers) process(m redis.XMessage) {
 	ctx := context.WithoutCancel(w.dispatchCtx)
 	e, err := decodeEntry(m.ID, m.Values)
 	if err != nil {
-		w.bury(ctx, m.ID, m.Values, 0, dispatch.Result{Step: "decode", Reason: err.Error()})
+		w.bury(ctx, m.ID, m.Values, Entry{}, 0, dispatch.Result{Step: "decode", Reason: err.Error()})
 		return
 	}
 	attempt := e.Attempts + 1
 	if age := w.now().Sub(e.ReceivedAt); w.q.cfg.MaxAge > 0 && age > w.q.cfg.MaxAge {
-		w.bury(ctx, m.ID, m.Values, e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + age.Round(time.Second).String()})
+		w.bury(ctx, m.ID, m.Values, e, e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + age.Round(time.Second).String()})
 		return
 	}
 	res := w.dispatch(w.dispatchCtx, e.Job)
@@ -234,7 +234,7 @@ func (w *Workers) process(m redis.XMessage) {
 	case res.Class == dispatch.Retryable && attempt < w.q.cfg.Attempts:
 		w.retryLater(ctx, m.ID, e, attempt, res)
 	default:
-		w.bury(ctx, m.ID, m.Values, attempt, res)
+		w.bury(ctx, m.ID, m.Values, e, attempt, res)
 	}
 }
 
@@ -285,8 +285,9 @@ func (w *Workers) backoff(attempt int, retryAfter time.Duration) time.Duration {
 }
 
 // bury moves an entry to the dead stream with why it failed, then removes
-// it from the queue.
-func (w *Workers) bury(ctx context.Context, id string, values map[string]any, attempts int, res dispatch.Result) {
+// it from the queue. e is the entry as decoded (zero if it was not), for
+// the log.
+func (w *Workers) bury(ctx context.Context, id string, values map[string]any, e Entry, attempts int, res dispatch.Result) {
 	fields := make([]any, 0, 2*len(values)+10)
 	for k, v := range values {
 		if k == fieldAttempts {
@@ -309,7 +310,7 @@ func (w *Workers) bury(ctx context.Context, id string, values map[string]any, at
 		w.events.Dead()
 	}
 	w.logger.Error("delivery given up; moved to the dead stream",
-		zap.String("entry", id), zap.Any(fieldWebhookID, values[fieldWebhookID]), zap.Any(fieldDeliveryID, values[fieldDeliveryID]),
+		zap.String("entry", id), zap.String("webhook_id", e.Job.WebhookID), zap.String("delivery_id", e.Job.DeliveryID),
 		zap.Int("attempts", attempts), zap.Int("status", res.Status), zap.String("reason", res.Reason))
 }
 

@@ -53,19 +53,22 @@ end
 
 var checkScript = redis.NewScript(Lua + "return {0, 0}\n")
 
-// ScriptArgs returns Lua's KEYS and ARGV for a request to webhook id.
+// ScriptArgs returns Lua's KEYS and ARGV for a request to webhook id, each
+// with room for the keys and arguments a script adds after them.
 func (c Config) ScriptArgs(prefix, id, deliveryID string) ([]string, []any) {
 	replay := deliveryID != "" && c.ReplayWindow > 0
 	marker, flag := RateKey(prefix, id), "0" // a placeholder on the same slot
 	if replay {
 		marker, flag = SeenKey(prefix, id, deliveryID), "1"
 	}
-	return []string{RateKey(prefix, id), marker}, []any{
+	keys := append(make([]string, 0, 4), RateKey(prefix, id), marker)
+	args := append(make([]any, 0, 12),
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
 		max(c.ReplayWindow.Milliseconds(), 1),
 		flag,
-	}
+	)
+	return keys, args
 }
 
 // ParseDecision reads the {verdict, ms} reply of a script that ran Lua.

@@ -1,0 +1,92 @@
+package delivery
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+)
+
+// TestAppendJSONString: the hand-written encoder reads back as
+// encoding/json's own encoding does, for every kind of character.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{
+		"", "plain", `quote " and backslash \`, "newline\n tab\t cr\r", "\x00\x01\x1f\x7f",
+		"<script>&amp;</script>", "ünïcödé ☃ 𝄞", "bad utf-8 \xff\xfe end", "\u2028\u2029", "\xed\xa0\x80",
+	} {
+		got := appendJSONString(nil, s)
+		if !json.Valid(got) {
+			t.Errorf("%q: not valid JSON: %s", s, got)
+			continue
+		}
+		var back, want string
+		std, _ := json.Marshal(s)
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatal(err)
+		}
+		_ = json.Unmarshal(std, &want)
+		if back != want {
+			t.Errorf("%q: reads back as %q, encoding/json's as %q", s, back, want)
+		}
+	}
+}
+
+// FuzzAppendMeta: any entry's meta field is valid JSON that reads back as
+// encoding/json would have written it.
+func FuzzAppendMeta(f *testing.F) {
+	f.Add("wh", "workflow", "wf-1", "user", "d-1", "application/json", int64(1764200000000))
+	f.Add("a\"b", "\\", "\x00", "\xff", "\u2028", "é\n", int64(-1))
+	f.Fuzz(func(t *testing.T, id, rtype, rid, user, delivery, header string, ms int64) {
+		e := Entry{
+			Job:        dispatch.Job{WebhookID: id, ResourceType: rtype, ResourceID: rid, UserID: user, DeliveryID: delivery},
+			ReceivedAt: time.UnixMilli(ms),
+			Headers:    map[string]string{"Content-Type": header, "X-Github-Event": id},
+		}
+		raw := e.appendMeta(nil)
+		var got meta
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatalf("meta %s: %v", raw, err)
+		}
+		std, _ := json.Marshal(meta{WebhookID: id, ResourceType: rtype, ResourceID: rid, UserID: user,
+			DeliveryID: delivery, ReceivedAt: ms, Headers: e.Headers})
+		var want meta
+		if err := json.Unmarshal(std, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("meta reads back as %+v, want %+v", got, want)
+		}
+	})
+}
+
+// TestDecodeEarlierLayout: an entry enqueued by an older instance, one
+// field per value, still decodes during a rolling upgrade.
+func TestDecodeEarlierLayout(t *testing.T) {
+	got, err := decodeEntry("1-1", map[string]any{
+		"webhook_id": "wh", "resource_type": "workflow", "resource_id": "wf", "user_id": "u",
+		"delivery_id": "d-1", "received_at": "1764200000000", "attempts": "2",
+		"headers": `{"X-Github-Event":"push"}`, "body": "payload",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Entry{
+		Job: dispatch.Job{WebhookID: "wh", ResourceType: "workflow", ResourceID: "wf", UserID: "u",
+			DeliveryID: "d-1", Body: []byte("payload")},
+		ReceivedAt: time.UnixMilli(1764200000000), Attempts: 2, Headers: map[string]string{"X-Github-Event": "push"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded %+v, want %+v", got, want)
+	}
+	for _, broken := range []map[string]any{
+		{"received_at": "x"},
+		{"meta": "{not json"},
+		{"meta": `{"received_at":1}`, "attempts": "many"},
+	} {
+		if _, err := decodeEntry("1-1", broken); err == nil {
+			t.Errorf("%v decoded", broken)
+		}
+	}
+}
