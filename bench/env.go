@@ -132,9 +132,10 @@ func (e *env) stop() {
 // site is one of the configurations, by letter.
 func (e *env) site(letter string) string {
 	// Each configuration has a key prefix of its own, so that one's
-	// workers never take another's webhooks.
+	// workers never take another's webhooks. The rate limit counts every
+	// request, as in production, against a limit the load never reaches.
 	edge := func(extra string) string {
-		return fmt.Sprintf("codemie_webhooks {\n\t\t\tredis %s {\n\t\t\t\tkey_prefix %s\n\t\t\t}\n\t\t\trate_limit off\n\t\t\tupstream http://%s\n\t\t\t%s\n\t\t}",
+		return fmt.Sprintf("codemie_webhooks {\n\t\t\tredis %s {\n\t\t\t\tkey_prefix %s\n\t\t\t}\n\t\t\trate_limit 1000000000 1m\n\t\t\tupstream http://%s\n\t\t\t%s\n\t\t}",
 			e.redisAt, prefix(letter), e.stubAt, extra)
 	}
 	switch letter {

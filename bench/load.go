@@ -25,6 +25,8 @@ type LoadStats struct {
 	P50ms    float64 `json:"p50_ms"`
 	P99ms    float64 `json:"p99_ms"`
 	P999ms   float64 `json:"p999_ms"`
+	// RoundRPS are the requests per second of each round.
+	RoundRPS []float64 `json:"round_rps"`
 }
 
 // RoundTrips are Redis round trips per request, from INFO commandstats:
@@ -166,6 +168,7 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 	background := float64(requestPathCalls(before, after)) / idle.Seconds()
 
 	lat := map[string][]time.Duration{}
+	rounds := map[string][]float64{}
 	errs := map[string]int64{}
 	calls := map[string]float64{}
 	for round := range opts.rounds {
@@ -179,9 +182,10 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 			took := time.Since(start)
 			after, _ := e.commandCalls()
 			lat[l] = append(lat[l], got...)
+			rounds[l] = append(rounds[l], float64(len(got))/took.Seconds())
 			errs[l] += bad
 			calls[l] += float64(requestPathCalls(before, after)) - background*took.Seconds()
-			fmt.Printf("  round %d  %-2s %8.0f req/s  %d errors\n", round+1, l, float64(len(got))/took.Seconds(), bad)
+			fmt.Printf("  round %d  %-2s %8.0f req/s  %d errors\n", round+1, l, rounds[l][round], bad)
 			if err := e.settle(l); err != nil {
 				return nil, RoundTrips{}, err
 			}
@@ -189,7 +193,9 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 	}
 	out := map[string]LoadStats{}
 	for _, l := range letters {
-		out[l] = stats(lat[l], errs[l], time.Duration(opts.rounds)*opts.duration)
+		st := stats(lat[l], errs[l], time.Duration(opts.rounds)*opts.duration)
+		st.RoundRPS = rounds[l]
+		out[l] = st
 	}
 	rt := RoundTrips{
 		AcceptedAsync: calls["c0"] / float64(out["c0"].Requests),

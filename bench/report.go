@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -111,13 +112,34 @@ func parseBenchLine(line string) (MicroResult, bool) {
 	return r, true
 }
 
+// ratios are, for each pair, the median over the rounds of the ratio of
+// the two configurations' requests per second in that round: slots of one
+// round run back to back, so what drifts between rounds (a neighbour on
+// the host, a CPU's clock) cancels out.
 func ratios(load map[string]LoadStats) map[string]float64 {
-	rps := func(l string) float64 { return load[l].RPS }
-	return map[string]float64{
-		"c/b": rps("c") / rps("b"), "c/a": rps("c") / rps("a"),
-		"c0/b": rps("c0") / rps("b"), "c0/a": rps("c0") / rps("a"),
-		"d/b": rps("d") / rps("b"),
+	ratio := func(x, y string) float64 {
+		var r []float64
+		for i := range min(len(load[x].RoundRPS), len(load[y].RoundRPS)) {
+			r = append(r, load[x].RoundRPS[i]/load[y].RoundRPS[i])
+		}
+		return median(r)
 	}
+	return map[string]float64{
+		"c/b": ratio("c", "b"), "c/a": ratio("c", "a"),
+		"c0/b": ratio("c0", "b"), "c0/a": ratio("c0", "a"),
+		"d/b": ratio("d", "b"),
+	}
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // Goal is one target of the performance issue and what was measured.
@@ -161,7 +183,7 @@ func printTable(r Results) {
 		s := r.Load[l]
 		fmt.Printf("%-40s %10.0f %9.2f %9.2f %9.2f %7d\n", names[l], s.RPS, s.P50ms, s.P99ms, s.P999ms, s.Errors)
 	}
-	fmt.Printf("\nratios: c/b %.2f  c/a %.2f  c0/b %.2f  c0/a %.2f  d/b %.2f\n",
+	fmt.Printf("\nratios (median of the rounds' own): c/b %.2f  c/a %.2f  c0/b %.2f  c0/a %.2f  d/b %.2f\n",
 		r.Ratios["c/b"], r.Ratios["c/a"], r.Ratios["c0/b"], r.Ratios["c0/a"], r.Ratios["d/b"])
 	fmt.Printf("Redis round trips per request: accepted async %.3f, accepted sync %.3f, rejected %.3f\n",
 		r.RoundTrips.AcceptedAsync, r.RoundTrips.AcceptedSync, r.RoundTrips.Rejected)

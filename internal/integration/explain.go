@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -59,32 +60,34 @@ func (in *Integration) Explain(alias, project string) string {
 			w("    or, without it, X-Hub-Signature: sha1=<hex HMAC-SHA1> (github_require_sha256 is false)")
 		}
 	}
-	if len(in.GitLabToken) > 0 {
-		w("  X-Gitlab-Token: <the GitLab token>%s", rotating(in.GitLabToken))
+	gitlab := cmp.Or(in.GitLab, &GitLab{})
+	if len(gitlab.Token) > 0 {
+		w("  X-Gitlab-Token: <the GitLab token>%s", rotating(gitlab.Token))
 	}
-	if in.SecureHeaderName != "" {
-		w("  %s: <the secure header value>%s", in.SecureHeaderName, rotating(in.SecureHeaderValue))
+	if sh := in.SecureHeader; sh != nil {
+		w("  %s: <the secure header value>%s", sh.Name, rotating(sh.Value))
 	}
-	if in.SignatureScheme != "" {
-		w("  %s%s", schemeHeaders[in.SignatureScheme], rotating(in.SignatureSecret))
-		if in.SignatureScheme != SchemeHMACSHA256 {
-			w("    with a signed timestamp within %s of now (signature_tolerance)", in.SignatureTolerance)
+	sender := cmp.Or(in.Sender, &Sender{})
+	if sender.SignatureScheme != "" {
+		w("  %s%s", schemeHeaders[sender.SignatureScheme], rotating(sender.SignatureSecret))
+		if sender.SignatureScheme != SchemeHMACSHA256 {
+			w("    with a signed timestamp within %s of now (signature_tolerance)", sender.SignatureTolerance)
 		} else {
-			w("    %s: %s<%s HMAC-SHA256 of the raw body, keyed with the signature secret>", in.SignatureHeader, in.SignaturePrefix, in.SignatureEncoding)
+			w("    %s: %s<%s HMAC-SHA256 of the raw body, keyed with the signature secret>", sender.SignatureHeader, sender.SignaturePrefix, sender.SignatureEncoding)
 		}
 	}
-	if len(in.GitHubEventFilter) > 0 || len(in.GitLabEventFilter) > 0 || len(in.EventFilter) > 0 {
+	if len(in.GitHubEventFilter) > 0 || len(gitlab.EventFilter) > 0 || len(sender.EventFilter) > 0 {
 		w("")
 		w("Events (anything else is answered as filtered out, and triggers nothing):")
 	}
 	if len(in.GitHubEventFilter) > 0 {
 		w("  X-GitHub-Event one of: %s (\"event.action\" also needs the payload's action); ping is answered pong", strings.Join(in.GitHubEventFilter, ", "))
 	}
-	if len(in.GitLabEventFilter) > 0 {
-		w("  merge-request events with object_attributes.action one of: %s (other events pass)", strings.Join(in.GitLabEventFilter, ", "))
+	if len(gitlab.EventFilter) > 0 {
+		w("  merge-request events with object_attributes.action one of: %s (other events pass)", strings.Join(gitlab.EventFilter, ", "))
 	}
-	if len(in.EventFilter) > 0 {
-		w("  the payload's %s one of: %s", in.EventField, strings.Join(in.EventFilter, ", "))
+	if len(sender.EventFilter) > 0 {
+		w("  the payload's %s one of: %s", sender.EventField, strings.Join(sender.EventFilter, ", "))
 	}
 	return b.String()
 }

@@ -20,9 +20,6 @@ func TestDecodeFile(t *testing.T) {
 			GitHubSecret: Secrets{Secret("old"), Secret("new")}, GitHubEventFilter: []string{"push", "ping"}},
 		"b": {ID: "b"},
 	}
-	for _, in := range want {
-		in.SignatureTolerance, in.EventField = DefaultSignatureTolerance, DefaultEventField
-	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %#v\nwant %#v", got, want)
 	}

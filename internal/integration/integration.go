@@ -5,10 +5,12 @@
 package integration
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,26 +73,24 @@ const (
 // MaxIDLength is the longest webhook id accepted, in bytes.
 const MaxIDLength = 128
 
-// Integration is one webhook's record (codemie-contract.md section 2).
+// Integration is one webhook's record (codemie-contract.md section 2). A
+// cache holds one per webhook, so the mechanisms a record seldom sets
+// together are behind pointers, nil when unset: 144 bytes a record.
 type Integration struct {
 	// ID is the webhook id, the last segment of the webhook URL.
 	ID string
 	// Enabled is false when the webhook must process nothing. Unset: false.
 	Enabled bool
-	// SecureHeaderName and SecureHeaderValue are a shared header check;
-	// both are set or neither.
-	SecureHeaderName  string
-	SecureHeaderValue Secrets
 	// GitHubRequireSHA256 false also accepts X-Hub-Signature: sha1=. Unset: true.
 	GitHubRequireSHA256 bool
+	// SecureHeader is a shared header check; nil when there is none.
+	SecureHeader *SecureHeader
 	// GitHubSecret is the HMAC key of GitHub signatures.
 	GitHubSecret Secrets
 	// GitHubEventFilter lists the allowed X-GitHub-Event values; empty allows all.
 	GitHubEventFilter []string
-	// GitLabToken is the expected X-Gitlab-Token.
-	GitLabToken Secrets
-	// GitLabEventFilter lists the allowed merge-request actions; empty allows all.
-	GitLabEventFilter []string
+	// GitLab is the GitLab token and event filter; nil when neither is set.
+	GitLab *GitLab
 	// ResourceType is what to trigger: assistant, workflow or datasource.
 	// Other values are kept and refused at dispatch, as the backend does.
 	ResourceType string
@@ -100,10 +100,34 @@ type Integration struct {
 	// alias are for people, not for the request path: they are not kept.)
 	UserID string
 
-	// SignatureScheme is how a sender other than GitHub and GitLab signs:
-	// standard-webhooks, slack, stripe, zendesk or hmac-sha256; empty for
-	// none. With it, SignatureSecret holds the keys (for standard-webhooks,
-	// decoded from their whsec_ base64 form).
+	// Sender holds the fields beyond the backend's, for every other kind of
+	// sender. It is nil when a record sets none of them, as most records
+	// do, so that a cached record stays small.
+	Sender *Sender
+}
+
+// SecureHeader is a header every request must carry, with one of the
+// values. Both are set, or neither (and then there is no SecureHeader).
+type SecureHeader struct {
+	Name  string
+	Value Secrets
+}
+
+// GitLab is what GitLab webhooks are checked against.
+type GitLab struct {
+	// Token is the expected X-Gitlab-Token.
+	Token Secrets
+	// EventFilter lists the allowed merge-request actions; empty allows all.
+	EventFilter []string
+}
+
+// Sender is how a sender other than GitHub and GitLab signs, and which of
+// its events are taken.
+type Sender struct {
+	// SignatureScheme is how the sender signs: standard-webhooks, slack,
+	// stripe, zendesk or hmac-sha256; empty for none. With it,
+	// SignatureSecret holds the keys (for standard-webhooks, decoded from
+	// their whsec_ base64 form).
 	SignatureScheme string
 	SignatureSecret Secrets
 	// SignatureHeader, SignaturePrefix and SignatureEncoding (hex or
@@ -123,7 +147,8 @@ type Integration struct {
 // HasAuth reports whether the integration configures any mechanism that
 // authenticates requests.
 func (in *Integration) HasAuth() bool {
-	return len(in.GitHubSecret) > 0 || len(in.GitLabToken) > 0 || in.SecureHeaderName != "" || in.SignatureScheme != ""
+	return len(in.GitHubSecret) > 0 || (in.GitLab != nil && len(in.GitLab.Token) > 0) || in.SecureHeader != nil ||
+		(in.Sender != nil && in.Sender.SignatureScheme != "")
 }
 
 // ValidID reports whether id can be a webhook id: 1 to MaxIDLength bytes of
@@ -184,30 +209,35 @@ func IsMalformed(err error) bool {
 // ones are used as they are.
 func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration, error) {
 	d := decoder{id: id, fields: fields, keys: keys}
+	var secureHeader *SecureHeader // decoded first: the contract's order of checks
+	if name, value := fields[FieldSecureHeaderName], d.secrets(FieldSecureHeaderValue); name != "" || len(value) > 0 {
+		secureHeader = &SecureHeader{Name: name, Value: value}
+	}
 	in := &Integration{
 		ID:                  id,
 		Enabled:             d.boolean(FieldIsEnabled, false),
-		SecureHeaderName:    fields[FieldSecureHeaderName],
-		SecureHeaderValue:   d.secrets(FieldSecureHeaderValue),
+		SecureHeader:        secureHeader,
 		GitHubRequireSHA256: d.boolean(FieldGitHubRequireSHA256, true),
 		GitHubSecret:        d.secrets(FieldGitHubWebhookSecret),
 		GitHubEventFilter:   splitList(fields[FieldGitHubEventFilter]),
-		GitLabToken:         d.secrets(FieldGitLabWebhookToken),
-		GitLabEventFilter:   splitList(fields[FieldGitLabEventFilter]),
 		ResourceType:        resourceType(fields[FieldResourceType]),
 		ResourceID:          fields[FieldResourceID],
 		UserID:              fields[FieldUserID],
-		SignatureScheme:     fields[FieldSignatureScheme],
-		SignatureSecret:     d.secrets(FieldSignatureSecret),
-		SignatureHeader:     fields[FieldSignatureHeader],
-		SignaturePrefix:     fields[FieldSignaturePrefix],
-		SignatureEncoding:   fields[FieldSignatureEncoding],
-		SignatureTolerance:  d.duration(FieldSignatureTolerance, DefaultSignatureTolerance),
-		EventFilter:         splitList(fields[FieldEventFilter]),
-		EventField:          fields[FieldEventField],
 	}
-	if in.EventField == "" {
-		in.EventField = DefaultEventField
+	if token, filter := d.secrets(FieldGitLabWebhookToken), splitList(fields[FieldGitLabEventFilter]); len(token) > 0 || len(filter) > 0 {
+		in.GitLab = &GitLab{Token: token, EventFilter: filter}
+	}
+	if slices.ContainsFunc(senderFields, func(f string) bool { return fields[f] != "" }) {
+		in.Sender = &Sender{
+			SignatureScheme:    fields[FieldSignatureScheme],
+			SignatureSecret:    d.secrets(FieldSignatureSecret),
+			SignatureHeader:    fields[FieldSignatureHeader],
+			SignaturePrefix:    fields[FieldSignaturePrefix],
+			SignatureEncoding:  fields[FieldSignatureEncoding],
+			SignatureTolerance: d.duration(FieldSignatureTolerance, DefaultSignatureTolerance),
+			EventFilter:        splitList(fields[FieldEventFilter]),
+			EventField:         cmp.Or(fields[FieldEventField], DefaultEventField),
+		}
 	}
 	if d.err != nil {
 		return nil, d.err
@@ -228,42 +258,50 @@ func (in *Integration) validate(stored string) error {
 	if stored != "" && stored != in.ID {
 		return in.fieldErr(FieldWebhookID, "does not match the webhook id it is stored under")
 	}
-	if (in.SecureHeaderName == "") != (len(in.SecureHeaderValue) == 0) {
-		return in.fieldErr(FieldSecureHeaderName, "secure_header_name and secure_header_value must be set together")
-	}
-	if in.SecureHeaderName != "" && !httpguts.ValidHeaderFieldName(in.SecureHeaderName) {
-		return in.fieldErr(FieldSecureHeaderName, "not a valid HTTP header name")
-	}
-	if in.SecureHeaderName != "" {
-		in.SecureHeaderName = http.CanonicalHeaderKey(in.SecureHeaderName)
+	if sh := in.SecureHeader; sh != nil {
+		if sh.Name == "" || len(sh.Value) == 0 {
+			return in.fieldErr(FieldSecureHeaderName, "secure_header_name and secure_header_value must be set together")
+		}
+		if !httpguts.ValidHeaderFieldName(sh.Name) {
+			return in.fieldErr(FieldSecureHeaderName, "not a valid HTTP header name")
+		}
+		sh.Name = http.CanonicalHeaderKey(sh.Name)
 	}
 	return in.validateSignature()
 }
 
+// senderFields are the fields a Sender is decoded from.
+var senderFields = []string{FieldSignatureScheme, FieldSignatureSecret, FieldSignatureHeader, FieldSignaturePrefix,
+	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField}
+
 // validateSignature checks the signature fields, and turns Standard
 // Webhooks secrets into their keys.
 func (in *Integration) validateSignature() error {
-	if (in.SignatureScheme == "") != (len(in.SignatureSecret) == 0) {
+	s := in.Sender
+	if s == nil {
+		return nil
+	}
+	if (s.SignatureScheme == "") != (len(s.SignatureSecret) == 0) {
 		return in.fieldErr(FieldSignatureScheme, "signature_scheme and signature_secret must be set together")
 	}
-	switch in.SignatureScheme {
+	switch s.SignatureScheme {
 	case "", SchemeSlack, SchemeStripe, SchemeZendesk:
 	case SchemeStandardWebhooks:
-		for i, s := range in.SignatureSecret {
-			key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(s), "whsec_"))
+		for i, secret := range s.SignatureSecret {
+			key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(secret), "whsec_"))
 			if err != nil || len(key) == 0 {
 				return in.fieldErr(FieldSignatureSecret, "a Standard Webhooks secret is whsec_ and base64")
 			}
-			in.SignatureSecret[i] = key
+			s.SignatureSecret[i] = key
 		}
 	case SchemeHMACSHA256:
-		if !httpguts.ValidHeaderFieldName(in.SignatureHeader) {
+		if !httpguts.ValidHeaderFieldName(s.SignatureHeader) {
 			return in.fieldErr(FieldSignatureHeader, "the hmac-sha256 scheme needs the signature's header name")
 		}
-		in.SignatureHeader = http.CanonicalHeaderKey(in.SignatureHeader)
-		switch in.SignatureEncoding {
+		s.SignatureHeader = http.CanonicalHeaderKey(s.SignatureHeader)
+		switch s.SignatureEncoding {
 		case "":
-			in.SignatureEncoding = "hex"
+			s.SignatureEncoding = "hex"
 		case "hex", "base64":
 		default:
 			return in.fieldErr(FieldSignatureEncoding, "must be hex or base64")
@@ -271,7 +309,7 @@ func (in *Integration) validateSignature() error {
 	default:
 		return in.fieldErr(FieldSignatureScheme, "must be standard-webhooks, slack, stripe, zendesk or hmac-sha256")
 	}
-	if in.SignatureTolerance <= 0 {
+	if s.SignatureTolerance <= 0 {
 		return in.fieldErr(FieldSignatureTolerance, "must be a positive duration")
 	}
 	return nil

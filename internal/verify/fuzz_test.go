@@ -55,8 +55,8 @@ func FuzzCheck(f *testing.F) {
 	const secret = "fuzz-secret"
 	in := &integration.Integration{ID: "fz", GitHubRequireSHA256: false,
 		GitHubSecret: integration.Secrets{integration.Secret(secret)}, GitHubEventFilter: []string{"push", "pull_request.opened"},
-		GitLabToken: integration.Secrets{integration.Secret("tok")}, GitLabEventFilter: []string{"open"},
-		SecureHeaderName: "X-Key", SecureHeaderValue: integration.Secrets{integration.Secret("hv")}}
+		GitLab:       &integration.GitLab{Token: integration.Secrets{integration.Secret("tok")}, EventFilter: []string{"open"}},
+		SecureHeader: &integration.SecureHeader{Name: "X-Key", Value: integration.Secrets{integration.Secret("hv")}}}
 	f.Add(sign256(secret, "{}"), "", "push", "tok", "hv", []byte("{}"))
 	f.Add("", sign1(secret, "x"), "ping", "tok", "hv", []byte("x"))
 	f.Add("sha256=", "sha1=", "", "", "", []byte{0xff})

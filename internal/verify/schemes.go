@@ -39,22 +39,22 @@ var (
 	schemeStale   = Result{Outcome: SignatureStale, Status: http.StatusUnauthorized, Message: "Webhook timestamp outside the allowed window"}
 )
 
-// checkScheme verifies the integration's signature_scheme. A request that
+// checkScheme verifies the sender's signature_scheme. A request that
 // passes carries, in EventID, the sender's own id of the event, if the
 // scheme has one.
-func checkScheme(in *integration.Integration, h http.Header, body []byte, now time.Time) Result {
-	keys := in.SignatureSecret // every secret is tried: rotation
-	switch in.SignatureScheme {
+func checkScheme(s *integration.Sender, h http.Header, body []byte, now time.Time) Result {
+	keys := s.SignatureSecret // every secret is tried: rotation
+	switch s.SignatureScheme {
 	case integration.SchemeStandardWebhooks:
-		return standardWebhooks(keys, in.SignatureTolerance, h, body, now)
+		return standardWebhooks(keys, s.SignatureTolerance, h, body, now)
 	case integration.SchemeSlack:
-		return slack(keys, in.SignatureTolerance, h, body, now)
+		return slack(keys, s.SignatureTolerance, h, body, now)
 	case integration.SchemeStripe:
-		return stripe(keys, in.SignatureTolerance, h, body, now)
+		return stripe(keys, s.SignatureTolerance, h, body, now)
 	case integration.SchemeZendesk:
-		return zendesk(keys, in.SignatureTolerance, h, body, now)
+		return zendesk(keys, s.SignatureTolerance, h, body, now)
 	case integration.SchemeHMACSHA256:
-		return genericHMAC(keys, in, h, body)
+		return genericHMAC(keys, s, h, body)
 	}
 	return schemeInvalid // validated away when the record is decoded
 }
@@ -161,15 +161,15 @@ func zendesk(keys integration.Secrets, tolerance time.Duration, h http.Header, b
 
 // genericHMAC: the HMAC-SHA256 of the body, in the integration's header,
 // after its prefix, hex or base64. There is no timestamp to check.
-func genericHMAC(keys integration.Secrets, in *integration.Integration, h http.Header, body []byte) Result {
-	v := single(h, in.SignatureHeader)
+func genericHMAC(keys integration.Secrets, s *integration.Sender, h http.Header, body []byte) Result {
+	v := single(h, s.SignatureHeader)
 	if v == "" {
 		return schemeMissing
 	}
-	sig, ok := strings.CutPrefix(v, in.SignaturePrefix)
+	sig, ok := strings.CutPrefix(v, s.SignaturePrefix)
 	var sum []byte
 	var err error
-	if in.SignatureEncoding == "base64" {
+	if s.SignatureEncoding == "base64" {
 		sum, err = base64.StdEncoding.DecodeString(sig)
 	} else {
 		sum, err = hex.DecodeString(sig)

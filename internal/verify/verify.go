@@ -116,10 +116,11 @@ func decide(in *integration.Integration, h http.Header, body []byte, opts Option
 				Message: "GitHub event type '" + truncate(event, maxEventEcho) + "' is not allowed for this webhook"}
 		}
 		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
-	case len(in.GitLabEventFilter) > 0 && !GitLabActionAllowed(in.GitLabEventFilter, body):
+	case in.GitLab != nil && len(in.GitLab.EventFilter) > 0 && !GitLabActionAllowed(in.GitLab.EventFilter, body):
 		// Always 200: GitLab disables hooks that keep answering non-2xx.
 		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
-	case len(in.EventFilter) > 0 && !slices.Contains(in.EventFilter, gjson.GetBytes(payload(h, body), in.EventField).String()):
+	case in.Sender != nil && len(in.Sender.EventFilter) > 0 &&
+		!slices.Contains(in.Sender.EventFilter, gjson.GetBytes(payload(h, body), in.Sender.EventField).String()):
 		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
 	}
 	return Result{Outcome: Pass}
@@ -132,18 +133,18 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 			return r
 		}
 	}
-	if len(in.GitLabToken) > 0 && !tokenMatches(single(h, HeaderGitLabToken), in.GitLabToken) {
+	if gl := in.GitLab; gl != nil && len(gl.Token) > 0 && !tokenMatches(single(h, HeaderGitLabToken), gl.Token) {
 		return Result{Outcome: GitLabTokenInvalid, Status: http.StatusUnauthorized, Message: msgGitLabToken}
 	}
-	if in.SecureHeaderName != "" && !tokenMatches(single(h, in.SecureHeaderName), in.SecureHeaderValue) {
+	if sh := in.SecureHeader; sh != nil && !tokenMatches(single(h, sh.Name), sh.Value) {
 		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: msgSecureHeader}
 	}
-	if in.SignatureScheme != "" {
+	if in.Sender != nil && in.Sender.SignatureScheme != "" {
 		now := opts.Now
 		if now.IsZero() {
 			now = time.Now()
 		}
-		return checkScheme(in, h, body, now)
+		return checkScheme(in.Sender, h, body, now)
 	}
 	if opts.RequireAuth && !in.HasAuth() {
 		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: msgAuthRequired}

@@ -114,15 +114,15 @@ func TestCheck(t *testing.T) {
 	github := &integration.Integration{ID: "gh", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret")}
 	githubSHA1 := &integration.Integration{ID: "gh1", GitHubSecret: secrets("s3cret")}
 	rotating := &integration.Integration{ID: "rot", GitHubRequireSHA256: true, GitHubSecret: secrets("old", "new")}
-	gitlab := &integration.Integration{ID: "gl", GitLabToken: secrets("gl-token")}
-	gitlabRotating := &integration.Integration{ID: "gl2", GitLabToken: secrets("gl-old", "gl-new")}
-	header := &integration.Integration{ID: "hd", SecureHeaderName: "X-Secret", SecureHeaderValue: secrets("hv")}
+	gitlab := &integration.Integration{ID: "gl", GitLab: &integration.GitLab{Token: secrets("gl-token")}}
+	gitlabRotating := &integration.Integration{ID: "gl2", GitLab: &integration.GitLab{Token: secrets("gl-old", "gl-new")}}
+	header := &integration.Integration{ID: "hd", SecureHeader: &integration.SecureHeader{Name: "X-Secret", Value: secrets("hv")}}
 	all := &integration.Integration{ID: "all", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret"),
-		GitLabToken: secrets("gl-token"), SecureHeaderName: "X-Secret", SecureHeaderValue: secrets("hv")}
+		GitLab: &integration.GitLab{Token: secrets("gl-token")}, SecureHeader: &integration.SecureHeader{Name: "X-Secret", Value: secrets("hv")}}
 	none := &integration.Integration{ID: "none"}
 	filtered := &integration.Integration{ID: "f", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret"),
 		GitHubEventFilter: []string{"push", "pull_request.opened"}}
-	glFiltered := &integration.Integration{ID: "glf", GitLabToken: secrets("gl-token"), GitLabEventFilter: []string{"open", "merge"}}
+	glFiltered := &integration.Integration{ID: "glf", GitLab: &integration.GitLab{Token: secrets("gl-token"), EventFilter: []string{"open", "merge"}}}
 
 	mr := func(action string) string {
 		return `{"object_kind":"merge_request","object_attributes":{"action":"` + action + `"}}`
