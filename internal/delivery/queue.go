@@ -50,7 +50,7 @@ type Config struct {
 // Queue is the Redis side of durable delivery.
 type Queue struct {
 	client   redis.UniversalClient
-	requests redis.Scripter // for the request path: batched with other requests' commands
+	requests redis.Scripter // for scripts run concurrently: batched into shared round trips
 	cfg      Config
 	stream   string
 	retry    string

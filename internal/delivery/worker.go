@@ -238,14 +238,17 @@ func (w *Workers) process(m redis.XMessage) {
 	}
 }
 
-// finish removes a delivered entry.
+// finishScript acknowledges an entry and deletes it, atomically.
+// KEYS[1] the stream; ARGV[1] the group; ARGV[2] the entry id.
+var finishScript = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+`)
+
+// finish removes a delivered entry. Concurrent dispatches' finishes share
+// round trips, as requests' scripts do.
 func (w *Workers) finish(ctx context.Context, id string) {
-	_, err := w.q.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAck(ctx, w.q.stream, Group, id)
-		p.XDel(ctx, w.q.stream, id)
-		return nil
-	})
-	if err != nil {
+	if err := finishScript.Run(ctx, w.q.requests, []string{w.q.stream}, Group, id).Err(); err != nil {
 		w.logger.Error("finishing a delivered entry; it will be reclaimed and dispatched again",
 			zap.String("entry", id), zap.Error(err))
 	}

@@ -57,11 +57,12 @@ var checkScript = redis.NewScript(Lua + "return {0, 0}\n")
 // with room for the keys and arguments a script adds after them.
 func (c Config) ScriptArgs(prefix, id, deliveryID string) ([]string, []any) {
 	replay := deliveryID != "" && c.ReplayWindow > 0
-	marker, flag := RateKey(prefix, id), "0" // a placeholder on the same slot
+	rate := RateKey(prefix, id)
+	marker, flag := rate, "0" // a placeholder on the same slot
 	if replay {
 		marker, flag = SeenKey(prefix, id, deliveryID), "1"
 	}
-	keys := append(make([]string, 0, 4), RateKey(prefix, id), marker)
+	keys := append(make([]string, 0, 4), rate, marker)
 	args := append(make([]any, 0, 12),
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
