@@ -215,14 +215,23 @@ func rss(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
-// commandCalls reads INFO commandstats: calls per command.
+// readsStat is the key under which commandCalls returns the reads Redis
+// made from its clients' connections.
+const readsStat = "total_reads_processed"
+
+// commandCalls reads INFO commandstats, calls per command, and INFO
+// stats' total_reads_processed.
 func (e *env) commandCalls() (map[string]int64, error) {
-	info, err := e.rdb.Info(context.Background(), "commandstats").Result()
+	info, err := e.rdb.Info(context.Background(), "commandstats", "stats").Result()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int64{}
 	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, readsStat+":"); ok {
+			out[readsStat], _ = strconv.ParseInt(v, 10, 64)
+			continue
+		}
 		name, rest, ok := strings.Cut(line, ":calls=")
 		if !ok {
 			continue

@@ -36,6 +36,10 @@ type RoundTrips struct {
 	AcceptedAsync float64 `json:"accepted_async"`
 	AcceptedSync  float64 `json:"accepted_sync"`
 	Rejected      float64 `json:"rejected"`
+	// AcceptedPerRead is how many requests c0 accepted per read Redis made
+	// (INFO stats total_reads_processed): concurrent requests' scripts
+	// share round trips, so a request costs Redis a fraction of one.
+	AcceptedPerRead float64 `json:"accepted_async_per_redis_read"`
 }
 
 // configurations are measured in this order, round after round.
@@ -166,11 +170,13 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 		return nil, RoundTrips{}, err
 	}
 	background := float64(requestPathCalls(before, after)) / idle.Seconds()
+	backgroundReads := float64(after[readsStat]-before[readsStat]) / idle.Seconds()
 
 	lat := map[string][]time.Duration{}
 	rounds := map[string][]float64{}
 	errs := map[string]int64{}
 	calls := map[string]float64{}
+	reads := map[string]float64{}
 	for round := range opts.rounds {
 		for _, l := range letters {
 			before, _ := e.commandCalls()
@@ -185,6 +191,7 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 			rounds[l] = append(rounds[l], float64(len(got))/took.Seconds())
 			errs[l] += bad
 			calls[l] += float64(requestPathCalls(before, after)) - background*took.Seconds()
+			reads[l] += float64(after[readsStat]-before[readsStat]) - backgroundReads*took.Seconds()
 			fmt.Printf("  round %d  %-2s %8.0f req/s  %d errors\n", round+1, l, rounds[l][round], bad)
 			if err := e.settle(l); err != nil {
 				return nil, RoundTrips{}, err
@@ -200,6 +207,9 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 	rt := RoundTrips{
 		AcceptedAsync: calls["c0"] / float64(out["c0"].Requests),
 		AcceptedSync:  calls["d"] / float64(out["d"].Requests),
+	}
+	if reads["c0"] > 0 {
+		rt.AcceptedPerRead = float64(out["c0"].Requests) / reads["c0"]
 	}
 
 	// Rejected before the guard: a wrong signature, an id already seen unknown.
