@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -59,10 +62,14 @@ type MicroResult struct {
 }
 
 // runMicro runs every Go benchmark of the module, showing their output,
-// and parses it.
+// and parses it. Only the packages that have benchmarks are built.
 func runMicro() ([]MicroResult, error) {
-	fmt.Println("micro-benchmarks: go test -run '^$' -bench . -benchmem ./...")
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "./...")
+	pkgs, err := benchPackages()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Println("micro-benchmarks: go test -run '^$' -bench . -benchmem " + strings.Join(pkgs, " "))
+	cmd := exec.Command("go", append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, pkgs...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -84,6 +91,26 @@ func runMicro() ([]MicroResult, error) {
 		}
 	}
 	return res, cmd.Wait()
+}
+
+// benchPackages lists the packages, as ./dir, whose tests hold a Benchmark
+// function.
+func benchPackages() ([]string, error) {
+	var pkgs []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if pkg := "./" + filepath.Dir(path); bytes.Contains(src, []byte("\nfunc Benchmark")) && !slices.Contains(pkgs, pkg) {
+			pkgs = append(pkgs, pkg)
+		}
+		return nil
+	})
+	return pkgs, err
 }
 
 func parseBenchLine(line string) (MicroResult, bool) {
