@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
@@ -82,4 +87,76 @@ func TestRedisCluster(t *testing.T) {
 	waitFor(t, "the queue to empty", func() bool {
 		return cl.Client.XLen(ctx, "codemie:webhooks:deliveries").Val() == 0
 	})
+}
+
+// TestRedisClusterRoundTrips: on a Redis Cluster an accepted webhook costs
+// two scripts, the guard on its webhook's slot and the enqueue on the
+// stream's, and no read of its record once that is cached. (EVALSHA, EVAL
+// and HGETALL are all the request path sends; the commands inside a script
+// are counted by Redis too, so only these are summed.)
+func TestRedisClusterRoundTrips(t *testing.T) {
+	cl := testenv.StartRedisCluster(t)
+	api := testenv.StartCodeMie(t)
+	ctx := context.Background()
+	cl.Client.HSet(ctx, "codemie:webhooks:{rt}", "is_enabled", "true", "resource_type", "workflow",
+		"resource_id", "wf-1", "github_webhook_secret", ghSecret)
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			cache_ttl 1h
+			workers off
+			upstream %s
+		}
+	}`, webhooks, strings.Join(cl.Addrs, " "), api.URL))
+	calls := func(names ...string) int64 {
+		var n atomic.Int64
+		err := cl.Client.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			stats, err := m.Info(ctx, "commandstats").Result()
+			for _, line := range strings.Split(stats, "\r\n") {
+				name, rest, ok := strings.Cut(line, ":calls=")
+				if ok && slices.Contains(names, strings.TrimPrefix(name, "cmdstat_")) {
+					v, _, _ := strings.Cut(rest, ",")
+					c, _ := strconv.ParseInt(v, 10, 64)
+					n.Add(c)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Load()
+	}
+	// Warm: the record cached (the cache is dropped once when the instance
+	// has subscribed to change announcements), the scripts loaded.
+	waitFor(t, "the subscription to change announcements", func() bool {
+		var subscribed atomic.Int64
+		_ = cl.Client.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			subscribed.Add(m.PubSubNumSub(ctx, "codemie:webhooks:changed").Val()["codemie:webhooks:changed"])
+			return nil
+		})
+		return subscribed.Load() > 0
+	})
+	warm := false
+	for i := 0; i < 50 && !warm; i++ {
+		before := calls("hgetall")
+		if status, _, _ := postSigned(t, c, "rt", "warm-"+strconv.Itoa(i), "{}"); status != 200 {
+			t.Fatalf("warming up: %d", status)
+		}
+		warm = calls("hgetall") == before
+	}
+	if !warm {
+		t.Fatal("every request read the record again")
+	}
+	before := calls("evalsha", "eval", "hgetall")
+	const requests = 5
+	for i := range requests {
+		if status, _, answer := postSigned(t, c, "rt", "d-"+strconv.Itoa(i), "{}"); status != 200 || answer != invoked {
+			t.Fatalf("delivery %d: %d %s", i, status, answer)
+		}
+	}
+	if n := calls("evalsha", "eval", "hgetall") - before; n != 2*requests {
+		t.Errorf("%d commands on the cluster for %d accepted webhooks, want 2 each", n, requests)
+	}
 }
