@@ -17,9 +17,10 @@
 // The load keeps 64 connections busy: enough that every configuration
 // keeps both cores of the reference machine busy, so that requests per
 // second measure what a request costs rather than how long it waits. (At
-// 16, Redis's single thread and the one pipelined connection to it leave a
-// quarter of the machine idle under c0, and a sixth under b.) The ratios
-// are medians of each round's own.
+// 16, the processes' CPU times left about a quarter of the machine unused
+// under c0, with Redis's single thread and the one pipelined connection to
+// it in the path, and a sixth under b.) The ratios are medians of each
+// round's own.
 //
 // Usage: go run ./bench [-duration 4s] [-rounds 3] [-concurrency 64]
 package main
