@@ -437,7 +437,7 @@ func trySigned(c *testenv.Caddy, id, delivery, body string) int {
 	if err != nil {
 		return 0
 	}
-	req.Header.Set("X-Hub-Signature-256", sign256(ghSecret, body))
+	req.Header.Set("X-Hub-Signature-256", testenv.SignGitHub256(ghSecret, body))
 	req.Header.Set("X-GitHub-Event", "pull_request")
 	req.Header.Set("X-GitHub-Delivery", delivery)
 	resp, err := c.Client.Do(req)
@@ -464,7 +464,7 @@ func TestWorkersOff(t *testing.T) {
 			workers off
 		}
 	}`, r.Addr, api.URL))
-	status, _, answer := c.Post(t, "/intake/wf", "{}", "X-Hub-Signature-256: "+sign256(ghSecret, "{}"), "X-GitHub-Delivery: d-intake")
+	status, _, answer := c.Post(t, "/intake/wf", "{}", "X-Hub-Signature-256: "+testenv.SignGitHub256(ghSecret, "{}"), "X-GitHub-Delivery: d-intake")
 	if status != 200 || answer != invoked {
 		t.Fatalf("intake: %d %s", status, answer)
 	}

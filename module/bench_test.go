@@ -3,9 +3,6 @@ package module
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,9 +25,7 @@ const benchSecret = "a-webhook-secret-of-usual-length"
 func benchBody() ([]byte, string) {
 	body := append([]byte(`{"action":"opened","pad":"`), bytes.Repeat([]byte("x"), 1024-29)...)
 	body = append(body, `"}`...)
-	m := hmac.New(sha256.New, []byte(benchSecret))
-	m.Write(body)
-	return body, "sha256=" + hex.EncodeToString(m.Sum(nil))
+	return body, testenv.SignGitHub256(benchSecret, string(body))
 }
 
 // provisioned returns a handler provisioned from h's configuration.

@@ -65,7 +65,7 @@ func TestCLI(t *testing.T) {
 	ctx := context.Background()
 	body := `{"action":"opened"}`
 	post := func(secret, delivery string) int {
-		status, _, _ := c.Post(t, webhooks+"gh-1", body, "X-Hub-Signature-256: "+sign256(secret, body), "X-GitHub-Delivery: "+delivery)
+		status, _, _ := c.Post(t, webhooks+"gh-1", body, "X-Hub-Signature-256: "+testenv.SignGitHub256(secret, body), "X-GitHub-Delivery: "+delivery)
 		return status
 	}
 	if post(ghSecret, "d-0") != 400 {

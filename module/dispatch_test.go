@@ -56,7 +56,7 @@ func addWebhook(t *testing.T, r *testenv.Redis, id, resourceType, resourceID str
 // postSigned posts body to webhook id as GitHub would.
 func postSigned(t *testing.T, c *testenv.Caddy, id, delivery, body string) (int, http.Header, string) {
 	t.Helper()
-	headers := []string{"X-Hub-Signature-256: " + sign256(ghSecret, body), "X-GitHub-Event: pull_request"}
+	headers := []string{"X-Hub-Signature-256: " + testenv.SignGitHub256(ghSecret, body), "X-GitHub-Event: pull_request"}
 	if delivery != "" {
 		headers = append(headers, "X-GitHub-Delivery: "+delivery)
 	}

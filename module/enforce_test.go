@@ -2,10 +2,6 @@ package module_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,18 +12,6 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
-
-func sign256(secret, body string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(body))
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
-func sign1(secret, body string) string {
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(body))
-	return "sha1=" + hex.EncodeToString(m.Sum(nil))
-}
 
 // Secrets of the integrations below; none may ever reach a log line.
 const (
@@ -124,7 +108,7 @@ func TestEnforcement(t *testing.T) {
 		invalidHdr  = `{"detail":"Invalid security header"}`
 		filteredOut = `{"message":"Webhook received, event filtered out"}`
 	)
-	good := sign256(ghSecret, body)
+	good := testenv.SignGitHub256(ghSecret, body)
 	for _, x := range []exchange{
 		// Step 2: lookup.
 		{name: "unknown", path: webhooks + "nope", body: body, wantStatus: 400, wantBody: notFound("nope")},
@@ -133,17 +117,17 @@ func TestEnforcement(t *testing.T) {
 		// Step 3: GitHub.
 		{name: "github valid", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: push", "X-GitHub-Delivery: d-1"},
 			wantStatus: 200, wantBody: next},
-		{name: "github wrong signature", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + sign256("guess", body), "X-GitHub-Event: push"},
+		{name: "github wrong signature", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + testenv.SignGitHub256("guess", body), "X-GitHub-Event: push"},
 			wantStatus: 401, wantBody: invalidSig},
 		{name: "github upper-case hex", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: sha256=" + strings.ToUpper(good[7:]), "X-GitHub-Event: push"},
 			wantStatus: 401, wantBody: invalidSig},
 		{name: "github no headers at all (fail-closed)", path: webhooks + "gh", body: body, wantStatus: 401, wantBody: missingSig},
-		{name: "github sha1 when sha256 is required", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature: " + sign1(ghSecret, body), "X-GitHub-Event: push"},
+		{name: "github sha1 when sha256 is required", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature: " + testenv.SignGitHub1(ghSecret, body), "X-GitHub-Event: push"},
 			wantStatus: 401, wantBody: missingSig},
-		{name: "github sha1 allowed", path: webhooks + "gh1", body: body, headers: []string{"X-Hub-Signature: " + sign1(ghSecret, body)}, wantStatus: 200, wantBody: next},
+		{name: "github sha1 allowed", path: webhooks + "gh1", body: body, headers: []string{"X-Hub-Signature: " + testenv.SignGitHub1(ghSecret, body)}, wantStatus: 200, wantBody: next},
 		{name: "github event.action allowed", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: pull_request"},
 			wantStatus: 200, wantBody: next},
-		{name: "github event.action filtered", path: webhooks + "gh", body: closed, headers: []string{"X-Hub-Signature-256: " + sign256(ghSecret, closed), "X-GitHub-Event: pull_request"},
+		{name: "github event.action filtered", path: webhooks + "gh", body: closed, headers: []string{"X-Hub-Signature-256: " + testenv.SignGitHub256(ghSecret, closed), "X-GitHub-Event: pull_request"},
 			wantStatus: 200, wantBody: filteredOut},
 		{name: "github event filtered", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: issues"},
 			wantStatus: 200, wantBody: filteredOut},

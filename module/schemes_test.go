@@ -1,8 +1,6 @@
 package module_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -21,12 +19,6 @@ const (
 	swKey       = "standard-webhooks-key-7e2a"
 	slackSecret = "slack-signing-secret-03f9"
 )
-
-func hmacSHA256(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(msg))
-	return m.Sum(nil)
-}
 
 // TestSignatureSchemes drives a Jira-style, a Standard Webhooks and a
 // Slack-style delivery end to end to a workflow dispatch, their secrets
@@ -61,22 +53,22 @@ func TestSignatureSchemes(t *testing.T) {
 
 	// Jira Cloud: X-Hub-Signature: sha256=, an event filter on webhookEvent.
 	jiraBody := `{"webhookEvent":"jira:issue_created","issue":{"key":"CM-1"}}`
-	jiraSig := "sha256=" + hex.EncodeToString(hmacSHA256([]byte(jiraSecret), jiraBody))
+	jiraSig := "sha256=" + hex.EncodeToString(testenv.HMACSHA256([]byte(jiraSecret), jiraBody))
 	exchange{name: "jira", path: webhooks + "jira", body: jiraBody, headers: []string{"X-Hub-Signature: " + jiraSig,
 		"X-Atlassian-Webhook-Identifier: jira-delivery-1"}, wantStatus: 200, wantBody: invoked}.run(t, c)
 	other := `{"webhookEvent":"jira:issue_deleted"}`
 	exchange{name: "jira other event", path: webhooks + "jira", body: other,
-		headers:    []string{"X-Hub-Signature: sha256=" + hex.EncodeToString(hmacSHA256([]byte(jiraSecret), other))},
+		headers:    []string{"X-Hub-Signature: sha256=" + hex.EncodeToString(testenv.HMACSHA256([]byte(jiraSecret), other))},
 		wantStatus: 200, wantBody: `{"message":"Webhook received, event filtered out"}`}.run(t, c)
 
 	// Standard Webhooks, signed now.
 	swBody := `{"type":"invoice.paid","data":{"id":"in_1"}}`
 	now := strconv.FormatInt(time.Now().Unix(), 10)
-	swSig := "v1," + base64.StdEncoding.EncodeToString(hmacSHA256([]byte(swKey), "msg_e2e_1."+now+"."+swBody))
+	swSig := "v1," + base64.StdEncoding.EncodeToString(testenv.HMACSHA256([]byte(swKey), "msg_e2e_1."+now+"."+swBody))
 	exchange{name: "standard webhooks", path: webhooks + "sw", body: swBody, headers: []string{"webhook-id: msg_e2e_1",
 		"webhook-timestamp: " + now, "webhook-signature: " + swSig}, wantStatus: 200, wantBody: invoked}.run(t, c)
 	stale := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
-	staleSig := "v1," + base64.StdEncoding.EncodeToString(hmacSHA256([]byte(swKey), "msg_e2e_2."+stale+"."+swBody))
+	staleSig := "v1," + base64.StdEncoding.EncodeToString(testenv.HMACSHA256([]byte(swKey), "msg_e2e_2."+stale+"."+swBody))
 	exchange{name: "standard webhooks, an hour old", path: webhooks + "sw", body: swBody, headers: []string{"webhook-id: msg_e2e_2",
 		"webhook-timestamp: " + stale, "webhook-signature: " + staleSig},
 		wantStatus: 401, wantBody: `{"detail":"Webhook timestamp outside the allowed window"}`}.run(t, c)
@@ -85,7 +77,7 @@ func TestSignatureSchemes(t *testing.T) {
 
 	// Slack Events API: the event id feeds the replay guard.
 	slackBody := `{"type":"event_callback","event_id":"Ev0E2E","event":{"type":"app_mention"}}`
-	slackSig := "v0=" + hex.EncodeToString(hmacSHA256([]byte(slackSecret), "v0:"+now+":"+slackBody))
+	slackSig := "v0=" + hex.EncodeToString(testenv.HMACSHA256([]byte(slackSecret), "v0:"+now+":"+slackBody))
 	slackHeaders := []string{"X-Slack-Request-Timestamp: " + now, "X-Slack-Signature: " + slackSig}
 	exchange{name: "slack", path: webhooks + "slack", body: slackBody, headers: slackHeaders, wantStatus: 200, wantBody: invoked}.run(t, c)
 	exchange{name: "slack retry", path: webhooks + "slack", body: slackBody, headers: append(slackHeaders, "X-Slack-Retry-Num: 1"),

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
 // benchCase is a GitHub-signed pull_request delivery of size bytes to an
@@ -17,7 +18,7 @@ func benchCase(size int) (*integration.Integration, http.Header, []byte) {
 		GitHubSecret:      integration.Secrets{integration.Secret("a-webhook-secret-of-usual-length")},
 		GitHubEventFilter: []string{"push", "pull_request.opened"}}
 	h := http.Header{}
-	h.Set(HeaderGitHubSignature256, sign256("a-webhook-secret-of-usual-length", string(body)))
+	h.Set(HeaderGitHubSignature256, testenv.SignGitHub256("a-webhook-secret-of-usual-length", string(body)))
 	h.Set(HeaderGitHubEvent, "pull_request")
 	h.Set("Content-Type", "application/json")
 	return in, h, body

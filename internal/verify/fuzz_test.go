@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
 func FuzzParseHexSignature(f *testing.F) {
@@ -57,8 +58,8 @@ func FuzzCheck(f *testing.F) {
 		GitHubSecret: integration.Secrets{integration.Secret(secret)}, GitHubEventFilter: []string{"push", "pull_request.opened"},
 		GitLab:       &integration.GitLab{Token: integration.Secrets{integration.Secret("tok")}, EventFilter: []string{"open"}},
 		SecureHeader: &integration.SecureHeader{Name: "X-Key", Value: integration.Secrets{integration.Secret("hv")}}}
-	f.Add(sign256(secret, "{}"), "", "push", "tok", "hv", []byte("{}"))
-	f.Add("", sign1(secret, "x"), "ping", "tok", "hv", []byte("x"))
+	f.Add(testenv.SignGitHub256(secret, "{}"), "", "push", "tok", "hv", []byte("{}"))
+	f.Add("", testenv.SignGitHub1(secret, "x"), "ping", "tok", "hv", []byte("x"))
 	f.Add("sha256=", "sha1=", "", "", "", []byte{0xff})
 	f.Fuzz(func(t *testing.T, sig256, sig1, event, token, key string, body []byte) {
 		h := http.Header{}
@@ -70,7 +71,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		r := Check(in, h, body, Options{})
 		if r.Outcome == Pass || r.Outcome == Ping || r.Outcome == Filtered {
-			signed := sig256 == sign256(secret, string(body)) || (sig256 == "" && sig1 == sign1(secret, string(body)))
+			signed := sig256 == testenv.SignGitHub256(secret, string(body)) || (sig256 == "" && sig1 == testenv.SignGitHub1(secret, string(body)))
 			if !signed || token != "tok" || key != "hv" {
 				t.Fatalf("outcome %s without every mechanism passing", r.Outcome)
 			}

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
 // Published vectors, each from its source.
@@ -63,9 +63,7 @@ func schemeIntegration(t *testing.T, fields map[string]string) *integration.Inte
 }
 
 func hmacHex(key, msg string) string {
-	m := hmac.New(sha256.New, []byte(key))
-	m.Write([]byte(msg))
-	return hex.EncodeToString(m.Sum(nil))
+	return hex.EncodeToString(testenv.HMACSHA256([]byte(key), msg))
 }
 
 func TestSchemes(t *testing.T) {
@@ -186,7 +184,7 @@ func TestGenericHMACAndHubSignature(t *testing.T) {
 		{"base64 wrong", b64In, headers("X-Payload-Signature", b64(strings.Repeat("00", 32))), vectorBody, SchemeSignatureInvalid},
 		{"X-Hub-Signature sha256, sha256 required", hub, headers("X-Hub-Signature", vectorSignature), vectorBody, Pass},
 		{"X-Hub-Signature sha256 wrong", hub, headers("X-Hub-Signature", "sha256="+strings.Repeat("0", 64)), vectorBody, SignatureInvalid},
-		{"X-Hub-Signature sha1, sha256 required", hub, headers("X-Hub-Signature", sign1(vectorSecret, vectorBody)), vectorBody, SignatureMissing},
+		{"X-Hub-Signature sha1, sha256 required", hub, headers("X-Hub-Signature", testenv.SignGitHub1(vectorSecret, vectorBody)), vectorBody, SignatureMissing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if r := Check(tc.in, tc.h, []byte(tc.body), Options{}); r.Outcome != tc.want {

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/hex"
 	"math/rand/v2"
 	"net/http"
 	"net/textproto"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
 // GitHub's documented test vector:
@@ -22,18 +22,6 @@ const (
 	vectorSignature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 )
 
-func sign256(secret, body string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(body))
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
-func sign1(secret, body string) string {
-	m := hmac.New(sha1.New, []byte(secret))
-	m.Write([]byte(body))
-	return "sha1=" + hex.EncodeToString(m.Sum(nil))
-}
-
 func TestHeaderNamesAreCanonical(t *testing.T) {
 	for _, h := range []string{HeaderGitHubSignature256, HeaderGitHubSignature1, HeaderGitHubEvent, HeaderGitLabToken} {
 		if c := textproto.CanonicalMIMEHeaderKey(h); c != h {
@@ -43,7 +31,7 @@ func TestHeaderNamesAreCanonical(t *testing.T) {
 }
 
 func TestGitHubTestVector(t *testing.T) {
-	if got := sign256(vectorSecret, vectorBody); got != vectorSignature {
+	if got := testenv.SignGitHub256(vectorSecret, vectorBody); got != vectorSignature {
 		t.Fatalf("reference HMAC %s, want GitHub's %s", got, vectorSignature)
 	}
 	in := &integration.Integration{ID: "x", GitHubRequireSHA256: true, GitHubSecret: integration.Secrets{integration.Secret(vectorSecret)}}
@@ -110,7 +98,7 @@ func headers(kv ...string) http.Header {
 
 func TestCheck(t *testing.T) {
 	const body = `{"action":"opened","number":1}`
-	good := sign256("s3cret", body)
+	good := testenv.SignGitHub256("s3cret", body)
 	github := &integration.Integration{ID: "gh", GitHubRequireSHA256: true, GitHubSecret: secrets("s3cret")}
 	githubSHA1 := &integration.Integration{ID: "gh1", GitHubSecret: secrets("s3cret")}
 	rotating := &integration.Integration{ID: "rot", GitHubRequireSHA256: true, GitHubSecret: secrets("old", "new")}
@@ -140,7 +128,7 @@ func TestCheck(t *testing.T) {
 	}{
 		// GitHub signatures (contract step 3).
 		{name: "github valid", in: github, h: headers(HeaderGitHubSignature256, good), body: body, want: Pass},
-		{name: "github wrong secret", in: github, h: headers(HeaderGitHubSignature256, sign256("other", body)), body: body,
+		{name: "github wrong secret", in: github, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("other", body)), body: body,
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
 		{name: "github tampered body", in: github, h: headers(HeaderGitHubSignature256, good), body: body + " ",
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
@@ -162,18 +150,18 @@ func TestCheck(t *testing.T) {
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
 		{name: "github two values, one good", in: github, h: headers(HeaderGitHubSignature256, good, HeaderGitHubSignature256, good), body: body,
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
-		{name: "github sha1 refused when sha256 required", in: github, h: headers(HeaderGitHubSignature1, sign1("s3cret", body)), body: body,
+		{name: "github sha1 refused when sha256 required", in: github, h: headers(HeaderGitHubSignature1, testenv.SignGitHub1("s3cret", body)), body: body,
 			want: SignatureMissing, status: 401, message: "Missing GitHub webhook signature header"},
-		{name: "github sha1 accepted when allowed", in: githubSHA1, h: headers(HeaderGitHubSignature1, sign1("s3cret", body)), body: body, want: Pass},
-		{name: "github sha1 wrong", in: githubSHA1, h: headers(HeaderGitHubSignature1, sign1("other", body)), body: body,
+		{name: "github sha1 accepted when allowed", in: githubSHA1, h: headers(HeaderGitHubSignature1, testenv.SignGitHub1("s3cret", body)), body: body, want: Pass},
+		{name: "github sha1 wrong", in: githubSHA1, h: headers(HeaderGitHubSignature1, testenv.SignGitHub1("other", body)), body: body,
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
-		{name: "github sha256 wins over sha1", in: githubSHA1, h: headers(HeaderGitHubSignature256, sign256("other", body), HeaderGitHubSignature1, sign1("s3cret", body)), body: body,
+		{name: "github sha256 wins over sha1", in: githubSHA1, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("other", body), HeaderGitHubSignature1, testenv.SignGitHub1("s3cret", body)), body: body,
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
-		{name: "rotation: old secret", in: rotating, h: headers(HeaderGitHubSignature256, sign256("old", body)), body: body, want: Pass},
-		{name: "rotation: new secret", in: rotating, h: headers(HeaderGitHubSignature256, sign256("new", body)), body: body, want: Pass},
-		{name: "rotation: neither", in: rotating, h: headers(HeaderGitHubSignature256, sign256("newer", body)), body: body,
+		{name: "rotation: old secret", in: rotating, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("old", body)), body: body, want: Pass},
+		{name: "rotation: new secret", in: rotating, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("new", body)), body: body, want: Pass},
+		{name: "rotation: neither", in: rotating, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("newer", body)), body: body,
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
-		{name: "non-UTF-8 body verified byte-exact", in: github, h: headers(HeaderGitHubSignature256, sign256("s3cret", "\xff\xfe\x00x")), body: "\xff\xfe\x00x", want: Pass},
+		{name: "non-UTF-8 body verified byte-exact", in: github, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", "\xff\xfe\x00x")), body: "\xff\xfe\x00x", want: Pass},
 
 		// GitLab token (contract step 4).
 		{name: "gitlab valid", in: gitlab, h: headers("X-Gitlab-Token", "gl-token"), want: Pass},
@@ -211,7 +199,7 @@ func TestCheck(t *testing.T) {
 		{name: "event allowed by name", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "push"), body: body, want: Pass},
 		{name: "event allowed by name.action", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "pull_request"), body: body, want: Pass},
 		{name: "event with another action filtered", in: filtered,
-			h: headers(HeaderGitHubSignature256, sign256("s3cret", `{"action":"closed"}`), "X-GitHub-Event", "pull_request"), body: `{"action":"closed"}`,
+			h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", `{"action":"closed"}`), "X-GitHub-Event", "pull_request"), body: `{"action":"closed"}`,
 			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
 		{name: "event not in filter", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "issues"), body: body,
 			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
@@ -222,7 +210,7 @@ func TestCheck(t *testing.T) {
 		{name: "filtered with filtered_status 400", in: filtered, h: headers(HeaderGitHubSignature256, good, "X-GitHub-Event", "issues"), body: body,
 			opts: Options{FilteredStatus: 400}, want: Filtered, status: 400, message: "GitHub event type 'issues' is not allowed for this webhook"},
 		{name: "event.action from a form-encoded payload", in: filtered,
-			h: headers(HeaderGitHubSignature256, sign256("s3cret", "payload=%7B%22action%22%3A%22opened%22%7D"), "X-GitHub-Event", "pull_request",
+			h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", "payload=%7B%22action%22%3A%22opened%22%7D"), "X-GitHub-Event", "pull_request",
 				"Content-Type", "application/x-www-form-urlencoded"),
 			body: "payload=%7B%22action%22%3A%22opened%22%7D", want: Pass},
 		{name: "gitlab MR action allowed", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: mr("merge"), want: Pass},
