@@ -180,14 +180,20 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// streamFields are a stream entry's fields as go-redis reads them.
+type streamFields map[string]any
+
+// str returns field name's value; "" when there is none.
+func (f streamFields) str(name string) string {
+	s, _ := f[name].(string)
+	return s
+}
+
 // decodeEntry reads an entry from stream fields: the meta field, or the
 // separate fields that entries had before it (enqueued by an older
 // instance during a rolling upgrade).
-func decodeEntry(id string, fields map[string]any) (Entry, error) {
-	str := func(name string) string {
-		s, _ := fields[name].(string)
-		return s
-	}
+func decodeEntry(id string, fields streamFields) (Entry, error) {
+	str := fields.str
 	var m meta
 	if raw, ok := fields[fieldMeta].(string); ok {
 		if err := json.Unmarshal([]byte(raw), &m); err != nil {
@@ -254,15 +260,12 @@ type DeadLetter struct {
 	BodyBytes    int               `json:"body_bytes"`
 }
 
-func decodeDeadLetter(id string, fields map[string]any) (DeadLetter, error) {
+func decodeDeadLetter(id string, fields streamFields) (DeadLetter, error) {
 	e, err := decodeEntry(id, fields)
 	if err != nil {
 		return DeadLetter{}, err
 	}
-	str := func(name string) string {
-		s, _ := fields[name].(string)
-		return s
-	}
+	str := fields.str
 	deadAt, _ := strconv.ParseInt(str(fieldDeadAt), 10, 64)
 	status, _ := strconv.Atoi(str(fieldLastStatus))
 	return DeadLetter{

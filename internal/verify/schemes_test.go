@@ -219,14 +219,7 @@ func FuzzParseStandardSignatures(f *testing.F) {
 	f.Add(strings.Repeat("v1,"+swSignature[3:]+" ", 20))
 	f.Fuzz(func(t *testing.T, v string) {
 		sums := ParseStandardSignatures(v)
-		if len(sums) > maxSignatures {
-			t.Fatalf("%d signatures kept", len(sums))
-		}
-		for _, s := range sums {
-			if len(s) != sha256.Size {
-				t.Fatalf("a signature of %d bytes", len(s))
-			}
-		}
+		checkParsedSums(t, sums)
 	})
 }
 
@@ -235,15 +228,21 @@ func FuzzParseStripeSignature(f *testing.F) {
 	f.Add("t=,v1=,v0=x,,=")
 	f.Fuzz(func(t *testing.T, v string) {
 		_, sums := ParseStripeSignature(v)
-		if len(sums) > maxSignatures {
-			t.Fatalf("%d signatures kept", len(sums))
-		}
-		for _, s := range sums {
-			if len(s) != sha256.Size {
-				t.Fatalf("a signature of %d bytes", len(s))
-			}
-		}
+		checkParsedSums(t, sums)
 	})
+}
+
+// checkParsedSums fails t unless sums are few enough and each a SHA-256.
+func checkParsedSums(t *testing.T, sums [][]byte) {
+	t.Helper()
+	if len(sums) > maxSignatures {
+		t.Fatalf("%d signatures kept", len(sums))
+	}
+	for _, s := range sums {
+		if len(s) != sha256.Size {
+			t.Fatalf("a signature of %d bytes", len(s))
+		}
+	}
 }
 
 func FuzzParseUnixTimestamp(f *testing.F) {
