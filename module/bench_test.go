@@ -167,9 +167,9 @@ func (c *capturingIntake) record(ctx context.Context, e delivery.Entry) {
 }
 
 // TestSenderGoneDoesNotCutEnqueueShort: the request's context is cancelled
-// when its sender hangs up, but the enqueue must not be: go-redis sends a
-// command it was handed even after its caller stopped waiting, and by then
-// the body's pooled buffer could hold the next request's body.
+// when its sender hangs up, but the enqueue must not be: after the guard
+// has marked the delivery as seen, a failed enqueue would make the
+// sender's retry a "duplicate" of a webhook never queued.
 func TestSenderGoneDoesNotCutEnqueueShort(t *testing.T) {
 	for _, oneRoundTrip := range []bool{true, false} {
 		h := provisioned(t, &Handler{IntegrationsFile: writeBenchIntegrations(t), Upstream: &Upstream{URL: "http://127.0.0.1:1"}})

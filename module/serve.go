@@ -115,10 +115,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // round trip with the enqueue when the queue allows it, else the guard
 // first (failing open) and then the dispatch or the enqueue.
 //
-// None of it is cut short when the sender goes away: a Redis command that
-// was handed to the client runs anyway, and the body it carries must stay
-// this request's (its buffer goes back to the pool when serve returns).
-// Redis's own timeouts bound the wait.
+// None of it is cut short when the sender goes away. Where the guard and
+// the enqueue are two round trips (a Redis Cluster), a cancelled context
+// could fail the enqueue after the guard marked the delivery as seen, and
+// then the forgetting too: the sender's retry would be answered as a
+// duplicate of a webhook that was never queued. Redis's own timeouts bound
+// the wait.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
 	ctx := context.WithoutCancel(r.Context())
 	job := h.job(r, a, in, body)

@@ -537,3 +537,47 @@ func TestAdmitFailedEnqueueForgets(t *testing.T) {
 		t.Error("a delivery that was not queued stayed marked as seen")
 	}
 }
+
+// TestAdmitOutlivesItsContext: a context cancelled while the script waits
+// in Redis does not end Admit or Enqueue before Redis holds the entry. The
+// handler gives the body's pooled buffer back as soon as they return.
+func TestAdmitOutlivesItsContext(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	g := guard.Config{ReplayWindow: time.Hour}
+	bg := context.Background()
+	for _, call := range []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"admit", func(ctx context.Context) error {
+			d, err := q.Admit(ctx, g, "wh", "d-1", entry("d-1"))
+			if err == nil && d.Verdict != guard.Admit {
+				err = fmt.Errorf("verdict %d", d.Verdict)
+			}
+			return err
+		}},
+		{"enqueue", func(ctx context.Context) error { _, err := q.Enqueue(ctx, entry("d-2")); return err }},
+	} {
+		before := r.Client.XLen(bg, "t:deliveries").Val()
+		if err := r.Client.Do(bg, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(bg)
+		done := make(chan error, 1)
+		go func() { done <- call.run(ctx) }()
+		waitFor(t, "the script to wait in Redis", func() bool {
+			return strings.Contains(r.Client.Info(bg, "clients").Val(), "blocked_clients:1")
+		})
+		cancel()
+		if err := r.Client.Do(bg, "CLIENT", "UNPAUSE").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", call.name, err)
+		}
+		if n := r.Client.XLen(bg, "t:deliveries").Val(); n != before+1 {
+			t.Errorf("%s: %d entries queued, want %d", call.name, n, before+1)
+		}
+	}
+}

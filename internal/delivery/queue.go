@@ -114,20 +114,20 @@ func (q *Queue) OneRoundTrip() bool {
 // Admit runs the rate limit and replay guard g for a request to webhook id
 // and, if it is admitted, enqueues e, all in one atomic script: a delivery
 // is marked as seen exactly when it is queued. Only when OneRoundTrip.
+//
+// Like Enqueue, it returns only once Redis has answered, even when ctx
+// ends first (go-redis's batching waits for the batch), so e's body may be
+// reused as soon as it returns.
 func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string, e Entry) (guard.Decision, error) {
 	keys, args := g.ScriptArgs(q.cfg.Prefix, id, deliveryID)
 	args = append(append(args, q.cfg.MaxLength), e.values()...)
 	reply, err := admitScript.Run(ctx, q.requests, append(keys, q.stream), args...).Slice()
-	switch {
-	case err == nil:
-	case redis.HasErrorPrefix(err, "QUEUEFULL"):
-		return guard.Decision{}, ErrFull
-	default:
-		return guard.Decision{}, fmt.Errorf("enqueueing delivery of webhook %q: %w", id, err)
+	if err != nil {
+		return guard.Decision{}, enqueueError(id, err)
 	}
 	d, err := guard.ParseDecision(reply)
 	if err != nil {
-		return guard.Decision{}, fmt.Errorf("enqueueing delivery of webhook %q: %w", id, err)
+		return guard.Decision{}, enqueueError(id, err)
 	}
 	return d, nil
 }
@@ -136,14 +136,18 @@ func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string
 func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {
 	args := append([]any{q.cfg.MaxLength}, e.values()...)
 	id, err := enqueueScript.Run(ctx, q.requests, []string{q.stream}, args...).Text()
-	switch {
-	case err == nil:
-	case redis.HasErrorPrefix(err, "QUEUEFULL"):
-		return "", ErrFull
-	default:
-		return "", fmt.Errorf("enqueueing delivery of webhook %q: %w", e.Job.WebhookID, err)
+	if err != nil {
+		return "", enqueueError(e.Job.WebhookID, err)
 	}
 	return id, nil
+}
+
+// enqueueError is ErrFull when the queue was full, else err in context.
+func enqueueError(webhookID string, err error) error {
+	if redis.HasErrorPrefix(err, "QUEUEFULL") {
+		return ErrFull
+	}
+	return fmt.Errorf("enqueueing delivery of webhook %q: %w", webhookID, err)
 }
 
 // ensureGroup creates the consumer group (and the stream) if missing. The
