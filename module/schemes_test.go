@@ -53,12 +53,12 @@ func TestSignatureSchemes(t *testing.T) {
 
 	// Jira Cloud: X-Hub-Signature: sha256=, an event filter on webhookEvent.
 	jiraBody := `{"webhookEvent":"jira:issue_created","issue":{"key":"CM-1"}}`
-	jiraSig := "sha256=" + hex.EncodeToString(testenv.HMACSHA256([]byte(jiraSecret), jiraBody))
+	jiraSig := testenv.SignGitHub256(jiraSecret, jiraBody)
 	exchange{name: "jira", path: webhooks + "jira", body: jiraBody, headers: []string{"X-Hub-Signature: " + jiraSig,
 		"X-Atlassian-Webhook-Identifier: jira-delivery-1"}, wantStatus: 200, wantBody: invoked}.run(t, c)
 	other := `{"webhookEvent":"jira:issue_deleted"}`
 	exchange{name: "jira other event", path: webhooks + "jira", body: other,
-		headers:    []string{"X-Hub-Signature: sha256=" + hex.EncodeToString(testenv.HMACSHA256([]byte(jiraSecret), other))},
+		headers:    []string{"X-Hub-Signature: " + testenv.SignGitHub256(jiraSecret, other)},
 		wantStatus: 200, wantBody: `{"message":"Webhook received, event filtered out"}`}.run(t, c)
 
 	// Standard Webhooks, signed now.
