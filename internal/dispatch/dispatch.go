@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
@@ -218,9 +220,19 @@ func (c *Client) request(ctx context.Context, job Job, cl call) (*http.Request, 
 		}
 		body = bytes.NewReader(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	}
-	u, err := c.cfg.BaseURL.Parse(strings.TrimSuffix(c.cfg.BaseURL.Path, "/") + cl.path)
+	base := c.cfg.BaseURL
+	u, err := base.Parse(strings.TrimSuffix(base.EscapedPath(), "/") + cl.path)
 	if err != nil {
 		return nil, fmt.Errorf("building the URL: %v", err)
+	}
+	if u.Scheme != base.Scheme || u.Host != base.Host {
+		// Never send the token to another host, whatever the path holds.
+		return nil, errors.New("building the URL: it leaves the API's host")
+	}
+	for name, v := range map[string]string{"user-id": job.UserID, "Idempotency-Key": job.DeliveryID} {
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return nil, fmt.Errorf("building the request: %s is not a valid header value", name)
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
 	if err != nil {

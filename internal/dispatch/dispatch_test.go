@@ -257,3 +257,50 @@ func TestDispatchTimeout(t *testing.T) {
 		t.Errorf("result %+v, want retryable: timed out", res)
 	}
 }
+
+// TestDispatchUnbuildableCalls covers values that would walk the API's
+// paths or break a header: no call leaves, and the result is final, since
+// no retry can build the call.
+func TestDispatchUnbuildableCalls(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	api.SetDatasource("ds-dotdot", testenv.Datasource{IndexType: "code", ProjectName: "..", RepoName: "repo"})
+	c := newClient(t, api.URL, StaticToken("t"))
+	withUser := func(j Job, user string) Job { j.UserID = user; return j }
+	withDelivery := func(j Job, id string) Job { j.DeliveryID = id; return j }
+	for _, tc := range []struct {
+		name  string
+		job   Job
+		calls int // calls that did leave before the one that could not be built
+	}{
+		{"workflow id ..", job("workflow", "..", "{}"), 0},
+		{"workflow id .", job("workflow", ".", "{}"), 0},
+		{"workflow id empty", job("workflow", "", "{}"), 0},
+		{"assistant id ..", job("assistant", "..", "{}"), 0},
+		{"datasource id ..", job("datasource", "..", "{}"), 0},
+		{"datasource project ..", job("datasource", "ds-dotdot", "{}"), 1},
+		{"user id with CRLF", withUser(job("workflow", "wf", "{}"), "u\r\nX-Evil: 1"), 0},
+		{"delivery id with LF", withDelivery(job("workflow", "wf", "{}"), "d\nX"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api.Reset()
+			res := c.Dispatch(context.Background(), tc.job)
+			if res.Class != Final {
+				t.Errorf("class %v (%s), want final", res.Class, res.Reason)
+			}
+			if got := api.Calls(); len(got) != tc.calls {
+				t.Errorf("calls %v, want %d", got, tc.calls)
+			}
+		})
+	}
+}
+
+// TestDispatchStaysOnTheBaseHost: a base path with an empty segment would
+// make "//v1/..." a network-path reference to host v1.
+func TestDispatchStaysOnTheBaseHost(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	c := newClient(t, api.URL+"//v1", StaticToken("t"))
+	res := c.Dispatch(context.Background(), job("workflow", "wf", "{}"))
+	if res.Class != Final || !strings.Contains(res.Reason, "leaves the API's host") {
+		t.Errorf("result %+v, want final: leaves the API's host", res)
+	}
+}

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"html"
 	"net/http"
 	"net/url"
@@ -17,7 +18,10 @@ func text(body []byte) string {
 // assistant creates a conversation, names it, and calls the assistant's
 // model with the body; if the model call fails, the conversation is deleted.
 func (c *Client) assistant(ctx context.Context, job Job) Result {
-	id := url.PathEscape(job.ResourceID)
+	id, err := segment(job.ResourceID)
+	if err != nil {
+		return unbuildable("create conversation", "resource_id", err)
+	}
 	var created struct {
 		ID string `json:"id"`
 	}
@@ -29,7 +33,10 @@ func (c *Client) assistant(ctx context.Context, job Job) Result {
 	if created.ID == "" {
 		return Result{Class: Final, Step: res.Step, Status: res.Status, Reason: "create conversation: CodeMie's answer has no conversation id"}
 	}
-	conv := url.PathEscape(created.ID)
+	conv, err := segment(created.ID)
+	if err != nil {
+		return unbuildable("create conversation", "the conversation id CodeMie answered", err)
+	}
 
 	var warning string
 	if res, ok := c.do(ctx, job, call{step: "rename conversation", method: http.MethodPut, path: "/v1/conversations/" + conv,
@@ -56,8 +63,12 @@ func (c *Client) workflow(ctx context.Context, job Job) Result {
 	var started struct {
 		ExecutionID string `json:"execution_id"`
 	}
+	id, err := segment(job.ResourceID)
+	if err != nil {
+		return unbuildable("create workflow execution", "resource_id", err)
+	}
 	res, _ := c.do(ctx, job, call{step: "create workflow execution", method: http.MethodPost,
-		path: "/v1/workflows/" + url.PathEscape(job.ResourceID) + "/executions",
+		path: "/v1/workflows/" + id + "/executions",
 		body: map[string]string{"user_input": text(job.Body)}}, &started)
 	return res
 }
@@ -72,7 +83,10 @@ func (c *Client) datasource(ctx context.Context, job Job) Result {
 		ProjectName string `json:"project_name"`
 		RepoName    string `json:"repo_name"`
 	}
-	id := url.PathEscape(job.ResourceID)
+	id, err := segment(job.ResourceID)
+	if err != nil {
+		return unbuildable("read datasource", "resource_id", err)
+	}
 	res, ok := c.do(ctx, job, call{step: "read datasource", method: http.MethodGet, path: "/v1/index/" + id}, &ds)
 	if !ok {
 		return res
@@ -83,7 +97,15 @@ func (c *Client) datasource(ctx context.Context, job Job) Result {
 	case ds.IndexType == "provider":
 		reindex = call{path: "/v1/index/provider/" + id + "/reindex", body: struct{}{}}
 	case codeIndexTypes[ds.IndexType]:
-		reindex = call{path: "/v1/application/" + url.PathEscape(ds.ProjectName) + "/index/" + url.PathEscape(ds.RepoName) + "?full_reindex=true", body: struct{}{}}
+		project, err := segment(ds.ProjectName)
+		if err != nil {
+			return unbuildable("reindex datasource", "the datasource's project_name", err)
+		}
+		repo, err := segment(ds.RepoName)
+		if err != nil {
+			return unbuildable("reindex datasource", "the datasource's repo_name", err)
+		}
+		reindex = call{path: "/v1/application/" + project + "/index/" + repo + "?full_reindex=true", body: struct{}{}}
 	case ds.IndexType == "knowledge_base_jira":
 		reindex = call{path: "/v1/index/knowledge_base/jira?full_reindex=true", body: kb}
 	case ds.IndexType == "knowledge_base_confluence":
@@ -108,4 +130,23 @@ func joinWarnings(a, b string) string {
 		return a
 	}
 	return a + "; " + b
+}
+
+// segment escapes one path segment of a call. An empty, "." or ".."
+// segment would make the call walk the API's paths ("/v1/workflows/../
+// executions" is "/v1/executions"), so it is refused.
+func segment(s string) (string, error) {
+	switch s {
+	case "":
+		return "", errors.New("is empty")
+	case ".", "..":
+		return "", errors.New("is a dot segment")
+	}
+	return url.PathEscape(s), nil
+}
+
+// unbuildable is the result of a call that can never be made: final, since
+// no retry builds it.
+func unbuildable(step, what string, err error) Result {
+	return Result{Class: Final, Step: step, Reason: step + ": " + what + " " + err.Error() + ": the call cannot be built"}
 }

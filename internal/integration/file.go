@@ -118,6 +118,9 @@ func fieldString(name string, v any) (string, error) {
 			if !ok {
 				return "", fmt.Errorf("array entries must be strings")
 			}
+			if s == "" && sep == "\n" {
+				return "", fmt.Errorf("a secret's values must not be empty")
+			}
 			parts[i] = s
 		}
 		return strings.Join(parts, sep), nil

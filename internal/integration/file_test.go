@@ -41,6 +41,9 @@ func TestDecodeFileErrors(t *testing.T) {
 		{"array of numbers", `[{"webhook_id": "a", "github_event_filter": [1]}]`, "field github_event_filter: array entries"},
 		{"bad boolean", `[{"webhook_id": "a", "is_enabled": "` + secret + `"}]`, `integration "a": field is_enabled: not a boolean`},
 		{"bad id", `[{"webhook_id": "a b"}]`, "field webhook_id: must be"},
+		{"empty token values", `[{"webhook_id": "a", "gitlab_webhook_token": ["", ""]}]`, "field gitlab_webhook_token: a secret's values must not be empty"},
+		{"an empty secret among others", `[{"webhook_id": "a", "github_webhook_secret": ["` + secret + `", ""]}]`, "field github_webhook_secret: a secret's values must not be empty"},
+		{"secret of a line break", `[{"webhook_id": "a", "github_webhook_secret": "\n"}]`, "field github_webhook_secret: holds no value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeFile([]byte(tc.data), nil)

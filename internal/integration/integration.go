@@ -151,6 +151,21 @@ func (in *Integration) HasAuth() bool {
 		(in.Sender != nil && in.Sender.SignatureScheme != "")
 }
 
+// SecretHeaders returns the names (canonical) of the request headers that
+// carry this integration's own secrets under a name of its choosing: the
+// secure header, and the hmac-sha256 scheme's signature header. Nil when
+// there are none.
+func (in *Integration) SecretHeaders() []string {
+	var out []string
+	if in.SecureHeader != nil {
+		out = append(out, in.SecureHeader.Name)
+	}
+	if in.Sender != nil && in.Sender.SignatureHeader != "" {
+		out = append(out, in.Sender.SignatureHeader)
+	}
+	return out
+}
+
 // ValidID reports whether id can be a webhook id: 1 to MaxIDLength bytes of
 // [A-Za-z0-9._~-] (the URL's unreserved characters).
 func ValidID(id string) bool {
@@ -187,6 +202,10 @@ type FieldError struct {
 	ID     string
 	Field  string
 	Reason string
+	// Disabled says the record is disabled all the same (is_enabled
+	// false or unset): it is answered as a disabled webhook, like an
+	// unknown one, so that ids cannot be probed.
+	Disabled bool
 }
 
 func (e *FieldError) Error() string {
@@ -201,6 +220,15 @@ func IsMalformed(err error) bool {
 	}
 	var fe *FieldError
 	return errors.As(err, &fe)
+}
+
+// IsDisabled reports whether err says a record is malformed but disabled.
+func IsDisabled(err error) bool {
+	if err == nil {
+		return false
+	}
+	var fe *FieldError
+	return errors.As(err, &fe) && fe.Disabled
 }
 
 // Decode builds the integration with the given id from its fields, as stored
@@ -239,10 +267,15 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			EventField:         cmp.Or(fields[FieldEventField], DefaultEventField),
 		}
 	}
-	if d.err != nil {
-		return nil, d.err
+	err := d.err
+	if err == nil {
+		err = in.validate(fields[FieldWebhookID])
 	}
-	if err := in.validate(fields[FieldWebhookID]); err != nil {
+	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) && !in.Enabled && fe.Field != FieldIsEnabled {
+			fe.Disabled = true
+		}
 		return nil, err
 	}
 	return in, nil
@@ -258,6 +291,9 @@ func (in *Integration) validate(stored string) error {
 	if stored != "" && stored != in.ID {
 		return in.fieldErr(FieldWebhookID, "does not match the webhook id it is stored under")
 	}
+	if err := in.validateResource(); err != nil {
+		return err
+	}
 	if sh := in.SecureHeader; sh != nil {
 		if sh.Name == "" || len(sh.Value) == 0 {
 			return in.fieldErr(FieldSecureHeaderName, "secure_header_name and secure_header_value must be set together")
@@ -268,6 +304,36 @@ func (in *Integration) validate(stored string) error {
 		sh.Name = http.CanonicalHeaderKey(sh.Name)
 	}
 	return in.validateSignature()
+}
+
+// validateResource checks the fields that end up in the CodeMie API's
+// paths and headers: a resource id that is empty or a dot segment would
+// walk the API's paths ("/v1/workflows/../executions"), and a user id
+// with a line break can never be sent.
+func (in *Integration) validateResource() error {
+	switch in.ResourceType {
+	case ResourceAssistant, ResourceWorkflow, ResourceDatasource:
+		if in.ResourceID == "" {
+			return in.fieldErr(FieldResourceID, "is required with resource_type "+in.ResourceType)
+		}
+	}
+	if id := in.ResourceID; id == "." || id == ".." || strings.Contains(id, "/") || !printableASCII(id) {
+		return in.fieldErr(FieldResourceID, "must be printable ASCII without / and not . or ..")
+	}
+	if !httpguts.ValidHeaderFieldValue(in.UserID) || strings.TrimSpace(in.UserID) != in.UserID {
+		return in.fieldErr(FieldUserID, "must be a valid HTTP header value, without line breaks or surrounding spaces")
+	}
+	return nil
+}
+
+// printableASCII reports whether s holds only bytes 0x21 to 0x7e.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // senderFields are the fields a Sender is decoded from.
@@ -332,6 +398,11 @@ type decoder struct {
 func (d *decoder) secrets(field string) Secrets {
 	lines := SplitSecretValues(d.fields[field])
 	if len(lines) == 0 {
+		if d.fields[field] != "" && d.err == nil {
+			// Only line breaks: configured, yet with no value to check
+			// against. Taken as unset, it would turn the check off.
+			d.err = &FieldError{ID: d.id, Field: field, Reason: "holds no value, only line breaks"}
+		}
 		return nil
 	}
 	out := make(Secrets, 0, len(lines))

@@ -150,6 +150,18 @@ func TestDecodeErrors(t *testing.T) {
 		{"hmac bad encoding", "wh", map[string]string{"signature_scheme": "hmac-sha256", "signature_secret": secret, "signature_header": "X-S", "signature_encoding": "rot13"}, "signature_encoding"},
 		{"bad tolerance", "wh", map[string]string{"signature_tolerance": "soon"}, "signature_tolerance"},
 		{"zero tolerance", "wh", map[string]string{"signature_tolerance": "0"}, "signature_tolerance"},
+		{"github secret of a line break", "wh", map[string]string{"github_webhook_secret": "\n"}, "github_webhook_secret"},
+		{"github secret of CRLFs", "wh", map[string]string{"github_webhook_secret": "\r\n\r\n"}, "github_webhook_secret"},
+		{"gitlab token of line breaks", "wh", map[string]string{"gitlab_webhook_token": "\n\n"}, "gitlab_webhook_token"},
+		{"secure header value of a CRLF", "wh", map[string]string{"secure_header_name": "X-K", "secure_header_value": "\r\n"}, "secure_header_value"},
+		{"signature secret of a line break", "wh", map[string]string{"signature_scheme": "slack", "signature_secret": "\n"}, "signature_secret"},
+		{"resource id dot-dot", "wh", map[string]string{"resource_type": "workflow", "resource_id": ".."}, "resource_id"},
+		{"resource id dot", "wh", map[string]string{"resource_type": "assistant", "resource_id": "."}, "resource_id"},
+		{"resource id missing", "wh", map[string]string{"resource_type": "datasource"}, "resource_id"},
+		{"resource id with a slash", "wh", map[string]string{"resource_type": "workflow", "resource_id": "a/../b"}, "resource_id"},
+		{"resource id with a line break", "wh", map[string]string{"resource_type": "workflow", "resource_id": "a\nb"}, "resource_id"},
+		{"user id with CRLF", "wh", map[string]string{"resource_type": "workflow", "resource_id": "wf", "user_id": "u\r\nX-Evil: 1"}, "user_id"},
+		{"user id with a NUL", "wh", map[string]string{"user_id": "u\x00"}, "user_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode(tc.id, tc.fields, nil)

@@ -258,9 +258,12 @@ func GitLabActionAllowed(filter []string, payload []byte) bool {
 }
 
 // payload returns the JSON document of a GitHub delivery: the body, or the
-// payload field of a form-encoded body.
+// payload field of a form-encoded body. A form-typed body that is itself a
+// JSON document is that document: people and senders post JSON under the
+// form type (curl's -d sends it), and a real form, which opens with a field
+// name and "=", is never valid JSON.
 func payload(h http.Header, body []byte) []byte {
-	if ct := single(h, "Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+	if ct := single(h, "Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") || gjson.ValidBytes(body) {
 		return body
 	}
 	form, err := url.ParseQuery(string(body))

@@ -213,6 +213,24 @@ func TestCheck(t *testing.T) {
 			h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", "payload=%7B%22action%22%3A%22opened%22%7D"), "X-GitHub-Event", "pull_request",
 				"Content-Type", "application/x-www-form-urlencoded"),
 			body: "payload=%7B%22action%22%3A%22opened%22%7D", want: Pass},
+		// curl -d sends JSON as application/x-www-form-urlencoded.
+		{name: "event.action from JSON sent as a form", in: filtered,
+			h:    formHeaders(`{"action":"opened","pull_request":{"title":"Add a webhook edge"}}`, "application/x-www-form-urlencoded"),
+			body: `{"action":"opened","pull_request":{"title":"Add a webhook edge"}}`, want: Pass},
+		{name: "JSON sent as a form with a charset", in: filtered,
+			h: formHeaders(`{"action":"opened"}`, "application/x-www-form-urlencoded; charset=utf-8"), body: `{"action":"opened"}`, want: Pass},
+		{name: "JSON with % and ; sent as a form", in: filtered,
+			h:    formHeaders(`{"action":"opened","title":"100% done; shipped"}`, "application/x-www-form-urlencoded"),
+			body: `{"action":"opened","title":"100% done; shipped"}`, want: Pass},
+		{name: "JSON holding &payload= sent as a form", in: filtered,
+			h:    formHeaders(`{"action":"opened","note":"a&payload={}"}`, "application/x-www-form-urlencoded"),
+			body: `{"action":"opened","note":"a&payload={}"}`, want: Pass},
+		{name: "JSON sent as a form with another action filtered", in: filtered,
+			h: formHeaders(`{"action":"closed"}`, "application/x-www-form-urlencoded"), body: `{"action":"closed"}`,
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
+		{name: "form with neither payload nor JSON filtered", in: filtered,
+			h: formHeaders("action=opened", "application/x-www-form-urlencoded"), body: "action=opened",
+			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
 		{name: "gitlab MR action allowed", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: mr("merge"), want: Pass},
 		{name: "gitlab MR action filtered", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: mr("update"),
 			want: Filtered, status: 200, message: "Webhook received, event filtered out"},
@@ -230,6 +248,45 @@ func TestCheck(t *testing.T) {
 				t.Errorf("got %+v\nwant outcome %s, status %d, message %q, unauthenticated %v", r, tc.want, tc.status, tc.message, tc.unauth)
 			}
 		})
+	}
+}
+
+// formHeaders signs body for the filtered integration of TestCheck and
+// sends it as a pull_request event of the content type ct.
+func formHeaders(body, ct string) http.Header {
+	return headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", body), "X-GitHub-Event", "pull_request", "Content-Type", ct)
+}
+
+func TestPayload(t *testing.T) {
+	const form = "application/x-www-form-urlencoded"
+	for _, tc := range []struct {
+		name string
+		ct   string
+		body string
+		want string
+	}{
+		{"JSON", "application/json", `{"action":"opened"}`, `{"action":"opened"}`},
+		{"no content type", "", `{"action":"opened"}`, `{"action":"opened"}`},
+		{"not JSON, not a form", "text/plain", "payload=x", "payload=x"},
+		{"form payload field", form, "payload=%7B%22action%22%3A%22opened%22%7D", `{"action":"opened"}`},
+		{"form payload among other fields", form, "a=1&payload=%7B%7D&b=2", `{}`},
+		{"form without payload", form, "action=opened", ""},
+		{"empty form", form, "", ""},
+		{"bad form", form, "payload=%zz", ""},
+		{"JSON as a form", form, `{"action":"opened"}`, `{"action":"opened"}`},
+		{"JSON as a form with a charset", form + "; charset=utf-8", `{"action":"opened"}`, `{"action":"opened"}`},
+		{"JSON with escapes as a form", form, `{"t":"100% ; a&b=c"}`, `{"t":"100% ; a&b=c"}`},
+		{"JSON holding &payload= as a form", form, `{"t":"&payload={}"}`, `{"t":"&payload={}"}`},
+		{"JSON array as a form", form, ` [1, 2] `, ` [1, 2] `},
+		{"truncated JSON as a form", form, `{"action":"opened"`, ""},
+	} {
+		h := http.Header{}
+		if tc.ct != "" {
+			h.Set("Content-Type", tc.ct)
+		}
+		if got := string(payload(h, []byte(tc.body))); got != tc.want {
+			t.Errorf("%s: payload(%q) = %q, want %q", tc.name, tc.body, got, tc.want)
+		}
 	}
 }
 

@@ -18,7 +18,7 @@ func TestLoad(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	const p = "test:"
-	r.Client.HSet(ctx, Key(p, "good"), "webhook_id", "good", "is_enabled", "true", "resource_type", "workflow", "github_webhook_secret", "s3cret")
+	r.Client.HSet(ctx, Key(p, "good"), "webhook_id", "good", "is_enabled", "true", "resource_type", "workflow", "resource_id", "wf-1", "github_webhook_secret", "s3cret")
 	r.Client.HSet(ctx, Key(p, "bad"), "is_enabled", "s3cret-looking-value")
 	r.Client.Set(ctx, Key(p, "str"), "x", 0)
 	s := New(r.Client, p, nil, zap.NewNop())
