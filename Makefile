@@ -4,7 +4,7 @@ XCADDY   := bin/xcaddy
 CADDY    := bin/caddy
 FUZZTIME ?= 60s
 
-.PHONY: build run test bench fuzz adapt-examples clean
+.PHONY: build run test bench fuzz adapt-examples readme-examples clean
 
 # Caddy with this plugin, as xcaddy.json describes the build.
 build: $(XCADDY)
@@ -44,6 +44,11 @@ adapt-examples: build
 		echo "adapting $$f"; \
 		$(CADDY) adapt --config $$f --adapter caddyfile >/dev/null || exit 1; \
 	done
+
+# Every `$ ` command of the README's quick start and examples, run against
+# `make run`, must print what the README shows under it.
+readme-examples: build
+	.ci/readme-examples
 
 clean:
 	rm -rf bin

@@ -45,6 +45,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stale_ttl <duration>
 //		cache_size <n>
 //		max_body <size>
+//		max_bodies_in_flight <size>
+//		body_timeout <duration>
 //		filtered_status 200|400
 //		require_auth
 //		rate_limit <requests> <window> | off
@@ -61,6 +63,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		claim_after <duration>
 //		max_queue <n>
 //		max_age <duration>
+//		dead_letters <max_entries> <max_age> <max_bytes>
 //		secrets_key <base64 key> [<previous base64 key>]
 //	}
 //
@@ -94,14 +97,11 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 		case "cache_size":
 			err = oneArg(d, positiveIntInto(&wh.CacheSize))
 		case "max_body":
-			err = oneArg(d, func(s string) error {
-				n, err := humanize.ParseBytes(s)
-				if err != nil || n == 0 || n > 1<<40 {
-					return notA("size such as 25MB", s)
-				}
-				wh.MaxBody = int64(n)
-				return nil
-			})
+			err = oneArg(d, sizeInto(&wh.MaxBody))
+		case "max_bodies_in_flight":
+			err = oneArg(d, sizeInto(&wh.MaxBodiesInFlight))
+		case "body_timeout":
+			err = oneArg(d, durationInto(&wh.BodyTimeout))
 		case "filtered_status":
 			err = oneArg(d, func(s string) error {
 				if s != "200" && s != "400" {
@@ -158,6 +158,8 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 			})
 		case "max_age":
 			err = oneArg(d, durationInto(&wh.MaxAge))
+		case "dead_letters":
+			wh.DeadLetters, err = parseDeadLetters(d)
 		case "secrets_key":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
@@ -319,6 +321,26 @@ func parseRetry(d *caddyfile.Dispenser) (*module.Retry, error) {
 	return rt, nil
 }
 
+// parseDeadLetters parses "dead_letters <max_entries> <max_age> <max_bytes>".
+func parseDeadLetters(d *caddyfile.Dispenser) (*module.DeadLetters, error) {
+	args := d.RemainingArgs()
+	if len(args) != 3 {
+		return nil, d.Errf("codemie_webhooks: dead_letters takes <max_entries> <max_age> <max_bytes>")
+	}
+	dl := &module.DeadLetters{}
+	var entries int
+	for _, set := range []struct {
+		f   func(string) error
+		arg string
+	}{{positiveIntInto(&entries), args[0]}, {durationInto(&dl.MaxAge), args[1]}, {sizeInto(&dl.MaxBytes), args[2]}} {
+		if err := set.f(set.arg); err != nil {
+			return nil, d.Errf("codemie_webhooks: dead_letters: %v", err)
+		}
+	}
+	dl.MaxEntries = int64(entries)
+	return dl, nil
+}
+
 // oneArg reads exactly one argument on the option's line and hands it to set.
 func oneArg(d *caddyfile.Dispenser, set func(string) error) error {
 	opt := d.Val()
@@ -368,6 +390,18 @@ func positiveIntInto(dst *int) func(string) error {
 			return notA("positive whole number", s)
 		}
 		*dst = n
+		return nil
+	}
+}
+
+// sizeInto parses a size such as 25MiB into dst.
+func sizeInto(dst *int64) func(string) error {
+	return func(s string) error {
+		n, err := humanize.ParseBytes(s)
+		if err != nil || n == 0 || n > 1<<40 {
+			return notA("size such as 25MB", s)
+		}
+		*dst = int64(n)
 		return nil
 	}
 }

@@ -22,7 +22,7 @@ func init() {
 //	GET    /codemie-webhooks/stats                  queue length, pending, retrying, dead, oldest age
 //	GET    /codemie-webhooks/dead[?after=<id>&count=<n>]  dead letters, oldest first, without bodies
 //	POST   /codemie-webhooks/dead/<id>/replay       put one back in the queue
-//	POST   /codemie-webhooks/dead/replay-all        put them all back
+//	POST   /codemie-webhooks/dead/replay-all        put back all those there when called
 //	DELETE /codemie-webhooks/dead/<id>              drop one for good
 //
 // When several handlers use different key prefixes, ?queue=<key prefix>

@@ -101,7 +101,7 @@ func writeBenchIntegrations(b testing.TB) string {
 type nopIntake struct{}
 
 func (nopIntake) OneRoundTrip() bool { return true }
-func (nopIntake) Admit(context.Context, guard.Config, string, string, delivery.Entry) (guard.Decision, error) {
+func (nopIntake) Admit(context.Context, guard.Config, string, guard.Delivery, delivery.Entry) (guard.Decision, error) {
 	return guard.Decision{Verdict: guard.Admit}, nil
 }
 func (nopIntake) Enqueue(context.Context, delivery.Entry) (string, error) { return "0-1", nil }
@@ -153,7 +153,7 @@ type capturingIntake struct {
 }
 
 func (c *capturingIntake) OneRoundTrip() bool { return c.oneRoundTrip }
-func (c *capturingIntake) Admit(ctx context.Context, _ guard.Config, _, _ string, e delivery.Entry) (guard.Decision, error) {
+func (c *capturingIntake) Admit(ctx context.Context, _ guard.Config, _ string, _ guard.Delivery, e delivery.Entry) (guard.Decision, error) {
 	c.record(ctx, e)
 	return guard.Decision{Verdict: guard.Admit}, nil
 }

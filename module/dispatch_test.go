@@ -229,12 +229,21 @@ func TestReplayGuardAfterDispatch(t *testing.T) {
 		t.Errorf("%d dispatches for one delivery id, want 1", n)
 	}
 
-	// Without a delivery id, every request is dispatched, each with an id of its own.
-	postSigned(t, c, "wf", "", body)
-	postSigned(t, c, "wf", "", body)
+	// Without a delivery id, the body tells deliveries apart: each new one is
+	// dispatched with an id of its own, and the same one again is a
+	// duplicate (a captured request replayed without its delivery header).
+	if _, _, answer := postSigned(t, c, "wf", "", body); answer != `{"message":"Duplicate delivery ignored"}` {
+		t.Errorf("d-once without its delivery header: %s, want the duplicate answer", answer)
+	}
+	postSigned(t, c, "wf", "", `{"action":"closed"}`)
+	postSigned(t, c, "wf", "", `{"action":"reopened"}`)
+	postSigned(t, c, "wf", "", `{"action":"reopened"}`)
 	calls := api.Calls()
+	if len(calls) != 3 {
+		t.Fatalf("calls %v, want 3", callList(calls))
+	}
 	a, b := calls[1].Header.Get("Idempotency-Key"), calls[2].Header.Get("Idempotency-Key")
-	if len(calls) != 3 || !strings.HasPrefix(a, "edge-") || !strings.HasPrefix(b, "edge-") || a == b {
+	if !strings.HasPrefix(a, "edge-") || !strings.HasPrefix(b, "edge-") || a == b {
 		t.Errorf("generated delivery ids %q and %q: want two distinct edge- ids", a, b)
 	}
 }

@@ -125,7 +125,7 @@ func TestEnforcement(t *testing.T) {
 		{name: "github sha1 when sha256 is required", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature: " + testenv.SignGitHub1(ghSecret, body), "X-GitHub-Event: push"},
 			wantStatus: 401, wantBody: missingSig},
 		{name: "github sha1 allowed", path: webhooks + "gh1", body: body, headers: []string{"X-Hub-Signature: " + testenv.SignGitHub1(ghSecret, body)}, wantStatus: 200, wantBody: next},
-		{name: "github event.action allowed", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: pull_request"},
+		{name: "github event.action allowed", path: webhooks + "gh", body: body, headers: []string{"X-Hub-Signature-256: " + good, "X-GitHub-Event: pull_request", "X-GitHub-Delivery: d-2"},
 			wantStatus: 200, wantBody: next},
 		{name: "github event.action filtered", path: webhooks + "gh", body: closed, headers: []string{"X-Hub-Signature-256: " + testenv.SignGitHub256(ghSecret, closed), "X-GitHub-Event: pull_request"},
 			wantStatus: 200, wantBody: filteredOut},
@@ -166,15 +166,15 @@ func TestEnforcement(t *testing.T) {
 		{name: "limited: unauthenticated requests do not count", path: "/limited/rl", body: body, wantStatus: 401, wantBody: invalidHdr},
 		{name: "limited: unauthenticated requests do not count", path: "/limited/rl", body: body, wantStatus: 401, wantBody: invalidHdr},
 		{name: "limited: unauthenticated requests do not count", path: "/limited/rl", body: body, wantStatus: 401, wantBody: invalidHdr},
-		{name: "limited: first", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next},
-		{name: "limited: second", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 200, wantBody: next},
-		{name: "limited: third", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret}, wantStatus: 429,
+		{name: "limited: first", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret, "Idempotency-Key: rl-1"}, wantStatus: 200, wantBody: next},
+		{name: "limited: second", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret, "Idempotency-Key: rl-2"}, wantStatus: 200, wantBody: next},
+		{name: "limited: third", path: "/limited/rl", body: body, headers: []string{"X-Webhook-Key: " + hdrSecret, "Idempotency-Key: rl-3"}, wantStatus: 429,
 			wantBody: `{"detail":"Webhook rate limit exceeded: maximum 2 requests per 60 seconds allowed."}`},
 	} {
 		x.run(t, c)
 	}
 
-	_, hdr, _ := c.Post(t, "/limited/rl", body, "X-Webhook-Key: "+hdrSecret)
+	_, hdr, _ := c.Post(t, "/limited/rl", body, "X-Webhook-Key: "+hdrSecret, "Idempotency-Key: rl-4")
 	if s, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || s < 1 || s > 60 {
 		t.Errorf("Retry-After %q, want 1 to 60 seconds", hdr.Get("Retry-After"))
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -39,7 +40,9 @@ const (
 	DefaultStaleTTL    = 10 * time.Minute
 	DefaultCacheSize   = 100_000
 	DefaultMaxBody     = 25 << 20 // GitHub caps payloads at 25 MB
-	DefaultRateLimit   = 10       // requests per DefaultRateWindow, as the CodeMie backend
+	DefaultBodyBudget  = 256 << 20
+	DefaultBodyTimeout = 10 * time.Second // GitHub gives up after 10s
+	DefaultRateLimit   = 10               // requests per DefaultRateWindow, as the CodeMie backend
 	DefaultRateWindow  = 60 * time.Second
 	DefaultReplay      = 24 * time.Hour
 	DefaultTimeout     = 600 * time.Second // per CodeMie API call, as the backend
@@ -62,6 +65,10 @@ const (
 	DefaultClaimAfter   = time.Minute
 	DefaultMaxQueue     = 1_000_000
 	DefaultMaxAge       = 72 * time.Hour
+	// Bounds of the dead stream.
+	DefaultDeadMaxEntries = 10_000
+	DefaultDeadMaxAge     = 7 * 24 * time.Hour
+	DefaultDeadMaxBytes   = 256 << 20
 	// drainTimeout bounds how long a config unload waits for dispatches in
 	// flight before handing them back to the queue.
 	drainTimeout = 30 * time.Second
@@ -114,6 +121,17 @@ type Handler struct {
 	// MaxBody is the largest request body accepted, in bytes; larger
 	// requests get 413. Default: 26214400 (25 MiB).
 	MaxBody int64 `json:"max_body,omitempty"`
+
+	// MaxBodiesInFlight bounds the memory that the bodies of all the
+	// requests being read or handled at once may take, in bytes. A body
+	// takes memory only as its bytes arrive; a request whose body would
+	// go past the bound gets 503 with Retry-After. Default: 268435456
+	// (256 MiB).
+	MaxBodiesInFlight int64 `json:"max_bodies_in_flight,omitempty"`
+
+	// BodyTimeout bounds the time to receive one request's body once its
+	// headers are in; a slower sender gets 408. Default: 10s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
 	// FilteredStatus answers a GitHub event that the integration's filter
 	// drops: 200 {"message":"Webhook received, event filtered out"}, or 400
@@ -180,12 +198,18 @@ type Handler struct {
 	// dead stream instead of dispatched. Default: 72h.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 
+	// DeadLetters bounds the dead stream: each time a webhook is moved to
+	// it, its oldest dead letters are dropped (logged and counted) while it
+	// is over a bound. Default: 10000 entries, 168h, 256 MiB.
+	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
+
 	logger       *zap.Logger
 	redis        *redisconn.Config // as acquired, to release on Cleanup
 	integrations store.Store
 	guard        guard.Guard
 	verifyOpts   verify.Options
 	limitedMsg   string
+	bodies       *bodies
 	dispatcher   *dispatch.Client
 	redisClient  redis.UniversalClient
 	prefix       string
@@ -218,6 +242,20 @@ type OAuth2 struct {
 	TokenURL     string `json:"token_url"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
+}
+
+// DeadLetters are the bounds of the dead stream; a bound left at 0 takes
+// its default.
+type DeadLetters struct {
+	// MaxEntries is the most dead letters kept. Default: 10000.
+	MaxEntries int64 `json:"max_entries,omitempty"`
+	// MaxAge is how long a dead letter is kept after it died. Default:
+	// 168h (7 days).
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// MaxBytes is the most the dead letters may take in all, in bytes:
+	// their field names and values, bodies included. Default: 268435456
+	// (256 MiB).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 }
 
 // Retry is an exponential backoff with full jitter.
@@ -259,16 +297,24 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.setDefaults()
+	// Every check runs before anything is started: Caddy calls Validate
+	// only after Provision, and a config that starts workers and is then
+	// refused must not leave them running (or crash) on a reload.
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
+	}
+	var err error
+	if h.dispatcher, err = h.Upstream.client(); err != nil {
+		return err
 	}
 	src, err := h.openStore()
 	if err != nil {
 		return err
 	}
-	if h.dispatcher, err = h.Upstream.client(); err != nil {
-		return err
-	}
+	h.bodies = &bodies{limit: h.MaxBody, budget: h.MaxBodiesInFlight, timeout: time.Duration(h.BodyTimeout)}
 	h.verifyOpts = verify.Options{RequireAuth: h.RequireAuth, FilteredStatus: h.FilteredStatus}
 	h.limitedMsg = fmt.Sprintf("Webhook rate limit exceeded: maximum %d requests per %s seconds allowed.",
 		h.RateLimit.Requests, strconv.FormatFloat(time.Duration(h.RateLimit.Window).Seconds(), 'f', -1, 64))
@@ -304,6 +350,12 @@ func (h *Handler) setDefaults() {
 	}
 	if h.MaxBody == 0 {
 		h.MaxBody = DefaultMaxBody
+	}
+	if h.MaxBodiesInFlight == 0 {
+		h.MaxBodiesInFlight = DefaultBodyBudget
+	}
+	if h.BodyTimeout == 0 {
+		h.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
 	if h.FilteredStatus == 0 {
 		h.FilteredStatus = http.StatusOK
@@ -351,6 +403,18 @@ func (h *Handler) setDefaults() {
 	if h.MaxAge == 0 {
 		h.MaxAge = caddy.Duration(DefaultMaxAge)
 	}
+	if h.DeadLetters == nil {
+		h.DeadLetters = &DeadLetters{}
+	}
+	if h.DeadLetters.MaxEntries == 0 {
+		h.DeadLetters.MaxEntries = DefaultDeadMaxEntries
+	}
+	if h.DeadLetters.MaxAge == 0 {
+		h.DeadLetters.MaxAge = caddy.Duration(DefaultDeadMaxAge)
+	}
+	if h.DeadLetters.MaxBytes == 0 {
+		h.DeadLetters.MaxBytes = DefaultDeadMaxBytes
+	}
 }
 
 // client builds the CodeMie API client. Placeholders such as
@@ -366,6 +430,15 @@ func (u *Upstream) client() (*dispatch.Client, error) {
 	}
 	if base.User != nil {
 		return nil, errors.New("upstream: credentials in the URL are not allowed; use bearer_token or oauth2")
+	}
+	// Calls are made on the base's path; an empty segment would make it a
+	// network-path reference ("//v1/..." names host v1) and send the
+	// token elsewhere.
+	if strings.Contains(base.Path, "//") {
+		return nil, fmt.Errorf("upstream: %q: the path has an empty segment", u.URL)
+	}
+	if base.RawQuery != "" || base.Fragment != "" || base.ForceQuery {
+		return nil, fmt.Errorf("upstream: %q: a base URL takes no query or fragment", u.URL)
 	}
 	cfg := dispatch.Config{BaseURL: base, Timeout: time.Duration(u.Timeout), Header: http.Header{}, Client: dispatch.HTTPClient}
 	for name, value := range u.Headers {
@@ -401,8 +474,6 @@ func (h *Handler) openStore() (store.Store, error) {
 		return nil, err
 	}
 	switch {
-	case h.Redis != nil && h.IntegrationsFile != "":
-		return nil, errors.New("redis and integrations_file are exclusive: configure one store")
 	case h.IntegrationsFile != "":
 		h.guard = guard.NewMemory(h.guardConfig())
 		return filestore.Open(repl.ReplaceKnown(h.IntegrationsFile, ""), keys, h.logger)
@@ -431,8 +502,17 @@ func (h *Handler) openStore() (store.Store, error) {
 	return nil, errors.New("no integration store: configure redis or integrations_file")
 }
 
-// Validate checks the configuration's values.
+// Validate checks the configuration's values and how they combine. It
+// starts nothing, and Provision runs it before it starts anything.
 func (h *Handler) Validate() error {
+	switch {
+	case h.Redis != nil && h.IntegrationsFile != "":
+		return errors.New("redis and integrations_file are exclusive: configure one store")
+	case h.Redis == nil && h.IntegrationsFile == "":
+		return errors.New("no integration store: configure redis or integrations_file")
+	case h.Upstream == nil || h.Upstream.URL == "":
+		return errors.New("upstream: the CodeMie API's URL is required")
+	}
 	for name, d := range map[string]caddy.Duration{
 		"cache_ttl": h.CacheTTL, "negative_ttl": h.NegativeTTL, "stale_ttl": h.StaleTTL,
 	} {
@@ -443,8 +523,11 @@ func (h *Handler) Validate() error {
 	if h.CacheSize < 0 {
 		return errors.New("cache_size must not be negative")
 	}
-	if h.MaxBody < 0 {
-		return errors.New("max_body must not be negative")
+	if h.MaxBody < 0 || h.MaxBodiesInFlight < 0 || h.BodyTimeout < 0 {
+		return errors.New("max_body, max_bodies_in_flight and body_timeout must not be negative")
+	}
+	if h.MaxBodiesInFlight < h.MaxBody {
+		return fmt.Errorf("max_bodies_in_flight (%d bytes) must hold at least one body of max_body (%d bytes)", h.MaxBodiesInFlight, h.MaxBody)
 	}
 	if h.FilteredStatus != http.StatusOK && h.FilteredStatus != http.StatusBadRequest {
 		return fmt.Errorf("filtered_status %d: must be 200 or 400", h.FilteredStatus)
@@ -465,6 +548,8 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("delivery %q: must be async or sync", h.Delivery)
 	case h.Workers < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
 		return errors.New("workers, max_queue, max_age and claim_after must not be negative")
+	case h.DeadLetters.MaxEntries < 0 || h.DeadLetters.MaxAge < 0 || h.DeadLetters.MaxBytes < 0:
+		return errors.New("dead_letters: max_entries, max_age and max_bytes must not be negative")
 	case h.Retry.Attempts < 0 || h.Retry.First < 0 || h.Retry.Max < h.Retry.First:
 		return errors.New("retry: attempts must not be negative, and first must not exceed max")
 	}

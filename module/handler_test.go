@@ -241,18 +241,22 @@ func TestConfigErrors(t *testing.T) {
 	testenv.WriteFile(t, bad, `[{"webhook_id": "x", "is_enabled": "perhaps"}]`)
 	good := filepath.Join(dir, "good.json")
 	testenv.WriteFile(t, good, `[]`)
+	const up = "\n\t\tupstream http://127.0.0.1:1"
 	for _, tc := range []struct {
 		name, options, want string
 	}{
 		{"no store", "cache_ttl 1s", "no integration store"},
 		{"two stores", "integrations_file x.json\n\t\tredis 127.0.0.1:1", "exclusive"},
-		{"missing file", "integrations_file " + filepath.Join(dir, "missing.json"), "reading integrations file"},
-		{"invalid file", "integrations_file " + bad, `integration "x": field is_enabled`},
-		{"cluster db", "redis 127.0.0.1:1 127.0.0.1:2 {\n\t\t\tdb 2\n\t\t}", "only database 0"},
-		{"bad address", "redis localhost", `address "localhost"`},
+		{"missing file", "integrations_file " + filepath.Join(dir, "missing.json") + up, "reading integrations file"},
+		{"invalid file", "integrations_file " + bad + up, `integration "x": field is_enabled`},
+		{"cluster db", "redis 127.0.0.1:1 127.0.0.1:2 {\n\t\t\tdb 2\n\t\t}" + up, "only database 0"},
+		{"bad address", "redis localhost" + up, `address "localhost"`},
 		{"no upstream", "integrations_file " + good, "upstream: the CodeMie API's URL is required"},
 		{"bad upstream", "integrations_file " + good + "\n\t\tupstream ftp://x", `upstream: "ftp://x" is not an http or https URL`},
 		{"upstream with credentials", "integrations_file " + good + "\n\t\tupstream http://u:p@x", "credentials in the URL are not allowed"},
+		{"file store with async delivery", "integrations_file " + good + "\n\t\tupstream http://127.0.0.1:1\n\t\tdelivery async", "delivery async needs redis"},
+		{"upstream path with an empty segment", "integrations_file " + good + "\n\t\tupstream http://x//v1", "empty segment"},
+		{"upstream with a query", "integrations_file " + good + "\n\t\tupstream http://x/api?a=b", "query"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := testenv.TryLoadCaddyfile(fmt.Sprintf("{\n\tadmin off\n}\n:0 {\n\tcodemie_webhooks {\n\t\t%s\n\t}\n}\n", tc.options))
@@ -260,5 +264,28 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("err = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBadReloadKeepsServing loads, over a running server, configs that
+// pass the Caddyfile but are refused at provisioning: the reload fails and
+// the running configuration keeps answering.
+func TestBadReloadKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	testenv.WriteFile(t, good, `[]`)
+	api := testenv.StartCodeMie(t)
+	c := testenv.StartCaddy(t, fmt.Sprintf("codemie_webhooks {\n\t\tintegrations_file %s\n\t\tupstream %s\n\t}", good, api.URL))
+	for _, options := range []string{
+		"integrations_file " + good + "\n\t\tupstream " + api.URL + "\n\t\tdelivery async",
+		"integrations_file " + good + "\n\t\tupstream " + api.URL + "\n\t\tredis 127.0.0.1:1",
+	} {
+		bad := strings.Replace(c.Config, "codemie_webhooks {", "codemie_webhooks {\n\t\t"+options+"\n\t\t# ", 1)
+		if err := testenv.TryLoadCaddyfile(bad); err == nil {
+			t.Fatalf("config accepted:\n%s", bad)
+		}
+		if status, _, _ := c.Post(t, "/code-assistant-api/v1/webhooks/unknown", "{}"); status != http.StatusBadRequest {
+			t.Fatalf("after a refused reload: status %d, want the running config's 400", status)
+		}
 	}
 }

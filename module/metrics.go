@@ -17,6 +17,8 @@ const (
 	outcomeBadID               outcome = "bad_id"
 	outcomeTooLarge            outcome = "too_large"
 	outcomeBadBody             outcome = "bad_body"
+	outcomeBodyBudget          outcome = "body_budget"
+	outcomeBodyTimeout         outcome = "body_timeout"
 	outcomeNotFound            outcome = "not_found"
 	outcomeDisabled            outcome = "disabled"
 	outcomeMalformed           outcome = "malformed"
@@ -65,12 +67,15 @@ var metrics struct {
 	staleServed     prometheus.Counter
 	unauthenticated prometheus.Counter
 	guardErrors     prometheus.Counter
+	bodyBytes       prometheus.Gauge
+	bodiesInFlight  prometheus.Gauge
 
 	dispatches       *prometheus.CounterVec
 	dispatchDuration *prometheus.HistogramVec
 
 	retries     prometheus.Counter
 	dead        prometheus.Counter
+	deadDropped prometheus.Counter
 	deliveryAge prometheus.Histogram
 
 	queueLength   *prometheus.GaugeVec
@@ -98,6 +103,12 @@ func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	return c
 }
 
+func gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts(opts(name, help)))
+	metrics.collectors = append(metrics.collectors, g)
+	return g
+}
+
 func queueGauge(name, help string) *prometheus.GaugeVec {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(name, help)), []string{"queue"})
 	metrics.collectors = append(metrics.collectors, g)
@@ -116,6 +127,9 @@ func registerMetrics(reg prometheus.Registerer) error {
 			"Requests to webhooks whose integration configures no authentication mechanism.")
 		metrics.guardErrors = counter("guard_errors_total",
 			"Requests admitted without rate limit and replay guard because Redis could not be reached.")
+		metrics.bodyBytes = gauge("body_bytes_in_flight",
+			"Bytes of buffers held by request bodies being read or handled, bounded by max_bodies_in_flight.")
+		metrics.bodiesInFlight = gauge("bodies_in_flight", "Request bodies being read or handled.")
 		metrics.dispatches = counterVec("dispatch_total",
 			"Attempts to trigger a CodeMie resource, by resource type and result (success, retryable, final).",
 			"resource_type", "result")
@@ -126,6 +140,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 		}, []string{"resource_type"})
 		metrics.retries = counter("delivery_retries_total", "Queued webhooks whose attempt failed and was scheduled again.")
 		metrics.dead = counter("delivery_dead_total", "Queued webhooks moved to the dead stream.")
+		metrics.deadDropped = counter("delivery_dead_dropped_total",
+			"Dead letters dropped, oldest first, to keep the dead stream within dead_letters.")
 		metrics.deliveryAge = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "delivery_age_seconds",
 			Help:    "Time from a webhook's arrival to its successful dispatch from the queue.",

@@ -14,7 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
-	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 )
 
@@ -47,14 +46,20 @@ func (h *Handler) startQueue(ctx caddy.Context) {
 		ClaimAfter:   time.Duration(h.ClaimAfter),
 		Workers:      h.Workers,
 		Consumer:     consumer,
+		Dead: delivery.DeadLimits{
+			MaxEntries: h.DeadLetters.MaxEntries,
+			MaxAge:     time.Duration(h.DeadLetters.MaxAge),
+			MaxBytes:   h.DeadLetters.MaxBytes,
+		},
 	})
 	if h.NoWorkers {
 		h.logger.Info("workers off: this instance only takes webhooks in; other instances must dispatch them")
 	} else {
 		h.workers = h.queue.Start(h.dispatch, delivery.Events{
-			Delivered: func(age time.Duration) { metrics.deliveryAge.Observe(age.Seconds()) },
-			Retried:   func() { metrics.retries.Inc() },
-			Dead:      func() { metrics.dead.Inc() },
+			Delivered:   func(age time.Duration) { metrics.deliveryAge.Observe(age.Seconds()) },
+			Retried:     func() { metrics.retries.Inc() },
+			Dead:        func() { metrics.dead.Inc() },
+			DeadDropped: func(n int) { metrics.deadDropped.Add(float64(n)) },
 		}, h.logger.Named("delivery"))
 	}
 	h.intake = h.queue
@@ -67,7 +72,7 @@ type intake interface {
 	// OneRoundTrip reports whether Admit works here.
 	OneRoundTrip() bool
 	// Admit guards and enqueues in one round trip.
-	Admit(ctx context.Context, g guard.Config, id, deliveryID string, e delivery.Entry) (guard.Decision, error)
+	Admit(ctx context.Context, g guard.Config, id string, d guard.Delivery, e delivery.Entry) (guard.Decision, error)
 	// Enqueue appends an admitted webhook.
 	Enqueue(ctx context.Context, e delivery.Entry) (string, error)
 }
@@ -94,11 +99,10 @@ func (h *Handler) pollStats(ctx context.Context) {
 	}
 }
 
-// enqueue answers 200 once the webhook is in the queue, and 503 when Redis
-// cannot take it: never 200 for a webhook that could be lost. ctx is not
-// cancelled with the request (see admit).
-func (h *Handler) enqueue(ctx context.Context, w http.ResponseWriter, r *http.Request, a answer, job dispatch.Job) answer {
-	_, err := h.intake.Enqueue(ctx, delivery.NewEntry(job, r.Header, time.Now()))
+// enqueued answers 200 once the webhook is in the queue (err is nil), and
+// 503 when Redis could not take it: never 200 for a webhook that could be
+// lost.
+func (h *Handler) enqueued(w http.ResponseWriter, a answer, err error) answer {
 	if err == nil {
 		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
 	}

@@ -15,6 +15,8 @@ const (
 	msgMethod       = "Method Not Allowed"
 	msgBadID        = "Invalid webhook ID"
 	msgBadBody      = "Could not read the request body"
+	msgBodyBudget   = "Too many request bodies in flight, retry later"
+	msgBodyTimeout  = "Request body not received in time"
 	msgStoreDown    = "Webhook store unavailable, retry later"
 	msgQueueFull    = "Webhook queue is full, retry later"
 	msgQueueDown    = "Webhook queue unavailable, retry later"
@@ -30,7 +32,7 @@ const (
 // on the hot paths cost no encoding.
 var encoded = func() map[string]map[string][]byte {
 	m := map[string]map[string][]byte{"detail": {}, "message": {}}
-	for _, msg := range []string{msgFailed, msgTooLarge, msgMethod, msgBadID, msgBadBody, msgStoreDown,
+	for _, msg := range []string{msgFailed, msgTooLarge, msgMethod, msgBadID, msgBadBody, msgBodyBudget, msgBodyTimeout, msgStoreDown,
 		msgQueueFull, msgQueueDown, msgInvalidSig, msgMissingSig, msgGitLabToken, msgSecureHeader} {
 		m["detail"][msg] = encode("detail", msg)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -40,7 +41,11 @@ type answer struct {
 	status     int
 	id         string
 	deliveryID string
-	err        error // what went wrong on our side, if anything
+	delivery   guard.Delivery // what the replay guard tells deliveries apart by
+	// redisLeft is what is left of redisDeadline once the integration is
+	// loaded, for the guard and the enqueue.
+	redisLeft time.Duration
+	err       error // what went wrong on our side, if anything
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
@@ -61,10 +66,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
 	}
 
+	loading := time.Now()
 	in, err := h.integrations.Load(r.Context(), id)
+	a.redisLeft = redisDeadline - time.Since(loading)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return writeNotFound(w, a.with(outcomeNotFound, http.StatusBadRequest))
+	case integration.IsDisabled(err):
+		// Malformed, but disabled: answered as any disabled webhook.
+		a.err = err
+		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	case integration.IsMalformed(err):
 		a.err = err
 		return writeDetail(w, a.with(outcomeMalformed, http.StatusInternalServerError), msgFailed)
@@ -76,13 +87,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	}
 
-	bp, err := readBody(r, h.MaxBody)
-	defer releaseBody(bp) // the body is copied out before serve returns
+	bp, err := h.bodies.read(w, r)
+	held := &heldBody{bodies: h.bodies, bp: bp}
+	defer held.release()
 	body := *bp
-	if errors.Is(err, errBodyTooLarge) {
+	switch {
+	case errors.Is(err, errBodyTooLarge):
 		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
-	}
-	if err != nil {
+	case errors.Is(err, errBodyBudget):
+		w.Header().Set("Retry-After", "5")
+		return writeDetail(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), msgBodyBudget)
+	case errors.Is(err, errBodyTimeout):
+		w.Header().Set("Connection", "close")
+		return writeDetail(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), msgBodyTimeout)
+	case err != nil:
 		a.err = err
 		return writeDetail(w, a.with(outcomeBadBody, http.StatusBadRequest), msgBadBody)
 	}
@@ -104,12 +122,87 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 			repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
 		}
 	}
+	a.delivery = guard.NewDelivery(a.deliveryID, in.HasAuth(), body)
 	if !dispatch.Supported(in.ResourceType) {
 		ans := dispatch.UnsupportedAnswer(in.ResourceType)
 		return writeDetail(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
 	}
-	return h.admit(w, r, a, in, body)
+	return h.admit(w, r, a, in, held)
 }
+
+// heldBody is a request's body and who gives its buffer back: the request
+// once it is answered, or a Redis call still sending it after the request
+// stopped waiting for it.
+type heldBody struct {
+	bodies    *bodies
+	bp        *[]byte
+	handedOff bool
+}
+
+// handOff makes the caller of the returned function give the buffer back,
+// instead of the request.
+func (hb *heldBody) handOff() func() {
+	hb.handedOff = true
+	return func() { hb.bodies.release(hb.bp) }
+}
+
+func (hb *heldBody) release() {
+	if !hb.handedOff {
+		hb.bodies.release(hb.bp)
+	}
+}
+
+// errRedisDeadline says Redis did not answer within redisDeadline.
+var errRedisDeadline = errors.New("redis did not answer within the deadline")
+
+// waitRedis runs call, which returns once Redis has answered whatever its
+// context says (go-redis's batching does not give up on a context), and
+// waits for it until deadline at most; then it fails with
+// errRedisDeadline. call goes on, and held's buffer (if any) is given back
+// once it ends.
+func waitRedis[T any](deadline time.Time, held *heldBody, call func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call()
+		done <- result{v, err}
+	}()
+	t := timers.Get().(*time.Timer)
+	t.Reset(time.Until(deadline))
+	select {
+	case res := <-done:
+		t.Stop()
+		timers.Put(t)
+		return res.v, res.err
+	case <-t.C:
+		timers.Put(t) // fired and drained: ready for a Reset
+		if held != nil {
+			release := held.handOff()
+			go func() { <-done; release() }()
+		}
+		var zero T
+		return zero, errRedisDeadline
+	}
+}
+
+// timers are stopped timers for waitRedis, reused: since Go 1.23 a
+// stopped timer's channel is empty, so Reset needs no draining.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// redisDeadline bounds the time one request waits for Redis (loading the
+// integration, the guard, the enqueue), well under the 10 s a GitHub
+// sender waits: past it the answer is 503, and the sender's retry is a
+// duplicate exactly when the webhook was queued after all (Redis runs a
+// script it has read even once the caller gave up, and no script is sent
+// twice: see redisconn). Loading is bounded by go-redis's own timeouts.
+const redisDeadline = 6 * time.Second
 
 // admit runs the guard over a verified request and hands it on: in one
 // round trip with the enqueue when the queue allows it, else the guard
@@ -119,14 +212,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // the enqueue are two round trips (a Redis Cluster), a cancelled context
 // could fail the enqueue after the guard marked the delivery as seen, and
 // then the forgetting too: the sender's retry would be answered as a
-// duplicate of a webhook that was never queued. Redis's own timeouts bound
-// the wait.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, body []byte) answer {
+// duplicate of a webhook that was never queued. redisDeadline and Redis's
+// own timeouts bound the wait.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, held *heldBody) answer {
+	// go-redis bounds each round trip with its own timeouts, and its
+	// batching ignores a context's deadline: waitRedis keeps the deadline.
 	ctx := context.WithoutCancel(r.Context())
-	job := h.job(r, a, in, body)
+	deadline := time.Now().Add(max(a.redisLeft, time.Second))
+	job := h.job(r, a, in, *held.bp)
 	if h.intake != nil && h.intake.OneRoundTrip() {
-		d, err := h.intake.Admit(ctx, h.guardConfig(), a.id, a.deliveryID, delivery.NewEntry(job, r.Header, time.Now()))
+		e := h.entry(r, a, in, job)
+		d, err := waitRedis(deadline, held, func() (guard.Decision, error) {
+			return h.intake.Admit(ctx, h.guardConfig(), a.id, a.delivery, e)
+		})
 		if err != nil {
+			// Past the deadline, queued or not, the script runs at most
+			// once: the sender's retry is a duplicate exactly when it was
+			// queued.
 			return h.enqueueFailed(w, a, err)
 		}
 		if res, stop := h.answerGuard(w, a, d); stop {
@@ -135,7 +237,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
 	}
 
-	d, err := h.guard.Check(ctx, a.id, a.deliveryID)
+	d, err := waitRedis(deadline, nil, func() (guard.Decision, error) { return h.guard.Check(ctx, a.id, a.delivery) })
 	if err != nil {
 		// Fail open: an unreachable Redis must not stop verified webhooks.
 		metrics.guardErrors.Inc()
@@ -146,14 +248,19 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	}
 	var res answer
 	if h.intake != nil {
-		res = h.enqueue(ctx, w, r, a, job)
+		e := h.entry(r, a, in, job)
+		_, err := waitRedis(deadline, held, func() (string, error) { return h.intake.Enqueue(ctx, e) })
+		res = h.enqueued(w, a, err)
 	} else {
 		// A sender that gives up must not leave the calls half made.
 		res = h.answerDispatch(w, a, h.dispatch(ctx, job))
 	}
 	if res.status >= 300 {
 		// Not accepted after all: the sender's retry must not be a duplicate.
-		if err := h.guard.Forget(ctx, a.id, a.deliveryID); err != nil {
+		_, err := waitRedis(time.Now().Add(redisDeadline), nil, func() (struct{}, error) {
+			return struct{}{}, h.guard.Forget(ctx, a.id, a.delivery)
+		})
+		if err != nil {
 			h.logger.Warn("forgetting a delivery that was not accepted", zap.String("webhook_id", a.id), zap.Error(err))
 		}
 	}
@@ -185,6 +292,16 @@ func (h *Handler) job(r *http.Request, a answer, in *integration.Integration, bo
 	}
 	return dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
 		UserID: in.UserID, DeliveryID: deliveryID, Body: body}
+}
+
+// entry is the queue entry of an accepted webhook. The integration's own
+// secret-bearing headers are never kept, whatever they are called.
+func (h *Handler) entry(r *http.Request, a answer, in *integration.Integration, job dispatch.Job) delivery.Entry {
+	e := delivery.NewEntry(job, r.Header, in.SecretHeaders(), time.Now())
+	if key := a.delivery.Key(); key != job.DeliveryID {
+		e.ReplayKey = key
+	}
+	return e
 }
 
 // dispatch makes one attempt and records it.

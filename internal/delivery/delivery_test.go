@@ -64,7 +64,7 @@ var testConfig = Config{
 func entry(delivery string) Entry {
 	return NewEntry(dispatch.Job{WebhookID: "wh", ResourceType: "workflow", ResourceID: "wf", UserID: "u",
 		DeliveryID: delivery, Body: []byte("body of " + delivery + "\xff")},
-		http.Header{"X-Github-Event": {"push"}, "X-Gitlab-Token": {"secret"}}, time.Now())
+		http.Header{"X-Github-Event": {"push"}, "X-Gitlab-Token": {"secret"}}, nil, time.Now())
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -448,7 +448,7 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	rt := testenv.CountRoundTrips(r.Client)
 	calls := rt.Load
-	if _, err := q.Admit(ctx, g, "wh", "warm", entry("warm")); err != nil { // loads the script
+	if _, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "warm"}, entry("warm")); err != nil { // loads the script
 		t.Fatal(err)
 	}
 	before := calls()
@@ -461,7 +461,7 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 		{"d-1", guard.Duplicate, nil},
 		{"d-2", guard.Limited, nil},
 	} {
-		d, err := q.Admit(ctx, g, "wh", step.delivery, entry(step.delivery))
+		d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: step.delivery}, entry(step.delivery))
 		if d.Verdict != step.want || !errors.Is(err, step.err) {
 			t.Fatalf("%s: %+v %v, want verdict %d", step.delivery, d, err, step.want)
 		}
@@ -476,8 +476,8 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 		t.Error("a limited delivery was marked as seen")
 	}
 	// Full: refused before the guard, so nothing is marked or counted.
-	q.Admit(ctx, guard.Config{}, "other", "", entry("x"))
-	if _, err := q.Admit(ctx, g, "full", "d-9", entry("d-9")); !errors.Is(err, ErrFull) {
+	q.Admit(ctx, guard.Config{}, "other", guard.Delivery{ID: ""}, entry("x"))
+	if _, err := q.Admit(ctx, g, "full", guard.Delivery{ID: "d-9"}, entry("d-9")); !errors.Is(err, ErrFull) {
 		t.Errorf("full queue: %v", err)
 	}
 	if r.Client.Exists(ctx, "t:{full}:seen:d-9", "t:{full}:rl").Val() != 0 {
@@ -498,7 +498,7 @@ func BenchmarkAdmit(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if d, err := q.Admit(ctx, g, "wh", "d-"+strconv.Itoa(i), e); err != nil || d.Verdict != guard.Admit {
+		if d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-" + strconv.Itoa(i)}, e); err != nil || d.Verdict != guard.Admit {
 			b.Fatal(d, err)
 		}
 	}
@@ -529,7 +529,7 @@ func TestAdmitFailedEnqueueForgets(t *testing.T) {
 	ctx := context.Background()
 	r.Client.Set(ctx, "t:deliveries", "not a stream", 0)
 	g := guard.Config{ReplayWindow: time.Hour}
-	_, err := q.Admit(ctx, g, "wh", "d-1", entry("d-1"))
+	_, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
 	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Fatalf("err = %v, want the XADD's WRONGTYPE", err)
 	}
@@ -551,7 +551,7 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 		run  func(ctx context.Context) error
 	}{
 		{"admit", func(ctx context.Context) error {
-			d, err := q.Admit(ctx, g, "wh", "d-1", entry("d-1"))
+			d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
 			if err == nil && d.Verdict != guard.Admit {
 				err = fmt.Errorf("verdict %d", d.Verdict)
 			}

@@ -8,6 +8,7 @@
 //	Pdeliveries        STREAM  entries waiting, in flight or waiting to retry
 //	Pdeliveries:retry  ZSET    "<entry id>|<attempts made>" scored by when to retry (ms)
 //	Pdead              STREAM  entries that could not be delivered
+//	{Pdead}:bytes      STRING  the dead stream's size in bytes (Pdead:bytes when P has a hash tag)
 //
 // Every step is a single-key operation, or an ordered sequence of them in
 // which a crash can only cause a second dispatch, never a lost entry: the
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -59,21 +61,45 @@ var keptHeaders = []string{
 type Entry struct {
 	Job        dispatch.Job
 	ReceivedAt time.Time
+	// ReplayKey is what the replay guard marked the delivery as seen
+	// under; "" when it is the job's delivery id. A dead letter releases
+	// it, so that the sender's redelivery is accepted.
+	ReplayKey string
 	// Attempts is how many dispatch attempts were made before this one.
 	Attempts int
 	// Headers are the request's kept headers.
 	Headers map[string]string
 }
 
-// NewEntry builds an entry for job from its request's headers.
-func NewEntry(job dispatch.Job, h http.Header, receivedAt time.Time) Entry {
+// NewEntry builds an entry for job from its request's headers. Headers
+// named in omit (any case) are never kept, whatever they are called: an
+// integration's secret-bearing headers may have the name of a kept one.
+func NewEntry(job dispatch.Job, h http.Header, omit []string, receivedAt time.Time) Entry {
 	kept := map[string]string{}
 	for _, name := range keptHeaders {
-		if v := h.Get(name); v != "" {
+		if v := h.Get(name); v != "" && !omitted(name, omit) {
 			kept[name] = v
 		}
 	}
 	return Entry{Job: job, ReceivedAt: receivedAt, Headers: kept}
+}
+
+// omitted reports whether header name is in omit, in any case.
+func omitted(name string, omit []string) bool {
+	for _, o := range omit {
+		if strings.EqualFold(o, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// replayKey is the key the replay guard marked the entry's delivery with.
+func (e Entry) replayKey() string {
+	if e.ReplayKey != "" {
+		return e.ReplayKey
+	}
+	return e.Job.DeliveryID
 }
 
 // meta is an entry's metadata as the meta field stores it.
@@ -83,6 +109,7 @@ type meta struct {
 	ResourceID   string            `json:"resource_id"`
 	UserID       string            `json:"user_id"`
 	DeliveryID   string            `json:"delivery_id"`
+	ReplayKey    string            `json:"replay_key,omitempty"`
 	ReceivedAt   int64             `json:"received_at"` // Unix milliseconds
 	Headers      map[string]string `json:"headers"`
 }
@@ -109,6 +136,10 @@ func (e Entry) appendMeta(b []byte) []byte {
 	b = appendJSONString(b, e.Job.UserID)
 	b = append(b, `,"delivery_id":`...)
 	b = appendJSONString(b, e.Job.DeliveryID)
+	if e.ReplayKey != "" {
+		b = append(b, `,"replay_key":`...)
+		b = appendJSONString(b, e.ReplayKey)
+	}
 	b = append(b, `,"received_at":`...)
 	b = strconv.AppendInt(b, e.ReceivedAt.UnixMilli(), 10)
 	b = append(b, `,"headers":{`...)
@@ -220,6 +251,7 @@ func decodeEntry(id string, fields streamFields) (Entry, error) {
 			Body:         []byte(str(fieldBody)),
 		},
 		ReceivedAt: time.UnixMilli(m.ReceivedAt),
+		ReplayKey:  m.ReplayKey,
 		Attempts:   attempts,
 		Headers:    m.Headers,
 	}, nil
@@ -260,7 +292,9 @@ type DeadLetter struct {
 	BodyBytes    int               `json:"body_bytes"`
 }
 
-func decodeDeadLetter(id string, fields streamFields) (DeadLetter, error) {
+// decodeDeadLetter reads a dead letter from its stream fields, all but
+// the body, whose length is bodyBytes.
+func decodeDeadLetter(id string, fields streamFields, bodyBytes int) (DeadLetter, error) {
 	e, err := decodeEntry(id, fields)
 	if err != nil {
 		return DeadLetter{}, err
@@ -272,6 +306,6 @@ func decodeDeadLetter(id string, fields streamFields) (DeadLetter, error) {
 		ID: id, WebhookID: e.Job.WebhookID, ResourceType: e.Job.ResourceType, ResourceID: e.Job.ResourceID,
 		UserID: e.Job.UserID, DeliveryID: e.Job.DeliveryID, ReceivedAt: e.ReceivedAt, DeadAt: time.UnixMilli(deadAt),
 		Attempts: e.Attempts, LastStatus: status, LastStep: str(fieldLastStep), LastReason: str(fieldLastReason),
-		Headers: e.Headers, BodyBytes: len(e.Job.Body),
+		Headers: e.Headers, BodyBytes: bodyBytes,
 	}, nil
 }

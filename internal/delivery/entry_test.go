@@ -36,12 +36,14 @@ func TestAppendJSONString(t *testing.T) {
 // FuzzAppendMeta: any entry's meta field is valid JSON that reads back as
 // encoding/json would have written it.
 func FuzzAppendMeta(f *testing.F) {
-	f.Add("wh", "workflow", "wf-1", "user", "d-1", "application/json", int64(1764200000000))
-	f.Add("a\"b", "\\", "\x00", "\xff", "\u2028", "é\n", int64(-1))
-	f.Fuzz(func(t *testing.T, id, rtype, rid, user, delivery, header string, ms int64) {
+	f.Add("wh", "workflow", "wf-1", "user", "d-1", "", "application/json", int64(1764200000000))
+	f.Add("wh", "workflow", "wf-1", "user", "", "sha256:0a1b", "application/json", int64(1764200000000))
+	f.Add("a\"b", "\\", "\x00", "\xff", "\u2028", "\x1f\"", "é\n", int64(-1))
+	f.Fuzz(func(t *testing.T, id, rtype, rid, user, delivery, replayKey, header string, ms int64) {
 		e := Entry{
 			Job:        dispatch.Job{WebhookID: id, ResourceType: rtype, ResourceID: rid, UserID: user, DeliveryID: delivery},
 			ReceivedAt: time.UnixMilli(ms),
+			ReplayKey:  replayKey,
 			Headers:    map[string]string{"Content-Type": header, "X-Github-Event": id},
 		}
 		raw := e.appendMeta(nil)
@@ -50,7 +52,7 @@ func FuzzAppendMeta(f *testing.F) {
 			t.Fatalf("meta %s: %v", raw, err)
 		}
 		std, _ := json.Marshal(meta{WebhookID: id, ResourceType: rtype, ResourceID: rid, UserID: user,
-			DeliveryID: delivery, ReceivedAt: ms, Headers: e.Headers})
+			DeliveryID: delivery, ReplayKey: replayKey, ReceivedAt: ms, Headers: e.Headers})
 		var want meta
 		if err := json.Unmarshal(std, &want); err != nil {
 			t.Fatal(err)
@@ -88,5 +90,28 @@ func TestDecodeEarlierLayout(t *testing.T) {
 		if _, err := decodeEntry("1-1", broken); err == nil {
 			t.Errorf("%v decoded", broken)
 		}
+	}
+}
+
+// TestReplayKey: the replay key round-trips through the meta field, and an
+// entry without one (enqueued before it existed, or with none set) stands
+// for its delivery id.
+func TestReplayKey(t *testing.T) {
+	for _, c := range []struct{ meta, want string }{
+		{`{"webhook_id":"wh","delivery_id":"d-1","received_at":1}`, "d-1"},
+		{`{"webhook_id":"wh","delivery_id":"d-1","replay_key":"sha256:0a1b","received_at":1}`, "sha256:0a1b"},
+	} {
+		e, err := decodeEntry("1-1", map[string]any{"meta": c.meta, "body": "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.replayKey(); got != c.want {
+			t.Errorf("%s: replay key %q, want %q", c.meta, got, c.want)
+		}
+	}
+	e := Entry{Job: dispatch.Job{DeliveryID: "d-2"}, ReplayKey: "sha256:ff"}
+	back, err := decodeEntry("1-1", map[string]any{"meta": string(e.appendMeta(nil))})
+	if err != nil || back.ReplayKey != "sha256:ff" {
+		t.Errorf("round trip: %+v, %v", back, err)
 	}
 }

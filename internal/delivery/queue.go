@@ -45,27 +45,49 @@ type Config struct {
 	// Consumer names this instance in the consumer group; unique per
 	// process, the same across config reloads.
 	Consumer string
+	// ForgetConsumersAfter is how long a consumer of the group that holds
+	// no entries may stay silent before it is removed from the group:
+	// every process has a consumer of its own, and those of processes long
+	// gone would otherwise stay forever. 0: 10 x ClaimAfter, at least 1h.
+	ForgetConsumersAfter time.Duration
+	// Dead bounds the dead stream.
+	Dead DeadLimits
+}
+
+// DeadLimits bound the dead stream: each time an entry is moved to it, its
+// oldest dead letters are dropped while it is over any limit. 0: no limit.
+type DeadLimits struct {
+	// MaxEntries is the most dead letters kept.
+	MaxEntries int64
+	// MaxAge is how long a dead letter is kept, from when it died.
+	MaxAge time.Duration
+	// MaxBytes is the most bytes the dead letters may take in all, counted
+	// as the lengths of their field names and values.
+	MaxBytes int64
 }
 
 // Queue is the Redis side of durable delivery.
 type Queue struct {
-	client   redis.UniversalClient
-	requests redis.Scripter // for scripts run concurrently: batched into shared round trips
-	cfg      Config
-	stream   string
-	retry    string
-	dead     string
+	client    redis.UniversalClient
+	requests  redis.Scripter // for scripts run concurrently: batched into shared round trips
+	cfg       Config
+	stream    string
+	retry     string
+	dead      string
+	deadBytes string // the dead stream's size in bytes, on its cluster slot
 }
 
 // NewQueue returns the queue under cfg.Prefix.
 func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
+	dead := cfg.Prefix + "dead"
 	return &Queue{
-		client:   client,
-		requests: redisconn.Batching(client),
-		cfg:      cfg,
-		stream:   cfg.Prefix + "deliveries",
-		retry:    cfg.Prefix + "deliveries:retry",
-		dead:     cfg.Prefix + "dead",
+		client:    client,
+		requests:  redisconn.Batching(client),
+		cfg:       cfg,
+		stream:    cfg.Prefix + "deliveries",
+		retry:     cfg.Prefix + "deliveries:retry",
+		dead:      dead,
+		deadBytes: sameSlotKey(dead, ":bytes"),
 	}
 }
 
@@ -85,19 +107,23 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 // admitScript is the guard and the enqueue in one round trip, for a single
 // Redis (or a Sentinel's master): on a Redis Cluster the stream and the
 // webhook's keys are on different slots.
-// KEYS[1], KEYS[2] and ARGV[1..4] as for guard.Lua; KEYS[3] the stream;
-// ARGV[5] max length (0: none); ARGV[6..] the entry's fields.
+// KEYS[1..3] and ARGV[1..5] as for guard.Lua; KEYS[4] the stream;
+// ARGV[6] max length (0: none); ARGV[7..] the entry's fields.
 // Returns the guard's {1, 0} or {2, ms}, or {0, 0} once queued.
 var admitScript = redis.NewScript(`
-local cap = tonumber(ARGV[5])
-if cap > 0 and redis.call('XLEN', KEYS[3]) >= cap then
+local cap = tonumber(ARGV[6])
+if cap > 0 and redis.call('XLEN', KEYS[4]) >= cap then
   return redis.error_reply('QUEUEFULL delivery queue is full')
 end
 ` + guard.Lua + `
-local ok, err = pcall(redis.call, 'XADD', KEYS[3], '*', unpack(ARGV, 6))
+local ok, err = pcall(redis.call, 'XADD', KEYS[4], '*', unpack(ARGV, 7))
 if not ok then
+  -- not queued: the sender's retry must not be a duplicate
   if ARGV[4] == '1' then
-    redis.call('DEL', KEYS[2]) -- not queued: the sender's retry must not be a duplicate
+    redis.call('DEL', KEYS[2])
+  end
+  if ARGV[5] == '1' then
+    redis.call('DEL', KEYS[3])
   end
   return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
 end
@@ -118,18 +144,18 @@ func (q *Queue) OneRoundTrip() bool {
 // Like Enqueue, it returns only once Redis has answered, even when ctx
 // ends first (go-redis's batching waits for the batch), so e's body may be
 // reused as soon as it returns.
-func (q *Queue) Admit(ctx context.Context, g guard.Config, id, deliveryID string, e Entry) (guard.Decision, error) {
-	keys, args := g.ScriptArgs(q.cfg.Prefix, id, deliveryID)
+func (q *Queue) Admit(ctx context.Context, g guard.Config, id string, d guard.Delivery, e Entry) (guard.Decision, error) {
+	keys, args := g.ScriptArgs(q.cfg.Prefix, id, d)
 	args = append(append(args, q.cfg.MaxLength), e.values()...)
 	reply, err := admitScript.Run(ctx, q.requests, append(keys, q.stream), args...).Slice()
 	if err != nil {
 		return guard.Decision{}, enqueueError(id, err)
 	}
-	d, err := guard.ParseDecision(reply)
+	decision, err := guard.ParseDecision(reply)
 	if err != nil {
 		return guard.Decision{}, enqueueError(id, err)
 	}
-	return d, nil
+	return decision, nil
 }
 
 // Enqueue appends e and returns its entry id once Redis holds it.
@@ -217,34 +243,151 @@ func idTime(id string) (time.Time, bool) {
 	return time.UnixMilli(n), true
 }
 
+// deadBytesLua keeps the dead stream's byte counter: the sum over its
+// entries of the lengths of their field names and values. KEYS[1] the dead
+// stream, KEYS[2] the counter.
+//
+// deadBytes returns the counter once it agrees with the stream: dropped
+// when the stream is empty (it was deleted by hand, or emptied), and
+// counted entry by entry when it is missing while the stream is not (a
+// dead stream from before the counter). A counter exists only while the
+// stream has entries.
+const deadBytesLua = `
+local function entrySize(fields, from)
+  local n = 0
+  for i = from, #fields do
+    n = n + #fields[i]
+  end
+  return n
+end
+
+local function idMillis(id)
+  return tonumber(string.match(id, '^(%d+)'))
+end
+
+local function deadBytes()
+  local n = redis.call('GET', KEYS[2])
+  if redis.call('XLEN', KEYS[1]) == 0 then
+    if n then
+      redis.call('DEL', KEYS[2])
+    end
+    return 0
+  end
+  if n then
+    return tonumber(n)
+  end
+  n = 0
+  local start = '-'
+  while true do
+    local e = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1)[1]
+    if not e then
+      break
+    end
+    n = n + entrySize(e[2], 1)
+    start = '(' .. e[1]
+  end
+  redis.call('SET', KEYS[2], n)
+  return n
+end
+`
+
+// listDeadScript returns up to ARGV[3] dead letters from ARGV[1] ("-" or
+// "(<id>") to ARGV[2] ("+" or an id), each as {id, {field, value, ...}
+// without the body, the body's length}. It reads one entry at a time, so
+// that it never holds more than one body.
+var listDeadScript = redis.NewScript(`
+local out, start = {}, ARGV[1]
+for _ = 1, tonumber(ARGV[3]) do
+  local e = redis.call('XRANGE', KEYS[1], start, ARGV[2], 'COUNT', 1)[1]
+  if not e then
+    break
+  end
+  local fields, body = {}, 0
+  for i = 1, #e[2], 2 do
+    if e[2][i] == '` + fieldBody + `' then
+      body = #e[2][i + 1]
+    else
+      fields[#fields + 1] = e[2][i]
+      fields[#fields + 1] = e[2][i + 1]
+    end
+  end
+  out[#out + 1] = {e[1], fields, body}
+  start = '(' .. e[1]
+end
+return out
+`)
+
 // DeadLetters returns up to count dead letters after entry id after ("" to
 // start at the oldest), and the id to pass for the next page ("" at the end).
+// Their bodies are not read: only their sizes.
 func (q *Queue) DeadLetters(ctx context.Context, after string, count int64) ([]DeadLetter, string, error) {
+	return q.deadLetters(ctx, after, "+", count)
+}
+
+// deadLetters lists dead letters after entry id after, up to entry id last
+// ("+": to the end).
+func (q *Queue) deadLetters(ctx context.Context, after, last string, count int64) ([]DeadLetter, string, error) {
 	start := "-"
 	if after != "" {
 		start = "(" + after
 	}
-	msgs, err := q.client.XRangeN(ctx, q.dead, start, "+", count).Result()
+	reply, err := listDeadScript.Run(ctx, q.client, []string{q.dead}, start, last, count).Slice()
 	if err != nil {
 		return nil, "", fmt.Errorf("listing dead letters: %w", err)
 	}
-	out := make([]DeadLetter, 0, len(msgs))
-	for _, m := range msgs {
-		dl, err := decodeDeadLetter(m.ID, m.Values)
+	out := make([]DeadLetter, 0, len(reply))
+	for _, r := range reply {
+		row, _ := r.([]any)
+		if len(row) != 3 {
+			return nil, "", fmt.Errorf("listing dead letters: unexpected reply %v", r)
+		}
+		id, _ := row[0].(string)
+		flat, _ := row[1].([]any)
+		bodyBytes, _ := row[2].(int64)
+		fields := make(streamFields, len(flat)/2)
+		for i := 0; i+1 < len(flat); i += 2 {
+			if name, ok := flat[i].(string); ok {
+				fields[name] = flat[i+1]
+			}
+		}
+		dl, err := decodeDeadLetter(id, fields, int(bodyBytes))
 		if err != nil {
 			return nil, "", err
 		}
 		out = append(out, dl)
 	}
 	next := ""
-	if int64(len(msgs)) == count && count > 0 {
-		next = msgs[len(msgs)-1].ID
+	if int64(len(out)) == count && count > 0 {
+		next = out[len(out)-1].ID
 	}
 	return out, next, nil
 }
 
 // ErrNoSuchEntry says a dead letter id is not in the dead stream.
 var ErrNoSuchEntry = errors.New("no such dead letter")
+
+// deleteDeadScript removes dead letter ARGV[1] and takes its size off the
+// counter. Returns 1, or 0 when there was no such entry.
+var deleteDeadScript = redis.NewScript(deadBytesLua + `
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
+if not e then
+  return 0
+end
+deadBytes()
+redis.call('XDEL', KEYS[1], ARGV[1])
+if redis.call('XLEN', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('DECRBY', KEYS[2], entrySize(e[2], 1))
+end
+return 1
+`)
+
+// deleteDead removes dead letter id, if it is there, and reports whether it was.
+func (q *Queue) deleteDead(ctx context.Context, id string) (bool, error) {
+	n, err := deleteDeadScript.Run(ctx, q.client, []string{q.dead, q.deadBytes}, id).Int64()
+	return n == 1, err
+}
 
 // Replay moves dead letter id back into the queue, as a new entry with no
 // attempts made. It is appended before it is removed, so a failure between
@@ -265,25 +408,46 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 	if err := q.client.XAdd(ctx, &redis.XAddArgs{Stream: q.stream, Values: e.values()}).Err(); err != nil {
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
-	if err := q.client.XDel(ctx, q.dead, id).Err(); err != nil {
+	if _, err := q.deleteDead(ctx, id); err != nil {
 		return fmt.Errorf("removing replayed dead letter %s: %w", id, err)
 	}
 	return nil
 }
 
-// ReplayAll replays every dead letter and returns how many it replayed.
+// lastDeadScript returns the id of the dead stream's newest entry, or nil
+// when it is empty, without sending its body.
+var lastDeadScript = redis.NewScript(`
+local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if e then
+  return e[1]
+end
+return false
+`)
+
+// ReplayAll replays the dead letters present when it is called, and
+// returns how many it replayed. Entries that die while it runs, replayed
+// ones among them, are left for later.
 func (q *Queue) ReplayAll(ctx context.Context) (int, error) {
+	last, err := lastDeadScript.Run(ctx, q.client, []string{q.dead}).Text()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the newest dead letter: %w", err)
+	}
 	n, after := 0, ""
 	for {
-		page, next, err := q.DeadLetters(ctx, after, 100)
+		page, next, err := q.deadLetters(ctx, after, last, 100)
 		if err != nil {
 			return n, err
 		}
 		for _, dl := range page {
-			if err := q.Replay(ctx, dl.ID); err != nil && !errors.Is(err, ErrNoSuchEntry) {
+			switch err := q.Replay(ctx, dl.ID); {
+			case err == nil:
+				n++
+			case !errors.Is(err, ErrNoSuchEntry):
 				return n, err
 			}
-			n++
 		}
 		if next == "" {
 			return n, nil
@@ -294,11 +458,11 @@ func (q *Queue) ReplayAll(ctx context.Context) (int, error) {
 
 // DeleteDead removes dead letter id for good.
 func (q *Queue) DeleteDead(ctx context.Context, id string) error {
-	n, err := q.client.XDel(ctx, q.dead, id).Result()
+	ok, err := q.deleteDead(ctx, id)
 	if err != nil {
 		return fmt.Errorf("deleting dead letter %s: %w", id, err)
 	}
-	if n == 0 {
+	if !ok {
 		return ErrNoSuchEntry
 	}
 	return nil

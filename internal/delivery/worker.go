@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 )
 
 // Events are told what happened to entries, for metrics.
@@ -23,6 +24,9 @@ type Events struct {
 	Retried func()
 	// Dead: an entry was moved to the dead stream.
 	Dead func()
+	// DeadDropped: n of the oldest dead letters were dropped to keep the
+	// dead stream within its limits.
+	DeadDropped func(n int)
 }
 
 // DispatchFunc makes one attempt at delivering a job.
@@ -54,8 +58,9 @@ type Workers struct {
 }
 
 // Start starts q's workers: readers of new entries, a reclaimer of entries
-// whose consumer went silent, a mover of entries due for retry, and a
-// heartbeat that keeps this instance's entries from being reclaimed.
+// whose consumer went silent, a mover of entries due for retry, a remover
+// of consumers long gone, and a heartbeat that keeps this instance's
+// entries from being reclaimed.
 func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger) *Workers {
 	ctx, stop := context.WithCancel(context.Background())
 	dctx, abort := context.WithCancel(context.Background())
@@ -66,10 +71,11 @@ func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger
 		heartbeatEnd: make(chan struct{}),
 		held:         map[string]struct{}{},
 	}
-	w.loops.Add(3)
+	w.loops.Add(4)
 	go w.readLoop(ctx)
 	go w.every(ctx, max(q.cfg.ClaimAfter/2, 10*time.Millisecond), w.reclaim)
 	go w.every(ctx, min(max(q.cfg.FirstBackoff/4, 10*time.Millisecond), 250*time.Millisecond), w.moveDue)
+	go w.every(ctx, max(w.forgetAfter()/4, 10*time.Millisecond), w.forgetConsumers)
 	go w.heartbeat(max(q.cfg.ClaimAfter/3, 5*time.Millisecond))
 	return w
 }
@@ -287,27 +293,71 @@ func (w *Workers) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	return max(wait, min(retryAfter, w.q.cfg.MaxBackoff))
 }
 
-// bury moves an entry to the dead stream with why it failed, then removes
-// it from the queue. e is the entry as decoded (zero if it was not), for
-// the log.
+// buryScript appends an entry to the dead stream, then drops the oldest
+// dead letters while the stream is over a limit: more entries than
+// ARGV[1], more bytes than ARGV[3], or entries older than ARGV[2] ms
+// before the new one (each 0: no limit). The new entry itself may go, if
+// it alone is over the bytes. KEYS[1] the dead stream, KEYS[2] its byte
+// counter; ARGV[4..] the entry's fields. Returns how many it dropped.
+var buryScript = redis.NewScript(deadBytesLua + `
+local bytes = deadBytes()
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
+bytes = bytes + entrySize(ARGV, 4)
+local maxEntries, maxAge, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local cutoff = 0
+if maxAge > 0 then
+  cutoff = idMillis(id) - maxAge
+end
+local len = redis.call('XLEN', KEYS[1])
+local dropped = 0
+while len > 0 do
+  local e
+  if (maxEntries > 0 and len > maxEntries) or (maxBytes > 0 and bytes > maxBytes) then
+    e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  elseif cutoff > 0 then
+    e = redis.call('XRANGE', KEYS[1], '-', string.format('(%.0f-0', cutoff), 'COUNT', 1)[1]
+  end
+  if not e then
+    break
+  end
+  redis.call('XDEL', KEYS[1], e[1])
+  bytes = bytes - entrySize(e[2], 1)
+  len = len - 1
+  dropped = dropped + 1
+end
+if len == 0 then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], bytes)
+end
+return dropped
+`)
+
+// bury moves an entry to the dead stream with why it failed, releases its
+// delivery from the replay guard, then removes it from the queue. e is the
+// entry as decoded (zero if it was not).
 func (w *Workers) bury(ctx context.Context, id string, values map[string]any, e Entry, attempts int, res dispatch.Result) {
-	fields := make([]any, 0, 2*len(values)+10)
+	limits := w.q.cfg.Dead
+	args := make([]any, 0, 2*len(values)+13)
+	args = append(args, max(limits.MaxEntries, 0), max(limits.MaxAge.Milliseconds(), 0), max(limits.MaxBytes, 0))
 	for k, v := range values {
 		if k == fieldAttempts {
 			continue
 		}
-		fields = append(fields, k, v)
+		args = append(args, k, v)
 	}
-	fields = append(fields,
+	args = append(args,
 		fieldAttempts, strconv.Itoa(attempts),
 		fieldDeadAt, strconv.FormatInt(w.now().UnixMilli(), 10),
 		fieldLastStatus, strconv.Itoa(res.Status),
 		fieldLastStep, res.Step,
 		fieldLastReason, res.Reason)
-	if err := w.q.client.XAdd(ctx, &redis.XAddArgs{Stream: w.q.dead, Values: fields}).Err(); err != nil {
+	dropped, err := buryScript.Run(ctx, w.q.client, []string{w.q.dead, w.q.deadBytes}, args...).Int64()
+	if err != nil {
 		w.logger.Error("moving an entry to the dead stream; it will be reclaimed instead", zap.String("entry", id), zap.Error(err))
 		return
 	}
+	w.releaseDelivery(ctx, id, e)
 	w.finish(ctx, id)
 	if w.events.Dead != nil {
 		w.events.Dead()
@@ -315,6 +365,29 @@ func (w *Workers) bury(ctx context.Context, id string, values map[string]any, e 
 	w.logger.Error("delivery given up; moved to the dead stream",
 		zap.String("entry", id), zap.String("webhook_id", e.Job.WebhookID), zap.String("delivery_id", e.Job.DeliveryID),
 		zap.Int("attempts", attempts), zap.Int("status", res.Status), zap.String("reason", res.Reason))
+	if dropped > 0 {
+		if w.events.DeadDropped != nil {
+			w.events.DeadDropped(int(dropped))
+		}
+		w.logger.Warn("dead stream over its limits; dropped its oldest dead letters",
+			zap.Int64("dropped", dropped), zap.Int64("max_entries", limits.MaxEntries),
+			zap.Duration("max_age", limits.MaxAge), zap.Int64("max_bytes", limits.MaxBytes))
+	}
+}
+
+// releaseDelivery removes the replay guard's marker of a dead entry's
+// delivery, so that the sender's redelivery (GitHub's "Redeliver" sends
+// the same delivery id) is accepted rather than answered as a duplicate.
+// The marker is on the webhook's cluster slot, not the dead stream's.
+func (w *Workers) releaseDelivery(ctx context.Context, id string, e Entry) {
+	key := e.replayKey()
+	if e.Job.WebhookID == "" || key == "" {
+		return
+	}
+	if err := w.q.client.Del(ctx, guard.SeenKey(w.q.cfg.Prefix, e.Job.WebhookID, key)).Err(); err != nil {
+		w.logger.Warn("releasing a dead delivery from the replay guard; its redelivery is a duplicate until the marker expires",
+			zap.String("entry", id), zap.String("webhook_id", e.Job.WebhookID), zap.Error(err))
+	}
 }
 
 // reclaim takes over entries that have been in flight for ClaimAfter
@@ -346,6 +419,53 @@ func (w *Workers) reclaim(ctx context.Context) {
 			return
 		}
 		start = next
+	}
+}
+
+// forgetConsumersScript removes from group ARGV[1] of stream KEYS[1] the
+// consumers that hold no entries and have been idle for more than ARGV[2]
+// ms, except ARGV[3] (this instance's). One script, so that no consumer
+// reads an entry between the check and its removal: the entry would leave
+// the group's pending list with it, and nothing would ever reclaim it.
+// Returns the names removed.
+var forgetConsumersScript = redis.NewScript(`
+local gone = {}
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do
+    f[c[i]] = c[i + 1]
+  end
+  if f['name'] ~= ARGV[3] and f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    gone[#gone + 1] = f['name']
+  end
+end
+return gone
+`)
+
+// forgetAfter is how long a consumer holding nothing may stay idle before
+// forgetConsumers removes it.
+func (w *Workers) forgetAfter() time.Duration {
+	if d := w.q.cfg.ForgetConsumersAfter; d > 0 {
+		return d
+	}
+	return max(10*w.q.cfg.ClaimAfter, time.Hour)
+}
+
+// forgetConsumers removes from the group the consumers of processes that
+// are gone: those holding no entries and idle for forgetAfter. A consumer
+// that holds entries stays until they are reclaimed.
+func (w *Workers) forgetConsumers(ctx context.Context) {
+	gone, err := forgetConsumersScript.Run(ctx, w.q.client, []string{w.q.stream},
+		Group, w.forgetAfter().Milliseconds(), w.q.cfg.Consumer).StringSlice()
+	if err != nil {
+		if ctx.Err() == nil && !redis.HasErrorPrefix(err, "NOGROUP") && !redis.HasErrorPrefix(err, "ERR no such key") {
+			w.logger.Warn("removing silent consumers from the group", zap.Error(err))
+		}
+		return
+	}
+	if len(gone) > 0 {
+		w.logger.Info("removed silent consumers holding nothing from the group", zap.Strings("consumers", gone))
 	}
 }
 

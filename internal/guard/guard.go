@@ -46,11 +46,59 @@ func (c Config) Off() bool { return c.Limit <= 0 && c.ReplayWindow <= 0 }
 // Guard checks requests against the limits.
 type Guard interface {
 	// Check counts a request to webhook id against its rate limit and,
-	// unless deliveryID is empty or already seen, records deliveryID.
-	Check(ctx context.Context, id, deliveryID string) (Decision, error)
-	// Forget drops a delivery id that Check recorded, for a request that was
-	// not accepted after all, so that the sender's retry is not a duplicate.
-	Forget(ctx context.Context, id, deliveryID string) error
+	// unless d's Key is empty or already seen, records it (and the
+	// digest of a delivery with an id).
+	Check(ctx context.Context, id string, d Delivery) (Decision, error)
+	// Forget drops what Check recorded of d, for a request that was not
+	// accepted after all, so that the sender's retry is not a duplicate.
+	Forget(ctx context.Context, id string, d Delivery) error
+}
+
+// Delivery is what tells one delivery from another, for the replay guard.
+type Delivery struct {
+	// ID is the sender's delivery id; "" when it gives none.
+	ID string
+	// Digest is "sha256:<hex>" of the body of an authenticated request;
+	// "" for an unauthenticated one.
+	Digest string
+}
+
+// NewDelivery returns the Delivery of a request whose sender gave
+// deliveryID ("" for none): the body's digest is kept only when the
+// request is authenticated (a digest of what anyone could send proves
+// nothing).
+func NewDelivery(deliveryID string, authenticated bool, body []byte) Delivery {
+	d := Delivery{ID: deliveryID}
+	if authenticated {
+		const prefix = "sha256:"
+		var digest [len(prefix) + 2*sha256.Size]byte
+		sum := sha256.Sum256(body)
+		copy(digest[:], prefix)
+		hex.Encode(digest[len(prefix):], sum[:])
+		d.Digest = string(digest[:])
+	}
+	return d
+}
+
+// Key is what the guard checks: the sender's id when it gives one (even
+// where the sender does not sign it, as GitHub's X-GitHub-Delivery: two
+// deliveries may carry the same body, and the CodeMie backend triggers
+// each), else the body's digest; "" when there is neither.
+func (d Delivery) Key() string {
+	if d.ID != "" {
+		return d.ID
+	}
+	return d.Digest
+}
+
+// also is what the guard records besides Key, unchecked: the digest of a
+// delivery that has an id, so that the same request replayed without its
+// delivery header is a duplicate.
+func (d Delivery) also() string {
+	if d.ID != "" {
+		return d.Digest
+	}
+	return ""
 }
 
 // deliveryHeaders carry a sender's delivery id, most specific first; all

@@ -2,6 +2,8 @@ package guard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,7 +31,7 @@ func checkSemantics(t *testing.T, g Guard) {
 		{"a", "d1", Duplicate},
 		{"b", "d1", Admit}, // delivery ids are per webhook; limits too
 	} {
-		d, err := g.Check(ctx, step.id, step.delivery)
+		d, err := g.Check(ctx, step.id, Delivery{ID: step.delivery})
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -40,10 +42,10 @@ func checkSemantics(t *testing.T, g Guard) {
 			t.Fatalf("step %d: retry after %v, want within the window", i, d.RetryAfter)
 		}
 	}
-	if err := g.Forget(ctx, "b", "d1"); err != nil {
+	if err := g.Forget(ctx, "b", Delivery{ID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := g.Check(ctx, "b", "d1"); d.Verdict != Admit {
+	if d, _ := g.Check(ctx, "b", Delivery{ID: "d1"}); d.Verdict != Admit {
 		t.Errorf("a forgotten delivery: verdict %d, want Admit", d.Verdict)
 	}
 }
@@ -68,7 +70,7 @@ func TestRedis(t *testing.T) {
 	}
 
 	r.Stop()
-	d, err := g.Check(ctx, "a", "d9")
+	d, err := g.Check(ctx, "a", Delivery{ID: "d9"})
 	if err == nil || d.Verdict != Admit {
 		t.Errorf("Redis down: %+v, %v; want Admit (fail open) and an error", d, err)
 	}
@@ -78,20 +80,20 @@ func TestRedisOff(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	limitOnly := NewRedis(r.Client, "p:", Config{Limit: 1, Window: time.Minute})
-	if d, _ := limitOnly.Check(ctx, "a", "d1"); d.Verdict != Admit {
+	if d, _ := limitOnly.Check(ctx, "a", Delivery{ID: "d1"}); d.Verdict != Admit {
 		t.Fatal("first request not admitted")
 	}
-	if d, _ := limitOnly.Check(ctx, "a", "d1"); d.Verdict != Limited {
+	if d, _ := limitOnly.Check(ctx, "a", Delivery{ID: "d1"}); d.Verdict != Limited {
 		t.Error("without a replay guard a repeated delivery is counted and limited")
 	}
 	replayOnly := NewRedis(r.Client, "q:", Config{ReplayWindow: time.Minute})
 	for range 20 {
-		if d, _ := replayOnly.Check(ctx, "a", ""); d.Verdict != Admit {
+		if d, _ := replayOnly.Check(ctx, "a", Delivery{}); d.Verdict != Admit {
 			t.Fatal("without a limit every request is admitted")
 		}
 	}
 	r.Stop()
-	if _, err := NewRedis(r.Client, "p:", Config{}).Check(ctx, "a", "d"); err != nil {
+	if _, err := NewRedis(r.Client, "p:", Config{}).Check(ctx, "a", Delivery{ID: "d"}); err != nil {
 		t.Errorf("both guards off still talk to Redis: %v", err)
 	}
 }
@@ -109,18 +111,18 @@ func TestMemory(t *testing.T) {
 	g.now = clk.now
 	ctx := context.Background()
 	for range 3 {
-		g.Check(ctx, "a", "")
+		g.Check(ctx, "a", Delivery{})
 	}
 	clk.t = clk.t.Add(40 * time.Second)
-	if d, _ := g.Check(ctx, "a", ""); d.Verdict != Limited || d.RetryAfter != 20*time.Second {
+	if d, _ := g.Check(ctx, "a", Delivery{}); d.Verdict != Limited || d.RetryAfter != 20*time.Second {
 		t.Errorf("over the limit: %+v, want Limited for the 20s left", d)
 	}
 	clk.t = clk.t.Add(20 * time.Second)
-	if d, _ := g.Check(ctx, "a", "x"); d.Verdict != Admit {
+	if d, _ := g.Check(ctx, "a", Delivery{ID: "x"}); d.Verdict != Admit {
 		t.Errorf("next window: %+v, want Admit", d)
 	}
 	clk.t = clk.t.Add(time.Hour)
-	if d, _ := g.Check(ctx, "a", "x"); d.Verdict != Admit {
+	if d, _ := g.Check(ctx, "a", Delivery{ID: "x"}); d.Verdict != Admit {
 		t.Errorf("after the replay window: %+v, want Admit", d)
 	}
 }
@@ -129,7 +131,7 @@ func TestMemoryBound(t *testing.T) {
 	g := NewMemory(Config{ReplayWindow: time.Hour})
 	ctx := context.Background()
 	for i := range maxSeen + 10 {
-		g.Check(ctx, "a", "d"+string(rune('a'+i%26))+time.Duration(i).String())
+		g.Check(ctx, "a", Delivery{ID: "d" + string(rune('a'+i%26)) + time.Duration(i).String()})
 	}
 	if len(g.seen) > maxSeen {
 		t.Errorf("seen %d ids, bound is %d", len(g.seen), maxSeen)
@@ -195,8 +197,61 @@ func BenchmarkRedisCheck(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if d, err := g.Check(ctx, "wh", "d-"+strconv.Itoa(i)); err != nil || d.Verdict != Admit {
+		if d, err := g.Check(ctx, "wh", Delivery{ID: "d-" + strconv.Itoa(i)}); err != nil || d.Verdict != Admit {
 			b.Fatal(d, err)
+		}
+	}
+}
+
+func TestDeliveryKeys(t *testing.T) {
+	body := []byte(`{"action":"opened"}`)
+	digest := "sha256:" + func() string { s := sha256.Sum256(body); return hex.EncodeToString(s[:]) }()
+	for _, tc := range []struct {
+		name          string
+		deliveryID    string
+		authenticated bool
+		key, also     string
+	}{
+		{"the sender's id, and the digest besides", "delivery-1", true, "delivery-1", digest},
+		{"no id: the body's digest", "", true, digest, ""},
+		{"unauthenticated with an id", "delivery-1", false, "delivery-1", ""},
+		{"unauthenticated with no id: no guard", "", false, "", ""},
+	} {
+		d := NewDelivery(tc.deliveryID, tc.authenticated, body)
+		if d.Key() != tc.key || d.also() != tc.also {
+			t.Errorf("%s: Key %q also %q, want %q and %q", tc.name, d.Key(), d.also(), tc.key, tc.also)
+		}
+	}
+}
+
+// TestReplayWithoutItsID: a delivery recorded with its id is a duplicate
+// when replayed without the id (its digest was recorded too), but another
+// delivery id with the same body is not.
+func TestReplayWithoutItsID(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	body := []byte(`{"n":1}`)
+	for name, g := range map[string]Guard{"redis": NewRedis(r.Client, "p:", testConfig), "memory": NewMemory(testConfig)} {
+		for _, step := range []struct {
+			id   string
+			want Verdict
+		}{
+			{"d-1", Admit},
+			{"", Duplicate},
+			{"d-1", Duplicate},
+			{"d-2", Admit},
+		} {
+			d, err := g.Check(ctx, "wh-"+name, NewDelivery(step.id, true, body))
+			if err != nil || d.Verdict != step.want {
+				t.Errorf("%s, id %q: %v %v, want %v", name, step.id, d.Verdict, err, step.want)
+			}
+		}
+		// Forgotten (not accepted after all): both markers go.
+		if err := g.Forget(ctx, "wh-"+name, NewDelivery("d-1", true, body)); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := g.Check(ctx, "wh-"+name, NewDelivery("", true, body)); d.Verdict != Admit {
+			t.Errorf("%s: after Forget, the same body without id: %v, want admitted", name, d.Verdict)
 		}
 	}
 }

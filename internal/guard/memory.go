@@ -33,10 +33,10 @@ func NewMemory(cfg Config) *Memory {
 }
 
 // Check implements Guard, with the same semantics as the Redis guard.
-func (g *Memory) Check(_ context.Context, id, deliveryID string) (Decision, error) {
+func (g *Memory) Check(_ context.Context, id string, d Delivery) (Decision, error) {
 	now := g.now()
-	key := id + "\x00" + deliveryID
-	remember := deliveryID != "" && g.cfg.ReplayWindow > 0
+	key := id + "\x00" + d.Key()
+	remember := d.Key() != "" && g.cfg.ReplayWindow > 0
 
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -57,6 +57,9 @@ func (g *Memory) Check(_ context.Context, id, deliveryID string) (Decision, erro
 	if remember {
 		g.makeRoom(now)
 		g.seen[key] = now.Add(g.cfg.ReplayWindow)
+		if also := d.also(); also != "" {
+			g.seen[id+"\x00"+also] = now.Add(g.cfg.ReplayWindow)
+		}
 	}
 	return Decision{Verdict: Admit}, nil
 }
@@ -80,9 +83,10 @@ func (g *Memory) makeRoom(now time.Time) {
 }
 
 // Forget implements Guard.
-func (g *Memory) Forget(_ context.Context, id, deliveryID string) error {
+func (g *Memory) Forget(_ context.Context, id string, d Delivery) error {
 	g.mu.Lock()
-	delete(g.seen, id+"\x00"+deliveryID)
+	delete(g.seen, id+"\x00"+d.Key())
+	delete(g.seen, id+"\x00"+d.also())
 	g.mu.Unlock()
 	return nil
 }

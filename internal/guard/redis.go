@@ -16,9 +16,12 @@ import (
 // (the delivery queue appends the webhook after it). Every key it touches
 // is under the webhook's hash tag, so it runs on a Redis Cluster.
 //
-// KEYS[1] the rate-limit counter; KEYS[2] the delivery's marker.
+// KEYS[1] the rate-limit counter; KEYS[2] the delivery's marker; KEYS[3]
+// a marker recorded unchecked (the body's digest of a delivery with an id).
 // ARGV[1] limit (0: none), ARGV[2] window ms, ARGV[3] replay window ms,
-// ARGV[4] "1" to check and set the marker, "0" when there is none.
+// ARGV[4] "1" to check and set KEYS[2], "0" when there is none; ARGV[5]
+// "1" to set KEYS[3], "0" when there is none. (Unused keys are the rate
+// counter's name, a placeholder on the same slot.)
 // It returns {1, 0} for a duplicate and {2, ms} when limited for ms more,
 // and falls through, the delivery marked, when the request is admitted. The
 // marker is set (NX) before the limit is counted and removed again when the
@@ -49,27 +52,36 @@ if limit > 0 then
     return {2, ttl}
   end
 end
+if ARGV[5] == '1' then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+end
 `
 
 var checkScript = redis.NewScript(Lua + "return {0, 0}\n")
 
-// ScriptArgs returns Lua's KEYS and ARGV for a request to webhook id, each
-// with room for the keys and arguments a script adds after them.
-func (c Config) ScriptArgs(prefix, id, deliveryID string) ([]string, []any) {
-	replay := deliveryID != "" && c.ReplayWindow > 0
+// ScriptArgs returns Lua's KEYS and ARGV for delivery d of webhook id,
+// each with room for the keys and arguments a script adds after them.
+func (c Config) ScriptArgs(prefix, id string, d Delivery) ([]string, []any) {
 	rate := RateKey(prefix, id)
-	marker, flag := rate, "0" // a placeholder on the same slot
-	if replay {
-		marker, flag = SeenKey(prefix, id, deliveryID), "1"
-	}
-	keys := append(make([]string, 0, 4), rate, marker)
-	args := append(make([]any, 0, 12),
+	marker, check := c.marker(prefix, id, d.Key())
+	also, record := c.marker(prefix, id, d.also())
+	keys := append(make([]string, 0, 5), rate, marker, also)
+	args := append(make([]any, 0, 14),
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
 		max(c.ReplayWindow.Milliseconds(), 1),
-		flag,
+		check, record,
 	)
 	return keys, args
+}
+
+// marker returns the key recording replayKey and "1", or, when there is
+// nothing to record, a placeholder on the same slot and "0".
+func (c Config) marker(prefix, id, replayKey string) (string, string) {
+	if replayKey == "" || c.ReplayWindow <= 0 {
+		return RateKey(prefix, id), "0"
+	}
+	return SeenKey(prefix, id, replayKey), "1"
 }
 
 // ParseDecision reads the {verdict, ms} reply of a script that ran Lua.
@@ -102,16 +114,16 @@ func NewRedis(client redis.UniversalClient, prefix string, cfg Config) *Redis {
 func RateKey(prefix, id string) string { return redisstore.Key(prefix, id) + ":rl" }
 
 // SeenKey returns the key marking delivery of webhook id as seen.
-func SeenKey(prefix, id, delivery string) string {
-	return redisstore.Key(prefix, id) + ":seen:" + delivery
+func SeenKey(prefix, id, replayKey string) string {
+	return redisstore.Key(prefix, id) + ":seen:" + replayKey
 }
 
 // Check implements Guard with one EVALSHA.
-func (g *Redis) Check(ctx context.Context, id, deliveryID string) (Decision, error) {
+func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, error) {
 	if g.cfg.Off() {
 		return Decision{Verdict: Admit}, nil
 	}
-	keys, args := g.cfg.ScriptArgs(g.prefix, id, deliveryID)
+	keys, args := g.cfg.ScriptArgs(g.prefix, id, d)
 	reply, err := checkScript.Run(ctx, g.requests, keys, args...).Slice()
 	if err == nil {
 		var d Decision
@@ -123,11 +135,20 @@ func (g *Redis) Check(ctx context.Context, id, deliveryID string) (Decision, err
 }
 
 // Forget implements Guard.
-func (g *Redis) Forget(ctx context.Context, id, deliveryID string) error {
-	if deliveryID == "" || g.cfg.ReplayWindow <= 0 {
+func (g *Redis) Forget(ctx context.Context, id string, d Delivery) error {
+	if g.cfg.ReplayWindow <= 0 {
 		return nil
 	}
-	if err := g.client.Del(ctx, SeenKey(g.prefix, id, deliveryID)).Err(); err != nil {
+	var keys []string
+	for _, k := range []string{d.Key(), d.also()} {
+		if k != "" {
+			keys = append(keys, SeenKey(g.prefix, id, k))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := g.client.Del(ctx, keys...).Err(); err != nil {
 		return fmt.Errorf("forgetting delivery of webhook %q: %w", id, err)
 	}
 	return nil

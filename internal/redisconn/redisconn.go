@@ -74,15 +74,22 @@ func (c Config) options() *redis.UniversalOptions {
 		addrs = []string{"127.0.0.1:6379"}
 	}
 	opts := &redis.UniversalOptions{
-		Addrs:           addrs,
-		IsClusterMode:   c.Cluster,
-		MasterName:      c.MasterName,
-		Username:        c.Username,
-		Password:        c.Password,
-		DB:              c.DB,
-		DialTimeout:     dialTimeout,
-		ReadTimeout:     ioTimeout,
-		WriteTimeout:    ioTimeout,
+		Addrs:         addrs,
+		IsClusterMode: c.Cluster,
+		MasterName:    c.MasterName,
+		Username:      c.Username,
+		Password:      c.Password,
+		DB:            c.DB,
+		DialTimeout:   dialTimeout,
+		ReadTimeout:   ioTimeout,
+		WriteTimeout:  ioTimeout,
+		// No command is sent twice. After a read timeout go-redis cannot
+		// know whether Redis ran a command, and Redis runs what it has read
+		// even once the caller gave up: a retried script that enqueues
+		// would queue a webhook twice, or find its own replay marker and
+		// answer a first delivery as a duplicate. Every caller handles an
+		// error itself (503 to the sender, a later pass of the workers).
+		MaxRetries:      -1,
 		ClientName:      "caddy-codemie-webhooks",
 		DisableIdentity: true, // no CLIENT SETINFO round trips on connect
 		MaintNotificationsConfig: &maintnotifications.Config{

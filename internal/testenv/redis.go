@@ -82,7 +82,8 @@ func (r *Redis) start() error {
 		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
 	}
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--dir", r.dir, "--protected-mode", "no", "--loglevel", "warning"}, aof...)
+		"--save", "", "--dir", r.dir, "--protected-mode", "no", "--loglevel", "warning",
+		"--enable-debug-command", "local"}, aof...) // DEBUG SLEEP stalls it in fault tests
 	args = append(args, r.extra...)
 	if r.conf != "" {
 		args = append([]string{r.conf}, args...)

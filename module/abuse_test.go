@@ -1,0 +1,354 @@
+package module_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+// fileSite serves one GitHub-signed workflow webhook, "big", from an
+// integrations file, with extra options, and the metrics.
+func fileSite(t *testing.T, extra string) (*testenv.Caddy, *testenv.CodeMie) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "integrations.json")
+	testenv.WriteFile(t, file, `[{"webhook_id":"big","is_enabled":true,"github_webhook_secret":"`+ghSecret+
+		`","resource_type":"workflow","resource_id":"wf-1"}]`)
+	api := testenv.StartCodeMie(t)
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			integrations_file %s
+			upstream %s
+			%s
+		}
+	}
+	handle /metrics {
+		metrics
+	}`, webhooks, file, api.URL, extra))
+	return c, api
+}
+
+// openBody starts a POST to webhook id that announces length bytes of
+// body and sends only the first part of it; the connection stays open
+// until the test ends.
+func openBody(t *testing.T, c *testenv.Caddy, id string, length int, part string) net.Conn {
+	t.Helper()
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = fmt.Fprintf(conn, "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
+		"X-GitHub-Event: push\r\nContent-Length: %d\r\n\r\n%s", webhooks, id, u.Host, length, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// readStatus reads the status code of the answer on conn.
+func readStatus(t *testing.T, conn net.Conn) int {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestBodyMemoryUnderHeaderOnlyFlood: 40 connections announce 25 MiB
+// bodies and send none of it. Before, each got a 25 MiB buffer at once
+// (1 GB in all); a body now costs memory only as its bytes arrive.
+func TestBodyMemoryUnderHeaderOnlyFlood(t *testing.T) {
+	const conns, bound = 40, 16 << 20
+	c, _ := fileSite(t, "")
+	before := heapInUse()
+	for range conns {
+		openBody(t, c, "big", 25<<20, "")
+	}
+	waitFor(t, "every body to be in flight", func() bool {
+		return metricValue(t, c, "caddy_codemie_webhooks_bodies_in_flight") == conns
+	})
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("heap grew by %d KiB for %d connections announcing 25 MiB each", grown>>10, conns)
+	if grown > bound {
+		t.Errorf("heap grew by %d bytes, over the bound of %d", grown, bound)
+	}
+	if v := metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight"); v > conns*64<<10 {
+		t.Errorf("body_bytes_in_flight %v for bodies that sent nothing", v)
+	}
+}
+
+// TestBodyBudget: bodies in flight share max_bodies_in_flight; one that
+// would go past it gets 503 and Retry-After, and goes through once the
+// others are done.
+func TestBodyBudget(t *testing.T) {
+	c, _ := fileSite(t, "max_body 1MiB\n\t\t\tmax_bodies_in_flight 1MiB")
+	const announced = 700_000
+	slow := openBody(t, c, "big", announced, strings.Repeat("a", announced-50_000))
+	waitFor(t, "the slow body to hold its buffer", func() bool {
+		return metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight") >= announced
+	})
+
+	body := `{"x":"` + strings.Repeat("b", 500_000) + `"}`
+	status, header, answer := postSigned(t, c, "big", "d-budget", body)
+	if status != http.StatusServiceUnavailable || header.Get("Retry-After") == "" ||
+		answer != `{"detail":"Too many request bodies in flight, retry later"}` {
+		t.Fatalf("over the budget: %d %v %s", status, header, answer)
+	}
+	if _, err := io.WriteString(slow, strings.Repeat("a", 50_000)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readStatus(t, slow); got != http.StatusUnauthorized {
+		t.Errorf("the slow, unsigned body: %d, want 401", got)
+	}
+	waitFor(t, "the budget to be given back", func() bool {
+		return metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight") == 0
+	})
+	if status, _, answer := postSigned(t, c, "big", "d-budget", body); status != http.StatusOK {
+		t.Errorf("retried once the budget is free: %d %s", status, answer)
+	}
+	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="body_budget"}`); v != 1 {
+		t.Errorf("body_budget outcomes: %v, want 1", v)
+	}
+}
+
+// TestSlowBody: a sender that stops sending its body is answered 408
+// once body_timeout has passed, instead of holding the connection.
+func TestSlowBody(t *testing.T) {
+	c, _ := fileSite(t, "body_timeout 300ms")
+	conn := openBody(t, c, "big", 100, `{"a":`)
+	if got := readStatus(t, conn); got != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", got)
+	}
+	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="body_timeout"}`); v != 1 {
+		t.Errorf("body_timeout outcomes: %v, want 1", v)
+	}
+	// A sender at a normal pace is not affected.
+	if status, _, answer := postSigned(t, c, "big", "d-ok", `{"action":"opened"}`); status != http.StatusOK {
+		t.Errorf("a normal request: %d %s", status, answer)
+	}
+}
+
+// TestMalformedButDisabled: a disabled record is answered as a disabled
+// one, like an unknown id, even when another of its fields is malformed;
+// an enabled malformed record is a 500.
+func TestMalformedButDisabled(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	ctx := context.Background()
+	r.Client.HSet(ctx, "codemie:webhooks:{off-bad}", "is_enabled", "false", "github_require_sha256", "maybe")
+	r.Client.HSet(ctx, "codemie:webhooks:{unset-bad}", "gitlab_webhook_token", "\n")
+	r.Client.HSet(ctx, "codemie:webhooks:{on-bad}", "is_enabled", "true", "github_require_sha256", "maybe")
+	r.Client.HSet(ctx, "codemie:webhooks:{on-nosecret}", "is_enabled", "true", "github_webhook_secret", "\r\n",
+		"resource_type", "workflow", "resource_id", "wf")
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
+	for _, tc := range []struct {
+		id     string
+		status int
+		body   string
+	}{
+		{"off-bad", 400, notFound("off-bad")},
+		{"unset-bad", 400, notFound("unset-bad")},
+		{"never-stored", 400, notFound("never-stored")},
+		{"on-bad", 500, `{"detail":"Webhook processing failed"}`},
+		// A secret of only line breaks does not turn the check off.
+		{"on-nosecret", 500, `{"detail":"Webhook processing failed"}`},
+	} {
+		if status, _, body := c.Post(t, webhooks+tc.id, "{}"); status != tc.status || body != tc.body {
+			t.Errorf("%s: %d %s, want %d %s", tc.id, status, body, tc.status, tc.body)
+		}
+	}
+	if len(api.Calls()) != 0 {
+		t.Errorf("calls made: %v", api.Calls())
+	}
+}
+
+// TestReplayWithoutTheDeliveryHeader: a captured GitHub request replayed
+// with its X-GitHub-Delivery removed is known by its body's digest, which
+// the guard records with the delivery id: a duplicate. A secure-header
+// sender with no delivery id likewise. A sender's own id decides when it
+// gives one: another id is another delivery, even with the same body, as
+// the CodeMie backend would trigger it.
+func TestReplayWithoutTheDeliveryHeader(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	addWebhook(t, r, "gh", "workflow", "wf-1")
+	r.Client.HSet(context.Background(), "codemie:webhooks:{hdr}", "is_enabled", "true", "secure_header_name", "X-Webhook-Key",
+		"secure_header_value", hdrSecret, "resource_type", "workflow", "resource_id", "wf-2")
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
+	const body = `{"action":"opened","number":7}`
+	const duplicate = `{"message":"Duplicate delivery ignored"}`
+	for _, tc := range []struct {
+		name, delivery, body, want string
+	}{
+		{"first", "d-1", body, invoked},
+		{"delivery header removed", "", body, duplicate},
+		{"removed again", "", body, duplicate},
+		{"same delivery id", "d-1", body, duplicate},
+		{"another delivery id, same body", "d-2", body, invoked},
+		{"another body, no delivery id", "", `{"action":"opened","number":8}`, invoked},
+	} {
+		if status, _, got := postSigned(t, c, "gh", tc.delivery, tc.body); status != 200 || got != tc.want {
+			t.Errorf("github, %s: %d %s, want %s", tc.name, status, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"first", body, invoked},
+		{"replayed", body, duplicate},
+		{"another body", `{"n":2}`, invoked},
+	} {
+		if status, _, got := c.Post(t, webhooks+"hdr", tc.body, "X-Webhook-Key: "+hdrSecret); status != 200 || got != tc.want {
+			t.Errorf("secure header, %s: %d %s, want %s", tc.name, status, got, tc.want)
+		}
+	}
+}
+
+// stallRedis stalls r (DEBUG SLEEP) for seconds, runs during while it is
+// stalled, and returns once the stall is over.
+func stallRedis(t *testing.T, r *testenv.Redis, seconds int, during func()) {
+	t.Helper()
+	staller := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, ReadTimeout: time.Minute})
+	defer staller.Close()
+	probe := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, ReadTimeout: 100 * time.Millisecond})
+	defer probe.Close()
+	if err := probe.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stalled := make(chan error, 1)
+	go func() { stalled <- staller.Do(context.Background(), "DEBUG", "SLEEP", seconds).Err() }()
+	waitFor(t, "Redis to stall", func() bool { return probe.Ping(context.Background()).Err() != nil })
+	during()
+	if err := <-stalled; err != nil {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+}
+
+// stallSite is the async handler with claim_after longer than the stalls,
+// as by default: an instance that cannot reach Redis for longer is taken
+// for dead, and another may redo a dispatch whose end it could not record.
+// The integration is loaded before the stall, so that the stall meets the
+// guard and the enqueue.
+func stallSite(t *testing.T, extra string) (*testenv.Caddy, *testenv.Redis, *testenv.CodeMie) {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	addWebhook(t, r, "wf", "workflow", "wf-1")
+	c := testenv.StartCaddy(t, strings.Replace(asyncSite(r.Addr, api.URL, extra), "claim_after 1s", "claim_after 1m", 1))
+	c.Client.Timeout = 9 * time.Second // GitHub gives up after 10 s
+	if status, _, answer := postSigned(t, c, "wf", "warm", `{"n":-1}`); status != http.StatusOK {
+		t.Fatalf("before the stall: %d %s", status, answer)
+	}
+	waitFor(t, "the first webhook to be dispatched", func() bool { return api.Succeeded()["warm"] == 1 })
+	return c, r, api
+}
+
+// postAll posts n webhooks at once, deliveries stall-0 to stall-<n-1>.
+func postAll(t *testing.T, c *testenv.Caddy, n int) (statuses []int, answers []string) {
+	statuses, answers = make([]int, n), make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			statuses[i], _, answers[i] = postSigned(t, c, "wf", fmt.Sprintf("stall-%d", i), fmt.Sprintf(`{"n":%d}`, i))
+		})
+	}
+	wg.Wait()
+	return statuses, answers
+}
+
+// TestStalledRedis stalls Redis while webhooks arrive. Every request is
+// answered within the client's 9 s (well under GitHub's 10 s), none is
+// falsely answered as a duplicate, and after the sender retries every
+// non-200, each webhook is dispatched exactly once.
+func TestStalledRedis(t *testing.T) {
+	c, r, api := stallSite(t, "")
+	const n = 20
+	var statuses []int
+	var answers []string
+	stallRedis(t, r, 8, func() { statuses, answers = postAll(t, c, n) })
+	unavailable := 0
+	for i := range n {
+		switch {
+		case answers[i] == `{"message":"Duplicate delivery ignored"}`:
+			t.Errorf("delivery %d: a first delivery answered as a duplicate", i)
+		case statuses[i] == http.StatusServiceUnavailable:
+			unavailable++
+		case statuses[i] != http.StatusOK:
+			t.Errorf("delivery %d: %d %s", i, statuses[i], answers[i])
+		}
+	}
+	t.Logf("%d of %d answered 503 during the stall", unavailable, n)
+	if unavailable == 0 {
+		t.Error("no request met the stall: the test proves nothing")
+	}
+
+	// The sender retries every non-200, as GitHub's Redeliver does.
+	for i := range n {
+		for statuses[i] != http.StatusOK {
+			statuses[i], _, answers[i] = postSigned(t, c, "wf", fmt.Sprintf("stall-%d", i), fmt.Sprintf(`{"n":%d}`, i))
+		}
+	}
+	waitFor(t, "every webhook to be dispatched", func() bool { return len(api.Succeeded()) == n+1 })
+	waitFor(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
+	for delivery, times := range api.Succeeded() {
+		if times != 1 {
+			t.Errorf("%s dispatched %d times", delivery, times)
+		}
+	}
+}
+
+// TestStalledRedisRunsNoScriptTwice: with the replay guard off nothing
+// hides a script that Redis runs twice, so each webhook posted during a
+// stall (and not retried) must be queued at most once. go-redis used to
+// send a script again after a read timeout.
+func TestStalledRedisRunsNoScriptTwice(t *testing.T) {
+	c, r, api := stallSite(t, "replay_window off")
+	stallRedis(t, r, 5, func() { postAll(t, c, 20) })
+	ctx := context.Background()
+	waitFor(t, "every queued webhook to be dispatched", func() bool {
+		info, err := r.Client.XInfoStream(ctx, "codemie:webhooks:deliveries").Result()
+		if err != nil {
+			return false
+		}
+		dispatched := 0
+		for _, times := range api.Succeeded() {
+			dispatched += times
+		}
+		return info.Length == 0 && int64(dispatched) == info.EntriesAdded
+	})
+	for delivery, times := range api.Succeeded() {
+		if times != 1 {
+			t.Errorf("%s queued and dispatched %d times", delivery, times)
+		}
+	}
+}
