@@ -54,6 +54,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		upstream <base-url> {
 //			bearer_token <token>
 //			oauth2 <token_url> <client_id> <client_secret>
+//			act_as owner|service_account
+//			forward
 //			timeout <duration>
 //			header <name> <value>
 //		}
@@ -199,6 +201,16 @@ func parseUpstream(d *caddyfile.Dispenser) (*module.Upstream, error) {
 			err = oneArg(d, func(s string) error { up.BearerToken = s; return nil })
 		case "timeout":
 			err = oneArg(d, durationInto(&up.Timeout))
+		case "forward":
+			err = noArgs(d, func() { up.Forward = true })
+		case "act_as":
+			err = oneArg(d, func(s string) error {
+				if s != module.ActAsOwner && s != module.ActAsServiceAccount {
+					return fmt.Errorf("%q: must be owner or service_account", s)
+				}
+				up.ActAs = s
+				return nil
+			})
 		case "oauth2":
 			a := d.RemainingArgs()
 			if len(a) != 3 {
@@ -226,6 +238,9 @@ func parseUpstream(d *caddyfile.Dispenser) (*module.Upstream, error) {
 	}
 	if up.BearerToken != "" && up.OAuth2 != nil {
 		return nil, d.Errf("codemie_webhooks: upstream: bearer_token and oauth2 are exclusive")
+	}
+	if up.ActAs == module.ActAsOwner && up.OAuth2 == nil {
+		return nil, d.Errf("codemie_webhooks: upstream: act_as owner exchanges the oauth2 client's tokens: configure oauth2")
 	}
 	return up, nil
 }

@@ -111,7 +111,9 @@ func TestBodyMemoryUnderHeaderOnlyFlood(t *testing.T) {
 // would go past it gets 503 and Retry-After, and goes through once the
 // others are done.
 func TestBodyBudget(t *testing.T) {
-	c, _ := fileSite(t, "max_body 1MiB\n\t\t\tmax_bodies_in_flight 1MiB")
+	c, _ := fileSite(t, "max_body 1000KB\n\t\t\tmax_bodies_in_flight 1MiB")
+	const refusals = `caddy_codemie_webhooks_requests_total{outcome="body_budget"}`
+	before := max(metricValue(t, c, refusals), 0) // counters outlive configs
 	const announced = 700_000
 	slow := openBody(t, c, "big", announced, strings.Repeat("a", announced-50_000))
 	waitFor(t, "the slow body to hold its buffer", func() bool {
@@ -123,6 +125,12 @@ func TestBodyBudget(t *testing.T) {
 	if status != http.StatusServiceUnavailable || header.Get("Retry-After") == "" ||
 		answer != `{"detail":"Too many request bodies in flight, retry later"}` {
 		t.Fatalf("over the budget: %d %v %s", status, header, answer)
+	}
+	// A refused body that keeps trickling is answered at once, and its
+	// connection closed: the server does not wait for the rest of it.
+	trickling := openBody(t, c, "big", 600_000, strings.Repeat("c", 400_000))
+	if got := readStatus(t, trickling); got != http.StatusServiceUnavailable {
+		t.Errorf("a refused body still being sent: %d, want 503 at once", got)
 	}
 	if _, err := io.WriteString(slow, strings.Repeat("a", 50_000)); err != nil {
 		t.Fatal(err)
@@ -136,8 +144,8 @@ func TestBodyBudget(t *testing.T) {
 	if status, _, answer := postSigned(t, c, "big", "d-budget", body); status != http.StatusOK {
 		t.Errorf("retried once the budget is free: %d %s", status, answer)
 	}
-	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="body_budget"}`); v != 1 {
-		t.Errorf("body_budget outcomes: %v, want 1", v)
+	if v := metricValue(t, c, refusals) - before; v != 2 {
+		t.Errorf("body_budget outcomes: %v, want 2", v)
 	}
 }
 
@@ -145,11 +153,13 @@ func TestBodyBudget(t *testing.T) {
 // once body_timeout has passed, instead of holding the connection.
 func TestSlowBody(t *testing.T) {
 	c, _ := fileSite(t, "body_timeout 300ms")
+	const timeouts = `caddy_codemie_webhooks_requests_total{outcome="body_timeout"}`
+	before := max(metricValue(t, c, timeouts), 0) // counters outlive configs
 	conn := openBody(t, c, "big", 100, `{"a":`)
 	if got := readStatus(t, conn); got != http.StatusRequestTimeout {
 		t.Errorf("status %d, want 408", got)
 	}
-	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="body_timeout"}`); v != 1 {
+	if v := metricValue(t, c, timeouts) - before; v != 1 {
 		t.Errorf("body_timeout outcomes: %v, want 1", v)
 	}
 	// A sender at a normal pace is not affected.
@@ -314,7 +324,10 @@ func TestStalledRedis(t *testing.T) {
 
 	// The sender retries every non-200, as GitHub's Redeliver does.
 	for i := range n {
-		for statuses[i] != http.StatusOK {
+		for try := 0; statuses[i] != http.StatusOK; try++ {
+			if try == 20 {
+				t.Fatalf("delivery %d: still %d %s after %d retries", i, statuses[i], answers[i], try)
+			}
 			statuses[i], _, answers[i] = postSigned(t, c, "wf", fmt.Sprintf("stall-%d", i), fmt.Sprintf(`{"n":%d}`, i))
 		}
 	}

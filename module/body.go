@@ -78,9 +78,15 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err e
 	if b.timeout > 0 {
 		rc := http.NewResponseController(w)
 		if rc.SetReadDeadline(time.Now().Add(b.timeout)) == nil {
-			// The next request on the connection gets the server's own
-			// deadlines; the rest of this one none of ours.
-			defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+			// Once the body is read, the rest of this request has none of
+			// our deadlines (the next request on the connection gets the
+			// server's own). A body that failed keeps it: the server
+			// must not wait without end for the rest of a refused body.
+			defer func() {
+				if err == nil {
+					_ = rc.SetReadDeadline(time.Time{})
+				}
+			}()
 		}
 	}
 	for {

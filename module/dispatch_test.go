@@ -81,9 +81,9 @@ func TestDispatchEachResource(t *testing.T) {
 		answer                         string
 	}{
 		{"assistant", "assistant", "asst-1", []string{
-			`POST /v1/conversations {"folder":"webhook","initial_assistant_id":"asst-1"}`,
+			`POST /v1/conversations {"folder":"job","initial_assistant_id":"asst-1"}`,
 			`PUT /v1/conversations/conv-1 {"name":"Webhook: asst-1"}`,
-			`POST /v1/assistants/asst-1/model {"content_raw":"<p>{&#34;action&#34;:&#34;opened&#34;,&#34;pull_request&#34;:{&#34;title&#34;:&#34;Fix &lt;b&gt;it&lt;/b&gt;&#34;}}</p>","conversation_id":"conv-1","stream":false,"text":"{\"action\":\"opened\",\"pull_request\":{\"title\":\"Fix <b>it</b>\"}}"}`,
+			`POST /v1/assistants/asst-1/model {"content_raw":"<p>{\"action\":\"opened\",\"pull_request\":{\"title\":\"Fix <b>it</b>\"}}</p>","conversation_id":"conv-1","stream":false,"text":"{\"action\":\"opened\",\"pull_request\":{\"title\":\"Fix <b>it</b>\"}}"}`,
 		}, 200, invoked},
 		{"workflow", "workflow", "wf-1", []string{
 			`POST /v1/workflows/wf-1/executions {"user_input":"{\"action\":\"opened\",\"pull_request\":{\"title\":\"Fix <b>it</b>\"}}"}`,
@@ -93,7 +93,7 @@ func TestDispatchEachResource(t *testing.T) {
 		{"datasource summary", "datasource", "ds-summary", []string{"GET /v1/index/ds-summary ", "PUT /v1/application/proj/index/repo?full_reindex=true {}"}, 200, invoked},
 		{"datasource chunk-summary", "datasource", "ds-chunk", []string{"GET /v1/index/ds-chunk ", "PUT /v1/application/proj/index/repo?full_reindex=true {}"}, 200, invoked},
 		{"datasource jira", "datasource", "ds-jira", []string{"GET /v1/index/ds-jira ",
-			`PUT /v1/index/knowledge_base/jira?full_reindex=true {"name":"jira-kb","project_name":"proj"}`}, 200, invoked},
+			`PUT /v1/index/knowledge_base/jira?incremental_reindex=true {"jql":"project = KB AND updated >= -1d","name":"jira-kb","project_name":"proj"}`}, 200, invoked},
 		{"datasource confluence", "datasource", "ds-confluence", []string{"GET /v1/index/ds-confluence ",
 			`PUT /v1/index/knowledge_base/confluence?full_reindex=true {"name":"wiki","project_name":"proj"}`}, 200, invoked},
 		{"datasource google", "datasource", "ds-google", []string{"GET /v1/index/ds-google ",

@@ -104,7 +104,7 @@ func TestEnforcement(t *testing.T) {
 		next        = invoked
 		invalidSig  = `{"detail":"Invalid GitHub webhook signature"}`
 		missingSig  = `{"detail":"Missing GitHub webhook signature header"}`
-		invalidGL   = `{"detail":"Invalid GitLab webhook token"}`
+		invalidGL   = `{"detail":"Invalid GitLab token"}`
 		invalidHdr  = `{"detail":"Invalid security header"}`
 		filteredOut = `{"message":"Webhook received, event filtered out"}`
 	)

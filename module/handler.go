@@ -209,6 +209,7 @@ type Handler struct {
 	guard        guard.Guard
 	verifyOpts   verify.Options
 	limitedMsg   string
+	keys         *seal.Keys // open sealed secrets; nil without secrets_key
 	bodies       *bodies
 	dispatcher   *dispatch.Client
 	redisClient  redis.UniversalClient
@@ -229,12 +230,38 @@ type Upstream struct {
 	// OAuth2 gets tokens with the client-credentials grant instead.
 	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
 
+	// ActAs is whose identity the calls carry: "service_account" (the
+	// token of BearerToken or OAuth2: CodeMie files every conversation,
+	// execution and reindex under the service account), or "owner": each
+	// call carries a token of the integration's user_id, got by
+	// exchanging the OAuth2 client's token (RFC 8693 token exchange with
+	// requested_subject; Keycloak: impersonation), as CodeMie's own
+	// webhook acts as the owner. Default: service_account.
+	ActAs string `json:"act_as,omitempty"`
+
+	// Forward hands each verified delivery to CodeMie's own webhook
+	// endpoint, POST <URL>/v1/webhooks/{id} (the API's service address,
+	// not the public ingress), with its body and the headers CodeMie
+	// needs to verify it again, instead of calling the resource APIs:
+	// CodeMie then triggers as the owner itself. Needs no token. The
+	// forwarded headers, which may hold secrets, are kept with a queued
+	// webhook sealed with secrets_key (in clear without one).
+	Forward bool `json:"forward,omitempty"`
+
 	// Timeout bounds each call to the API. Default: 600s, as the backend.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Headers are added to every call.
 	Headers map[string]string `json:"headers,omitempty"`
 }
+
+// Identities of Upstream.ActAs.
+const (
+	// ActAsServiceAccount: every call carries the service account's token.
+	ActAsServiceAccount = "service_account"
+	// ActAsOwner: every call carries a token of the integration's owner.
+	ActAsOwner = "owner"
+)
 
 // OAuth2 is a client of the client-credentials grant, such as a Keycloak
 // service account (token URL {issuer}/protocol/openid-connect/token).
@@ -303,11 +330,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	if h.Upstream.ActAs != ActAsOwner && !h.Upstream.Forward {
+		h.logger.Warn("calls to CodeMie carry the service account's identity: conversations, executions and reindexes " +
+			"will belong to it, not to each webhook's owner; act_as owner (with oauth2) acts as the owner, and so does forward")
+	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
-	var err error
-	if h.dispatcher, err = h.Upstream.client(); err != nil {
+	repl := caddy.NewReplacer()
+	keys, err := seal.ParseKeys(repl.ReplaceKnown(h.SecretsKey, ""), repl.ReplaceKnown(h.SecretsKeyPrevious, ""))
+	if err != nil {
+		return err
+	}
+	h.keys = keys
+	if h.dispatcher, err = h.Upstream.client(keys); err != nil {
 		return err
 	}
 	src, err := h.openStore()
@@ -419,7 +455,7 @@ func (h *Handler) setDefaults() {
 
 // client builds the CodeMie API client. Placeholders such as
 // {env.CODEMIE_TOKEN} are expanded in the URL, credentials and headers.
-func (u *Upstream) client() (*dispatch.Client, error) {
+func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 	if u == nil || u.URL == "" {
 		return nil, errors.New("upstream: the CodeMie API's URL is required")
 	}
@@ -440,7 +476,8 @@ func (u *Upstream) client() (*dispatch.Client, error) {
 	if base.RawQuery != "" || base.Fragment != "" || base.ForceQuery {
 		return nil, fmt.Errorf("upstream: %q: a base URL takes no query or fragment", u.URL)
 	}
-	cfg := dispatch.Config{BaseURL: base, Timeout: time.Duration(u.Timeout), Header: http.Header{}, Client: dispatch.HTTPClient}
+	cfg := dispatch.Config{BaseURL: base, Timeout: time.Duration(u.Timeout), Header: http.Header{}, Client: dispatch.HTTPClient,
+		Forward: u.Forward, Keys: keys}
 	for name, value := range u.Headers {
 		cfg.Header.Set(name, repl.ReplaceKnown(value, ""))
 	}
@@ -450,9 +487,13 @@ func (u *Upstream) client() (*dispatch.Client, error) {
 	case u.BearerToken != "":
 		cfg.Tokens = dispatch.StaticToken(repl.ReplaceKnown(u.BearerToken, ""))
 	case u.OAuth2 != nil:
-		o := u.OAuth2
-		cfg.Tokens = dispatch.NewClientCredentials(repl.ReplaceKnown(o.TokenURL, ""),
-			repl.ReplaceKnown(o.ClientID, ""), repl.ReplaceKnown(o.ClientSecret, ""), dispatch.HTTPClient)
+		tokenURL, id, secret := repl.ReplaceKnown(u.OAuth2.TokenURL, ""), repl.ReplaceKnown(u.OAuth2.ClientID, ""),
+			repl.ReplaceKnown(u.OAuth2.ClientSecret, "")
+		cc := dispatch.NewClientCredentials(tokenURL, id, secret, dispatch.HTTPClient)
+		cfg.Tokens = cc
+		if u.ActAs == ActAsOwner {
+			cfg.Tokens = dispatch.NewOwnerTokens(cc, tokenURL, id, secret, dispatch.HTTPClient)
+		}
 	}
 	return dispatch.New(cfg), nil
 }
@@ -469,10 +510,7 @@ func (h *Handler) guardConfig() guard.Config {
 // {env.REDIS_PASSWORD} are expanded in addresses, credentials and paths.
 func (h *Handler) openStore() (store.Store, error) {
 	repl := caddy.NewReplacer()
-	keys, err := seal.ParseKeys(repl.ReplaceKnown(h.SecretsKey, ""), repl.ReplaceKnown(h.SecretsKeyPrevious, ""))
-	if err != nil {
-		return nil, err
-	}
+	keys := h.keys
 	switch {
 	case h.IntegrationsFile != "":
 		h.guard = guard.NewMemory(h.guardConfig())
@@ -526,8 +564,10 @@ func (h *Handler) Validate() error {
 	if h.MaxBody < 0 || h.MaxBodiesInFlight < 0 || h.BodyTimeout < 0 {
 		return errors.New("max_body, max_bodies_in_flight and body_timeout must not be negative")
 	}
-	if h.MaxBodiesInFlight < h.MaxBody {
-		return fmt.Errorf("max_bodies_in_flight (%d bytes) must hold at least one body of max_body (%d bytes)", h.MaxBodiesInFlight, h.MaxBody)
+	if h.MaxBodiesInFlight <= h.MaxBody {
+		// Reading a body of max_body takes max_body+1 bytes: one more
+		// shows the body is not longer.
+		return fmt.Errorf("max_bodies_in_flight (%d bytes) must be larger than max_body (%d bytes)", h.MaxBodiesInFlight, h.MaxBody)
 	}
 	if h.FilteredStatus != http.StatusOK && h.FilteredStatus != http.StatusBadRequest {
 		return fmt.Errorf("filtered_status %d: must be 200 or 400", h.FilteredStatus)
@@ -540,6 +580,18 @@ func (h *Handler) Validate() error {
 	}
 	if h.Upstream.Timeout < 0 {
 		return errors.New("upstream: timeout must not be negative")
+	}
+	if h.Upstream.Forward && (h.Upstream.ActAs == ActAsOwner || h.Upstream.BearerToken != "" || h.Upstream.OAuth2 != nil) {
+		return errors.New("upstream: forward hands deliveries to CodeMie's own webhook, which takes no token: drop bearer_token, oauth2 and act_as")
+	}
+	switch h.Upstream.ActAs {
+	case ActAsServiceAccount, "":
+	case ActAsOwner:
+		if h.Upstream.OAuth2 == nil {
+			return errors.New("upstream: act_as owner exchanges the oauth2 client's tokens: configure oauth2")
+		}
+	default:
+		return fmt.Errorf("upstream: act_as %q: must be owner or service_account", h.Upstream.ActAs)
 	}
 	switch {
 	case h.Delivery == DeliveryAsync && h.Redis == nil:

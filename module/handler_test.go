@@ -257,6 +257,10 @@ func TestConfigErrors(t *testing.T) {
 		{"file store with async delivery", "integrations_file " + good + "\n\t\tupstream http://127.0.0.1:1\n\t\tdelivery async", "delivery async needs redis"},
 		{"upstream path with an empty segment", "integrations_file " + good + "\n\t\tupstream http://x//v1", "empty segment"},
 		{"upstream with a query", "integrations_file " + good + "\n\t\tupstream http://x/api?a=b", "query"},
+		{"body budget of one body", "integrations_file " + good + up + "\n\t\tmax_body 1MiB\n\t\tmax_bodies_in_flight 1MiB",
+			"max_bodies_in_flight (1048576 bytes) must be larger than max_body (1048576 bytes)"},
+		{"forward with a token", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\tforward\n\t\t\tbearer_token t\n\t\t}",
+			"forward hands deliveries to CodeMie's own webhook, which takes no token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := testenv.TryLoadCaddyfile(fmt.Sprintf("{\n\tadmin off\n}\n:0 {\n\tcodemie_webhooks {\n\t\t%s\n\t}\n}\n", tc.options))

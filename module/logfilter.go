@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/logging"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
 func init() {
@@ -30,7 +32,8 @@ func init() {
 // and event ids of every sender the handler knows (X-GitHub-Event,
 // X-GitHub-Delivery, X-Gitlab-Event-UUID, X-Atlassian-Webhook-Identifier,
 // Webhook-Id, Svix-Id, Idempotency-Key...) and the handler's Allow and
-// Retry-After. A secure header must not be named like one of them.
+// Retry-After (integration.LoggedHeaders). A secure header cannot take one
+// of their names: such a record is malformed.
 //
 // Names compare case-insensitively. A field whose value is not a set of
 // headers is left as it is. Filters of fields nested under the one it
@@ -45,52 +48,10 @@ type WebhookHeadersFilter struct {
 }
 
 // safeHeaders are the headers that WebhookHeadersFilter keeps: what
-// identifies a delivery, its sender and its content, and never a credential.
-var safeHeaders = canonicalSet(
-	// Content and client.
-	"Accept",
-	"Accept-Encoding",
-	"Content-Encoding",
-	"Content-Length",
-	"Content-Type",
-	"User-Agent",
-	// Proxies and tracing.
-	"Traceparent",
-	"X-Forwarded-For",
-	"X-Forwarded-Host",
-	"X-Forwarded-Proto",
-	"X-Real-Ip",
-	"X-Request-Id",
-	// Delivery and event ids of the senders the handler knows.
-	"Idempotency-Key",
-	"X-GitHub-Delivery",
-	"X-GitHub-Event",
-	"X-GitHub-Hook-ID",
-	"X-GitHub-Hook-Installation-Target-ID",
-	"X-GitHub-Hook-Installation-Target-Type",
-	"X-Gitlab-Event",
-	"X-Gitlab-Event-UUID",
-	"X-Gitlab-Instance",
-	"X-Gitlab-Webhook-UUID",
-	"X-Atlassian-Webhook-Identifier",
-	"X-Atlassian-Webhook-Retry",
-	"X-Event-Key",
-	"X-Hook-UUID",
-	"X-Request-UUID",
-	"Webhook-Id",
-	"Webhook-Timestamp",
-	"Svix-Id",
-	"Svix-Timestamp",
-	"X-Slack-Request-Timestamp",
-	"X-Slack-Retry-Num",
-	"X-Slack-Retry-Reason",
-	"X-Zendesk-Webhook-Id",
-	"X-Zendesk-Webhook-Invocation-Id",
-	"X-Zendesk-Webhook-Signature-Timestamp",
-	// Answers of the handler.
-	"Allow",
-	"Retry-After",
-)
+// identifies a delivery, its sender and its content, and never a
+// credential. An integration's secure header cannot take one of their
+// names.
+var safeHeaders = canonicalSet(integration.LoggedHeaders...)
 
 // credentialHeaders are headers known to carry a credential: none is in
 // safeHeaders, and WebhookHeadersFilter refuses to keep them.

@@ -2,6 +2,7 @@ package module
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 )
 
@@ -24,7 +25,7 @@ const (
 	msgPong         = "pong"
 	msgInvalidSig   = "Invalid GitHub webhook signature"
 	msgMissingSig   = "Missing GitHub webhook signature header"
-	msgGitLabToken  = "Invalid GitLab webhook token"
+	msgGitLabToken  = "Invalid GitLab token"
 	msgSecureHeader = "Invalid security header"
 )
 
@@ -50,6 +51,7 @@ func encode(key, msg string) []byte {
 // Header values shared by every answer; never modified.
 var (
 	jsonContentType = []string{"application/json"}
+	textContentType = []string{"text/plain; charset=utf-8"}
 	noSniff         = []string{"nosniff"}
 )
 
@@ -71,10 +73,28 @@ func writeResult(w http.ResponseWriter, a answer, msg string) answer {
 	return a
 }
 
+// writeUnread answers a request whose body was not read to its end, and
+// closes the connection: otherwise the server would first read what is
+// left of the body, as slowly as the sender sends it.
+func writeUnread(w http.ResponseWriter, a answer, msg string) answer {
+	w.Header().Set("Connection", "close")
+	return writeDetail(w, a, msg)
+}
+
 // writeNotFound answers an unknown or disabled webhook, with the same body
 // for both so that ids cannot be probed.
 func writeNotFound(w http.ResponseWriter, a answer) answer {
 	return writeDetail(w, a, "Webhook with ID '"+a.id+"' not found or not enabled")
+}
+
+// writeText answers a.status with a handshake's token as text/plain.
+func writeText(w http.ResponseWriter, a answer, text string) answer {
+	h := w.Header()
+	h["Content-Type"] = textContentType
+	h["X-Content-Type-Options"] = noSniff
+	w.WriteHeader(a.status)
+	_, _ = io.WriteString(w, text)
+	return a
 }
 
 func writeJSON(w http.ResponseWriter, status int, key, msg string) {

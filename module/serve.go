@@ -63,7 +63,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
 	}
 	if r.ContentLength > h.MaxBody {
-		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
+		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
 	}
 
 	loading := time.Now()
@@ -86,6 +86,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	case !in.Enabled:
 		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	}
+	if token, ok := verify.GraphValidation(in, r.URL.RawQuery); ok {
+		return writeText(w, a.with(outcome(verify.Handshake), http.StatusOK), token)
+	}
 
 	bp, err := h.bodies.read(w, r)
 	held := &heldBody{bodies: h.bodies, bp: bp}
@@ -93,16 +96,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	body := *bp
 	switch {
 	case errors.Is(err, errBodyTooLarge):
-		return writeDetail(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
+		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
 	case errors.Is(err, errBodyBudget):
 		w.Header().Set("Retry-After", "5")
-		return writeDetail(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), msgBodyBudget)
+		return writeUnread(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), msgBodyBudget)
 	case errors.Is(err, errBodyTimeout):
-		w.Header().Set("Connection", "close")
-		return writeDetail(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), msgBodyTimeout)
+		return writeUnread(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), msgBodyTimeout)
 	case err != nil:
 		a.err = err
-		return writeDetail(w, a.with(outcomeBadBody, http.StatusBadRequest), msgBadBody)
+		return writeUnread(w, a.with(outcomeBadBody, http.StatusBadRequest), msgBadBody)
 	}
 
 	v := verify.Check(in, r.Header, body, h.verifyOpts)
@@ -110,6 +112,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		metrics.unauthenticated.Inc()
 		h.logger.Warn("webhook has no authentication configured; served without any",
 			zap.String("webhook_id", id), zap.String("delivery_id", a.deliveryID))
+	}
+	if v.Outcome == verify.Handshake && v.Status == http.StatusOK {
+		return writeText(w, a.with(outcome(v.Outcome), v.Status), v.Text)
 	}
 	if v.Outcome != verify.Pass {
 		return writeResult(w, a.with(outcome(v.Outcome), v.Status), v.Message)
@@ -290,8 +295,16 @@ func (h *Handler) job(r *http.Request, a answer, in *integration.Integration, bo
 			repl.Set("http.codemie_webhooks.delivery_id", deliveryID)
 		}
 	}
-	return dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
-		UserID: in.UserID, DeliveryID: deliveryID, Body: body}
+	job := dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
+		UserID: in.UserID, DeliveryID: deliveryID, Body: body, ContentType: r.Header.Get("Content-Type")}
+	if h.Upstream.Forward {
+		var secureHeader []string
+		if in.SecureHeader != nil {
+			secureHeader = []string{in.SecureHeader.Name}
+		}
+		job.Forward = dispatch.SealForward(in.ID, r.Header, secureHeader, h.keys)
+	}
+	return job
 }
 
 // entry is the queue entry of an accepted webhook. The integration's own

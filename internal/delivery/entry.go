@@ -35,6 +35,10 @@ const (
 	fieldMeta     = "meta"
 	fieldBody     = "body"
 	fieldAttempts = "attempts"
+	// fieldForward holds, in forward mode, the headers that CodeMie's own
+	// webhook verifies the delivery with (dispatch.Job.Forward: sealed
+	// when a secrets key is configured).
+	fieldForward = "forward"
 
 	// Dead letters also carry:
 	fieldDeadAt     = "dead_at"
@@ -117,6 +121,9 @@ type meta struct {
 // values returns the entry as stream field/value pairs.
 func (e Entry) values() []any {
 	v := []any{fieldMeta, e.appendMeta(make([]byte, 0, 256)), fieldBody, e.Job.Body}
+	if e.Job.Forward != "" {
+		v = append(v, fieldForward, e.Job.Forward)
+	}
 	if e.Attempts > 0 {
 		v = append(v, fieldAttempts, strconv.Itoa(e.Attempts))
 	}
@@ -249,6 +256,8 @@ func decodeEntry(id string, fields streamFields) (Entry, error) {
 			UserID:       m.UserID,
 			DeliveryID:   m.DeliveryID,
 			Body:         []byte(str(fieldBody)),
+			ContentType:  m.Headers["Content-Type"],
+			Forward:      str(fieldForward),
 		},
 		ReceivedAt: time.UnixMilli(m.ReceivedAt),
 		ReplayKey:  m.ReplayKey,

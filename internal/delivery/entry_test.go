@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"testing"
 	"time"
@@ -113,5 +114,16 @@ func TestReplayKey(t *testing.T) {
 	back, err := decodeEntry("1-1", map[string]any{"meta": string(e.appendMeta(nil))})
 	if err != nil || back.ReplayKey != "sha256:ff" {
 		t.Errorf("round trip: %+v, %v", back, err)
+	}
+}
+
+// TestContentTypeRoundTrip: the kept Content-Type comes back as the job's,
+// so that a form-encoded delivery is still dispatched as its payload.
+func TestContentTypeRoundTrip(t *testing.T) {
+	const form = "application/x-www-form-urlencoded"
+	e := NewEntry(dispatch.Job{DeliveryID: "d-1", ContentType: form}, http.Header{"Content-Type": {form}}, nil, time.UnixMilli(1))
+	back, err := decodeEntry("1-1", map[string]any{"meta": string(e.appendMeta(nil)), "body": "payload=%7B%7D"})
+	if err != nil || back.Job.ContentType != form {
+		t.Errorf("content type %q after a round trip (%v), want %q", back.Job.ContentType, err, form)
 	}
 }

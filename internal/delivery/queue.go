@@ -293,8 +293,9 @@ end
 
 // listDeadScript returns up to ARGV[3] dead letters from ARGV[1] ("-" or
 // "(<id>") to ARGV[2] ("+" or an id), each as {id, {field, value, ...}
-// without the body, the body's length}. It reads one entry at a time, so
-// that it never holds more than one body.
+// without the body and the forwarded headers (which may hold secrets), the
+// body's length}. It reads one entry at a time, so that it never holds
+// more than one body.
 var listDeadScript = redis.NewScript(`
 local out, start = {}, ARGV[1]
 for _ = 1, tonumber(ARGV[3]) do
@@ -306,7 +307,7 @@ for _ = 1, tonumber(ARGV[3]) do
   for i = 1, #e[2], 2 do
     if e[2][i] == '` + fieldBody + `' then
       body = #e[2][i + 1]
-    else
+    elseif e[2][i] ~= '` + fieldForward + `' then
       fields[#fields + 1] = e[2][i]
       fields[#fields + 1] = e[2][i + 1]
     end

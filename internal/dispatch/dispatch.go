@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
 
 // Job is one webhook delivery to trigger.
@@ -34,6 +35,15 @@ type Job struct {
 	DeliveryID string
 	// Body is the webhook's raw body.
 	Body []byte
+	// ContentType is the request's Content-Type: a form-encoded GitHub
+	// delivery's text is its payload field, not the raw form.
+	ContentType string
+	// Forward holds, with Config.Forward, the request headers that
+	// CodeMie's own webhook needs to verify the delivery again: the JSON
+	// of a map of header names to values, sealed for the webhook id
+	// ("enc:v1:...") when a secrets key is configured, since it may hold
+	// secrets (a GitLab token, a secure header).
+	Forward string
 }
 
 // Class says what an attempt's outcome means for the next one.
@@ -104,10 +114,13 @@ func UnsupportedAnswer(resourceType string) *Answer {
 
 // Tokens supplies the Authorization header's bearer token.
 type Tokens interface {
-	// Token returns a valid token, or a *TokenError.
-	Token(ctx context.Context) (string, error)
-	// Invalidate drops a token the API refused, so the next call gets a new one.
-	Invalidate(token string)
+	// Token returns a valid token for calls made for owner (the
+	// integration's user_id), or a *TokenError. A service account's
+	// token is the same for every owner.
+	Token(ctx context.Context, owner string) (string, error)
+	// Invalidate drops a token the API refused, so the next call for
+	// owner gets a new one.
+	Invalidate(owner, token string)
 }
 
 // Config says where the CodeMie API is and how to call it.
@@ -122,6 +135,13 @@ type Config struct {
 	Header http.Header
 	// Client sends the calls.
 	Client *http.Client
+	// Forward hands each delivery to CodeMie's own webhook endpoint,
+	// POST /v1/webhooks/{id}, with its body and Job.Forward's headers,
+	// instead of calling the resource APIs: CodeMie verifies it again and
+	// triggers as the owner itself.
+	Forward bool
+	// Keys open sealed Job.Forward values.
+	Keys *seal.Keys
 }
 
 // Client calls the CodeMie API.
@@ -139,6 +159,9 @@ const maxResponse = 1 << 20
 
 // Dispatch makes one attempt at triggering job's resource.
 func (c *Client) Dispatch(ctx context.Context, job Job) Result {
+	if c.cfg.Forward {
+		return c.forward(ctx, job)
+	}
 	switch job.ResourceType {
 	case integration.ResourceAssistant:
 		return c.assistant(ctx, job)
@@ -156,6 +179,15 @@ type call struct {
 	method string
 	path   string // escaped path and query, relative to the base URL
 	body   any    // marshalled as JSON; nil sends no body
+	// forwarded, when set, is sent instead: a delivery's own body and
+	// headers, with no token of the edge's.
+	forwarded *delivered
+}
+
+// delivered is a webhook delivery as its sender sent it.
+type delivered struct {
+	body   []byte
+	header http.Header
 }
 
 // do sends c and decodes a 2xx answer into out (if not nil). A failed
@@ -193,7 +225,7 @@ func (c *Client) do(ctx context.Context, job Job, cl call, out any) (res Result,
 			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
 		}
 		if resp.StatusCode == http.StatusUnauthorized && c.cfg.Tokens != nil {
-			c.cfg.Tokens.Invalidate(strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
+			c.cfg.Tokens.Invalidate(job.UserID, strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
 		}
 		res.Reason = fmt.Sprintf("%s: CodeMie answered %d", cl.step, resp.StatusCode)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
@@ -219,6 +251,9 @@ func (c *Client) request(ctx context.Context, job Job, cl call) (*http.Request, 
 			return nil, fmt.Errorf("encoding the request: %v", err)
 		}
 		body = bytes.NewReader(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	}
+	if cl.forwarded != nil {
+		body = bytes.NewReader(cl.forwarded.body)
 	}
 	base := c.cfg.BaseURL
 	u, err := base.Parse(strings.TrimSuffix(base.EscapedPath(), "/") + cl.path)
@@ -250,12 +285,22 @@ func (c *Client) request(ctx context.Context, job Job, cl call) (*http.Request, 
 	}
 	req.Header.Set("X-Request-ID", job.DeliveryID)
 	req.Header.Set("Idempotency-Key", job.DeliveryID)
+	if cl.forwarded != nil {
+		for name, values := range cl.forwarded.header {
+			req.Header[name] = values
+		}
+		return req, nil // the webhook endpoint takes no token: it checks the sender's own
+	}
 	if c.cfg.Tokens != nil {
-		token, err := c.cfg.Tokens.Token(ctx)
+		token, err := c.cfg.Tokens.Token(ctx, job.UserID)
 		if err != nil {
 			return nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
+		// CodeMie behind oauth2-proxy (IDP_PROVIDER keycloak) reads the
+		// caller's token from the header the proxy injects; the edge
+		// calls the API directly, past the proxy.
+		req.Header.Set("X-Auth-Request-Access-Token", token)
 	}
 	return req, nil
 }

@@ -83,10 +83,10 @@ func TestDispatchResources(t *testing.T) {
 		answer *Answer
 	}{
 		{"assistant", job("assistant", "asst-1", body), []wantCall{
-			{"POST /v1/conversations", `{"initial_assistant_id":"asst-1","folder":"webhook"}`},
+			{"POST /v1/conversations", `{"initial_assistant_id":"asst-1","folder":"job"}`},
 			{"PUT /v1/conversations/conv-1", `{"name":"Webhook: asst-1"}`},
 			{"POST /v1/assistants/asst-1/model", `{"conversation_id":"conv-1","text":` + quote(body) +
-				`,"content_raw":"<p>{&#34;action&#34;:&#34;opened&#34;,&#34;title&#34;:&#34;&lt;b&gt;fix&lt;/b&gt; &amp; more&#34;}</p>","stream":false}`},
+				`,"content_raw":` + quote("<p>"+body+"</p>") + `,"stream":false}`}, // not escaped, as the backend's f'<p>{task}</p>'
 		}, nil},
 		{"workflow", job("workflow", "wf-1", body), []wantCall{
 			{"POST /v1/workflows/wf-1/executions", `{"user_input":` + quote(body) + `}`},
@@ -107,7 +107,7 @@ func TestDispatchResources(t *testing.T) {
 			{"GET /v1/index/ds-chunk", ""}, {"PUT /v1/application/proj/index/repo?full_reindex=true", `{}`},
 		}, nil},
 		{"datasource jira", job("datasource", "ds-jira", body), []wantCall{
-			{"GET /v1/index/ds-jira", ""}, {"PUT /v1/index/knowledge_base/jira?full_reindex=true", `{"name":"jira-kb","project_name":"proj"}`},
+			{"GET /v1/index/ds-jira", ""}, {"PUT /v1/index/knowledge_base/jira?incremental_reindex=true", `{"name":"jira-kb","project_name":"proj","jql":"project = KB AND updated >= -1d"}`},
 		}, nil},
 		{"datasource confluence", job("datasource", "ds-confluence", body), []wantCall{
 			{"GET /v1/index/ds-confluence", ""}, {"PUT /v1/index/knowledge_base/confluence?full_reindex=true", `{"name":"wiki","project_name":"proj"}`},
@@ -302,5 +302,59 @@ func TestDispatchStaysOnTheBaseHost(t *testing.T) {
 	res := c.Dispatch(context.Background(), job("workflow", "wf", "{}"))
 	if res.Class != Final || !strings.Contains(res.Reason, "leaves the API's host") {
 		t.Errorf("result %+v, want final: leaves the API's host", res)
+	}
+}
+
+// TestDispatchFormEncodedText: a form-encoded GitHub delivery's text is its
+// payload field, the JSON document, not the raw form; other bodies are
+// sent as they are.
+func TestDispatchFormEncodedText(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	c := newClient(t, api.URL, StaticToken("tok"))
+	const form = "application/x-www-form-urlencoded"
+	for _, tc := range []struct {
+		name, contentType, body, want string
+	}{
+		{"form with payload", form, "payload=%7B%22action%22%3A%22opened%22%7D", `{"action":"opened"}`},
+		{"form with charset", form + "; charset=utf-8", "payload=%7B%7D&other=1", `{}`},
+		{"JSON under the form type", form, `{"action":"opened"}`, `{"action":"opened"}`},
+		{"form without payload", form, "a=1&b=2", "a=1&b=2"},
+		{"JSON", "application/json", `{"payload":"x"}`, `{"payload":"x"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api.Reset()
+			j := job("workflow", "wf", tc.body)
+			j.ContentType = tc.contentType
+			if res := c.Dispatch(context.Background(), j); res.Class != Success {
+				t.Fatalf("result %+v", res)
+			}
+			want, _ := json.Marshal(map[string]string{"user_input": tc.want})
+			checkCalls(t, api.Calls(), []wantCall{{"POST /v1/workflows/wf/executions", string(want)}})
+		})
+	}
+}
+
+// TestDispatchJiraWithoutStoredJQL: a Jira datasource with no stored JQL is
+// reindexed with "" as CodeMie's own webhook does; the field itself is
+// required (the fake, as CodeMie, answers 422 without it).
+func TestDispatchJiraWithoutStoredJQL(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	api.SetDatasource("ds-jira-nojql", testenv.Datasource{IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "kb"})
+	c := newClient(t, api.URL, StaticToken("tok"))
+	if res := c.Dispatch(context.Background(), job("datasource", "ds-jira-nojql", "{}")); res.Class != Success {
+		t.Fatalf("result %+v", res)
+	}
+	checkCalls(t, api.Calls(), []wantCall{{"GET /v1/index/ds-jira-nojql", ""},
+		{"PUT /v1/index/knowledge_base/jira?incremental_reindex=true", `{"name":"kb","project_name":"proj","jql":""}`}})
+
+	req, _ := http.NewRequest(http.MethodPut, api.URL+"/v1/index/knowledge_base/jira?incremental_reindex=true",
+		strings.NewReader(`{"name":"kb","project_name":"proj"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("the fake answered %d to a reindex without jql, want 422 as CodeMie", resp.StatusCode)
 	}
 }

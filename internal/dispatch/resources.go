@@ -3,15 +3,21 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"html"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/verify"
 )
 
-// text is the webhook body as the backend passes it on: decoded as UTF-8,
-// with invalid bytes replaced rather than dropped.
-func text(body []byte) string {
+// text is what the resource is given: the body (for a form-encoded
+// GitHub delivery, its payload field), as UTF-8 with invalid bytes
+// replaced. The signature was checked over the raw bytes.
+func text(job Job) string {
+	body := job.Body
+	if doc, ok := verify.FormPayload(job.ContentType, body); ok {
+		body = doc
+	}
 	return strings.ToValidUTF8(string(body), "\uFFFD")
 }
 
@@ -26,7 +32,7 @@ func (c *Client) assistant(ctx context.Context, job Job) Result {
 		ID string `json:"id"`
 	}
 	res, ok := c.do(ctx, job, call{step: "create conversation", method: http.MethodPost, path: "/v1/conversations",
-		body: map[string]string{"initial_assistant_id": job.ResourceID, "folder": "webhook"}}, &created)
+		body: map[string]string{"initial_assistant_id": job.ResourceID, "folder": "job"}}, &created)
 	if !ok {
 		return res
 	}
@@ -46,9 +52,9 @@ func (c *Client) assistant(ctx context.Context, job Job) Result {
 		warning = res.Reason
 	}
 
-	t := text(job.Body)
+	t := text(job)
 	res, ok = c.do(ctx, job, call{step: "call assistant", method: http.MethodPost, path: "/v1/assistants/" + id + "/model",
-		body: map[string]any{"conversation_id": created.ID, "text": t, "content_raw": "<p>" + html.EscapeString(t) + "</p>", "stream": false}}, nil)
+		body: map[string]any{"conversation_id": created.ID, "text": t, "content_raw": "<p>" + t + "</p>", "stream": false}}, nil)
 	if !ok {
 		if del, ok := c.do(ctx, job, call{step: "delete conversation", method: http.MethodDelete, path: "/v1/conversations/" + conv}, nil); !ok {
 			warning = joinWarnings(warning, del.Reason)
@@ -69,7 +75,7 @@ func (c *Client) workflow(ctx context.Context, job Job) Result {
 	}
 	res, _ := c.do(ctx, job, call{step: "create workflow execution", method: http.MethodPost,
 		path: "/v1/workflows/" + id + "/executions",
-		body: map[string]string{"user_input": text(job.Body)}}, &started)
+		body: map[string]string{"user_input": text(job)}}, &started)
 	return res
 }
 
@@ -82,6 +88,9 @@ func (c *Client) datasource(ctx context.Context, job Job) Result {
 		IndexType   string `json:"index_type"`
 		ProjectName string `json:"project_name"`
 		RepoName    string `json:"repo_name"`
+		Jira        struct {
+			JQL string `json:"jql"`
+		} `json:"jira"`
 	}
 	id, err := segment(job.ResourceID)
 	if err != nil {
@@ -107,7 +116,11 @@ func (c *Client) datasource(ctx context.Context, job Job) Result {
 		}
 		reindex = call{path: "/v1/application/" + project + "/index/" + repo + "?full_reindex=true", body: struct{}{}}
 	case ds.IndexType == "knowledge_base_jira":
-		reindex = call{path: "/v1/index/knowledge_base/jira?full_reindex=true", body: kb}
+		// As CodeMie's own webhook: an incremental reindex with the
+		// datasource's stored JQL ("" when it has none). The endpoint
+		// requires the field: without it, 422.
+		reindex = call{path: "/v1/index/knowledge_base/jira?incremental_reindex=true",
+			body: map[string]string{"name": ds.RepoName, "project_name": ds.ProjectName, "jql": ds.Jira.JQL}}
 	case ds.IndexType == "knowledge_base_confluence":
 		reindex = call{path: "/v1/index/knowledge_base/confluence?full_reindex=true", body: kb}
 	case ds.IndexType == "llm_routing_google":

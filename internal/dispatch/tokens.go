@@ -27,10 +27,10 @@ func (e *TokenError) Error() string { return e.msg }
 type StaticToken string
 
 // Token implements Tokens.
-func (t StaticToken) Token(context.Context) (string, error) { return string(t), nil }
+func (t StaticToken) Token(context.Context, string) (string, error) { return string(t), nil }
 
 // Invalidate implements Tokens; a static token cannot be renewed.
-func (StaticToken) Invalidate(string) {}
+func (StaticToken) Invalidate(string, string) {}
 
 // refreshBefore is how long before its expiry a token is replaced.
 const refreshBefore = 30 * time.Second
@@ -58,8 +58,8 @@ func NewClientCredentials(tokenURL, clientID, clientSecret string, client *http.
 	}
 }
 
-// Token implements Tokens.
-func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
+// Token implements Tokens: the client's own token, whoever the owner.
+func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	now := cc.now()
@@ -86,7 +86,7 @@ func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
 }
 
 // Invalidate implements Tokens: a token the API refused is not used again.
-func (cc *ClientCredentials) Invalidate(token string) {
+func (cc *ClientCredentials) Invalidate(_, token string) {
 	cc.mu.Lock()
 	if cc.token == token {
 		cc.token = ""

@@ -23,7 +23,7 @@ func TestClientCredentials(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			if tok, err := cc.Token(ctx); err != nil || tok != "access-1" {
+			if tok, err := cc.Token(ctx, ""); err != nil || tok != "access-1" {
 				t.Errorf("Token() = %q, %v", tok, err)
 			}
 		})
@@ -34,20 +34,20 @@ func TestClientCredentials(t *testing.T) {
 	}
 
 	now = now.Add(269 * time.Second) // 31s before expiry: still good
-	if tok, _ := cc.Token(ctx); tok != "access-1" {
+	if tok, _ := cc.Token(ctx, ""); tok != "access-1" {
 		t.Errorf("before expiry: %q, want the cached token", tok)
 	}
 	now = now.Add(2 * time.Second) // within 30s of expiry: refreshed
-	if tok, _ := cc.Token(ctx); tok != "access-2" {
+	if tok, _ := cc.Token(ctx, ""); tok != "access-2" {
 		t.Errorf("near expiry: %q, want a refreshed token", tok)
 	}
 
-	cc.Invalidate("access-1") // an old token: no effect
-	if tok, _ := cc.Token(ctx); tok != "access-2" {
+	cc.Invalidate("", "access-1") // an old token: no effect
+	if tok, _ := cc.Token(ctx, ""); tok != "access-2" {
 		t.Errorf("after invalidating an old token: %q", tok)
 	}
-	cc.Invalidate("access-2")
-	if tok, _ := cc.Token(ctx); tok != "access-3" {
+	cc.Invalidate("", "access-2")
+	if tok, _ := cc.Token(ctx, ""); tok != "access-3" {
 		t.Errorf("after invalidating the current token: %q, want a new one", tok)
 	}
 }
@@ -89,7 +89,7 @@ func TestTokenFailures(t *testing.T) {
 
 	port, _ := testenv.FreePort()
 	cc := NewClientCredentials("http://127.0.0.1:"+strconv.Itoa(port)+"/token", "id", "secret", &http.Client{})
-	if _, err := cc.Token(context.Background()); err == nil || !err.(*TokenError).Retryable {
+	if _, err := cc.Token(context.Background(), ""); err == nil || !err.(*TokenError).Retryable {
 		t.Errorf("unreachable token endpoint: %v, want a retryable error", err)
 	}
 }

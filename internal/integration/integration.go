@@ -46,6 +46,7 @@ const (
 	FieldSignatureTolerance = "signature_tolerance"
 	FieldEventFilter        = "event_filter"
 	FieldEventField         = "event_field"
+	FieldGraphValidation    = "graph_validation"
 )
 
 // Signature schemes of signature_scheme.
@@ -142,6 +143,9 @@ type Sender struct {
 	// gjson path; unset: "type"); empty allows all.
 	EventFilter []string
 	EventField  string
+	// GraphValidation answers Microsoft Graph's subscription validation
+	// (a POST with a validationToken query parameter) with the token.
+	GraphValidation bool
 }
 
 // HasAuth reports whether the integration configures any mechanism that
@@ -149,6 +153,61 @@ type Sender struct {
 func (in *Integration) HasAuth() bool {
 	return len(in.GitHubSecret) > 0 || (in.GitLab != nil && len(in.GitLab.Token) > 0) || in.SecureHeader != nil ||
 		(in.Sender != nil && in.Sender.SignatureScheme != "")
+}
+
+// LoggedHeaders are the request headers known not to carry a secret: what
+// identifies a delivery, its sender and its content. Access logs keep them
+// (the webhook_headers log filter), so an integration's secure header
+// cannot take one of their names.
+var LoggedHeaders = []string{
+	// Content and client.
+	"Accept",
+	"Accept-Encoding",
+	"Content-Encoding",
+	"Content-Length",
+	"Content-Type",
+	"User-Agent",
+	// Proxies and tracing.
+	"Traceparent",
+	"X-Forwarded-For",
+	"X-Forwarded-Host",
+	"X-Forwarded-Proto",
+	"X-Real-Ip",
+	"X-Request-Id",
+	// Delivery and event ids of the senders the handler knows.
+	"Idempotency-Key",
+	"X-GitHub-Delivery",
+	"X-GitHub-Event",
+	"X-GitHub-Hook-ID",
+	"X-GitHub-Hook-Installation-Target-ID",
+	"X-GitHub-Hook-Installation-Target-Type",
+	"X-Gitlab-Event",
+	"X-Gitlab-Event-UUID",
+	"X-Gitlab-Instance",
+	"X-Gitlab-Webhook-UUID",
+	"X-Atlassian-Webhook-Identifier",
+	"X-Atlassian-Webhook-Retry",
+	"X-Event-Key",
+	"X-Hook-UUID",
+	"X-Request-UUID",
+	"Webhook-Id",
+	"Webhook-Timestamp",
+	"Svix-Id",
+	"Svix-Timestamp",
+	"X-Slack-Request-Timestamp",
+	"X-Slack-Retry-Num",
+	"X-Slack-Retry-Reason",
+	"X-Zendesk-Webhook-Id",
+	"X-Zendesk-Webhook-Invocation-Id",
+	"X-Zendesk-Webhook-Signature-Timestamp",
+	// Answers of the handler.
+	"Allow",
+	"Retry-After",
+}
+
+// loggedHeader reports whether name (canonical) is one of LoggedHeaders.
+func loggedHeader(name string) bool {
+	return slices.ContainsFunc(LoggedHeaders, func(h string) bool { return strings.EqualFold(h, name) })
 }
 
 // SecretHeaders returns the names (canonical) of the request headers that
@@ -265,6 +324,7 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			SignatureTolerance: d.duration(FieldSignatureTolerance, DefaultSignatureTolerance),
 			EventFilter:        splitList(fields[FieldEventFilter]),
 			EventField:         cmp.Or(fields[FieldEventField], DefaultEventField),
+			GraphValidation:    d.boolean(FieldGraphValidation, false),
 		}
 	}
 	err := d.err
@@ -302,6 +362,9 @@ func (in *Integration) validate(stored string) error {
 			return in.fieldErr(FieldSecureHeaderName, "not a valid HTTP header name")
 		}
 		sh.Name = http.CanonicalHeaderKey(sh.Name)
+		if loggedHeader(sh.Name) {
+			return in.fieldErr(FieldSecureHeaderName, "names a header that logs keep as harmless (such as User-Agent): choose a name of its own")
+		}
 	}
 	return in.validateSignature()
 }
@@ -338,7 +401,7 @@ func printableASCII(s string) bool {
 
 // senderFields are the fields a Sender is decoded from.
 var senderFields = []string{FieldSignatureScheme, FieldSignatureSecret, FieldSignatureHeader, FieldSignaturePrefix,
-	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField}
+	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField, FieldGraphValidation}
 
 // validateSignature checks the signature fields, and turns Standard
 // Webhooks secrets into their keys.

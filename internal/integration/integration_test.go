@@ -254,3 +254,17 @@ func TestIntegrationStaysSmall(t *testing.T) {
 		t.Errorf("an Integration is %d bytes, more than 144", size)
 	}
 }
+
+// TestSecureHeaderNamedLikeALoggedOne: a secure header cannot take the name
+// of a header that access logs keep, or its value would be logged.
+func TestSecureHeaderNamedLikeALoggedOne(t *testing.T) {
+	for _, name := range []string{"User-Agent", "content-type", "X-GitHub-Delivery"} {
+		_, err := Decode("wh", map[string]string{"secure_header_name": name, "secure_header_value": "s3cret"}, nil)
+		if !IsMalformed(err) || !strings.Contains(err.Error(), "secure_header_name") {
+			t.Errorf("%s: %v, want a malformed secure_header_name", name, err)
+		}
+	}
+	if _, err := Decode("wh", map[string]string{"secure_header_name": "X-Webhook-Key", "secure_header_value": "s3cret"}, nil); err != nil {
+		t.Errorf("X-Webhook-Key: %v", err)
+	}
+}

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/hmac"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +33,14 @@ type Datasource struct {
 	IndexType   string `json:"index_type"`
 	ProjectName string `json:"project_name"`
 	RepoName    string `json:"repo_name"`
+	// Jira is a Jira datasource's settings; CodeMie stores its JQL there.
+	Jira *JiraSettings `json:"jira,omitempty"`
+}
+
+// JiraSettings are the Jira part of a datasource, as GET /v1/index/{id}
+// answers it.
+type JiraSettings struct {
+	JQL string `json:"jql"`
 }
 
 // Datasources has one datasource of each index type the contract names,
@@ -40,7 +50,7 @@ var Datasources = map[string]Datasource{
 	"ds-code":       {IndexType: "code", ProjectName: "my proj", RepoName: "repo/x"},
 	"ds-summary":    {IndexType: "summary", ProjectName: "proj", RepoName: "repo"},
 	"ds-chunk":      {IndexType: "chunk-summary", ProjectName: "proj", RepoName: "repo"},
-	"ds-jira":       {IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "jira-kb"},
+	"ds-jira":       {IndexType: "knowledge_base_jira", ProjectName: "proj", RepoName: "jira-kb", Jira: &JiraSettings{JQL: "project = KB AND updated >= -1d"}},
 	"ds-confluence": {IndexType: "knowledge_base_confluence", ProjectName: "proj", RepoName: "wiki"},
 	"ds-google":     {IndexType: "llm_routing_google", ProjectName: "proj", RepoName: "gdoc"},
 	"ds-file":       {IndexType: "knowledge_base_file", ProjectName: "proj", RepoName: "files"},
@@ -54,6 +64,7 @@ type CodeMie struct {
 
 	mu          sync.Mutex
 	calls       []Call
+	webhooks    map[string]Webhook
 	datasources map[string]Datasource
 	fail        func(Call) int
 	hang        func(Call) bool
@@ -221,7 +232,23 @@ func (f *CodeMie) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if detail := invalidBody(r, body); detail != "" {
+		// FastAPI's answer to a body its model refuses.
+		f.mu.Lock()
+		f.calls[index].Status = http.StatusUnprocessableEntity
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		fmt.Fprint(w, detail)
+		return
+	}
 	switch {
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/webhooks/"):
+		status, answer := f.webhook(strings.TrimPrefix(r.URL.Path, "/v1/webhooks/"), r.Header, body)
+		f.mu.Lock()
+		f.calls[index].Status = status
+		f.mu.Unlock()
+		w.WriteHeader(status)
+		fmt.Fprint(w, answer)
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/conversations":
 		fmt.Fprintf(w, `{"id":"conv-%d"}`, n)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/executions"):
@@ -261,4 +288,89 @@ func (f *CodeMie) serveToken(w http.ResponseWriter, r *http.Request) {
 		f.tokens++
 		fmt.Fprintf(w, `{"access_token":"access-%d","token_type":"Bearer","expires_in":%d}`, f.tokens, f.tokenTTL)
 	}
+}
+
+// requiredFields are the body fields CodeMie's request models require, by
+// "METHOD path" (UpdateKnowledgeBaseJiraRequest, ReIndexKnowledgeBaseRequest,
+// UpdateKnowledgeBaseConfluenceRequest): a call without one is answered
+// 422. An empty string is a value.
+var requiredFields = map[string][]string{
+	"PUT /v1/index/knowledge_base/jira":           {"name", "project_name", "jql"},
+	"PUT /v1/index/knowledge_base/confluence":     {"name", "project_name"},
+	"PUT /v1/index/knowledge_base/google/reindex": {"name", "project_name"},
+}
+
+// invalidBody returns CodeMie's 422 body (its own validation handler's
+// shape, not FastAPI's default) for a call whose JSON body lacks a field
+// the endpoint's model requires, or "".
+func invalidBody(r *http.Request, body []byte) string {
+	fields, ok := requiredFields[r.Method+" "+r.URL.Path]
+	if !ok {
+		return ""
+	}
+	var got map[string]any
+	if err := json.Unmarshal(body, &got); err != nil {
+		return `{"error":{"message":"Invalid request","details":[{"loc":["body"],"msg":"JSON decode error","type":"json_invalid"}]}}`
+	}
+	for _, f := range fields {
+		if _, ok := got[f].(string); !ok {
+			return fmt.Sprintf(`{"error":{"message":"Invalid request","details":[{"loc":["body",%q],"msg":"Field required","type":"missing"}]}}`, f)
+		}
+	}
+	return ""
+}
+
+// Webhook is an integration as CodeMie's own webhook endpoint checks it.
+type Webhook struct {
+	GitHubSecret      string
+	GitLabToken       string
+	SecureHeaderName  string
+	SecureHeaderValue string
+}
+
+// SetWebhook makes POST /v1/webhooks/{id} check deliveries against wh.
+func (f *CodeMie) SetWebhook(id string, wh Webhook) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.webhooks == nil {
+		f.webhooks = map[string]Webhook{}
+	}
+	f.webhooks[id] = wh
+}
+
+// webhook answers POST /v1/webhooks/{id} as CodeMie's router does
+// (rest_api/routers/webhook.py and its security modules): the first
+// mechanism that matches the request's provider decides; GitHub's
+// signature is an HMAC-SHA256 over the raw body.
+func (f *CodeMie) webhook(id string, h http.Header, body []byte) (int, string) {
+	f.mu.Lock()
+	wh, ok := f.webhooks[id]
+	f.mu.Unlock()
+	detail := func(status int, msg string) (int, string) {
+		b, _ := json.Marshal(map[string]string{"detail": msg})
+		return status, string(b)
+	}
+	ua := h.Get("User-Agent")
+	switch {
+	case !ok:
+		return detail(http.StatusBadRequest, "Webhook with ID '"+id+"' not found or not enabled")
+	case wh.GitHubSecret != "" && (h.Get("X-Hub-Signature-256") != "" || h.Get("X-Hub-Signature") != "" ||
+		h.Get("X-GitHub-Event") != "" || strings.Contains(ua, "GitHub-Hookshot")):
+		sig, has := strings.CutPrefix(h.Get("X-Hub-Signature-256"), "sha256=")
+		switch {
+		case h.Get("X-Hub-Signature-256") == "":
+			return detail(http.StatusUnauthorized, "Missing GitHub webhook signature header")
+		case !has || !hmac.Equal([]byte(sig), []byte(hex.EncodeToString(HMACSHA256([]byte(wh.GitHubSecret), string(body))))):
+			return detail(http.StatusUnauthorized, "Invalid GitHub webhook signature")
+		}
+	case wh.GitLabToken != "" && (h.Get("X-Gitlab-Event") != "" || h.Get("X-Gitlab-Token") != "" || strings.HasPrefix(ua, "GitLab/")):
+		if !hmac.Equal([]byte(h.Get("X-Gitlab-Token")), []byte(wh.GitLabToken)) {
+			return detail(http.StatusUnauthorized, "Invalid GitLab token")
+		}
+	case wh.SecureHeaderName != "" && wh.SecureHeaderValue != "":
+		if h.Get(wh.SecureHeaderName) != wh.SecureHeaderValue {
+			return detail(http.StatusUnauthorized, "Invalid security header")
+		}
+	}
+	return http.StatusOK, `{"message":"Webhook invoked successfully"}`
 }

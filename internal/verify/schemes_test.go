@@ -285,3 +285,57 @@ func FuzzSchemes(f *testing.F) {
 		}
 	})
 }
+
+// TestHandshakes: Slack's url_verification is answered with its challenge
+// once the Slack signature passes (never before); Microsoft Graph's
+// validation only for integrations that allow it.
+func TestHandshakes(t *testing.T) {
+	slack := schemeIntegration(t, map[string]string{"signature_scheme": "slack", "signature_secret": "k"})
+	now := time.Unix(1531420618, 0)
+	signed := func(body string) http.Header {
+		return headers("X-Slack-Request-Timestamp", "1531420618", "X-Slack-Signature", "v0="+hmacHex("k", "v0:1531420618:"+body))
+	}
+	const challenge = `{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`
+	for _, tc := range []struct {
+		name   string
+		h      http.Header
+		body   string
+		want   Outcome
+		status int
+		text   string
+	}{
+		{"signed challenge", signed(challenge), challenge, Handshake, 200, "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"},
+		{"unsigned challenge", headers(), challenge, SchemeSignatureMissing, 401, ""},
+		{"wrongly signed challenge", signed(challenge + " "), challenge, SchemeSignatureInvalid, 401, ""},
+		{"challenge with a line break", signed(`{"type":"url_verification","challenge":"a\nb"}`), `{"type":"url_verification","challenge":"a\nb"}`, Handshake, 400, ""},
+		{"an event", signed(`{"type":"event_callback","event_id":"Ev1"}`), `{"type":"event_callback","event_id":"Ev1"}`, Pass, 0, ""},
+	} {
+		r := Check(slack, tc.h, []byte(tc.body), Options{Now: now, FilteredStatus: 200})
+		if r.Outcome != tc.want || r.Status != tc.status || r.Text != tc.text {
+			t.Errorf("%s: %+v, want %s %d %q", tc.name, r, tc.want, tc.status, tc.text)
+		}
+	}
+
+	graph := schemeIntegration(t, map[string]string{"graph_validation": "true"})
+	other := schemeIntegration(t, map[string]string{"event_field": "type"})
+	for _, tc := range []struct {
+		name  string
+		in    *integration.Integration
+		query string
+		token string
+		ok    bool
+	}{
+		{"graph validation", graph, "validationToken=Validation%3A+Testing+client+application", "Validation: Testing client application", true},
+		{"no token", graph, "", "", false},
+		{"another parameter", graph, "x=validationToken", "", false},
+		{"token twice", graph, "validationToken=a&validationToken=b", "", false},
+		{"token with a line break", graph, "validationToken=a%0Ab", "a\nb", false},
+		{"not allowed", other, "validationToken=abc", "", false},
+		{"no sender fields", &integration.Integration{ID: "x"}, "validationToken=abc", "", false},
+	} {
+		token, ok := GraphValidation(tc.in, tc.query)
+		if ok != tc.ok || (ok && token != tc.token) {
+			t.Errorf("%s: %q %v, want %q %v", tc.name, token, ok, tc.token, tc.ok)
+		}
+	}
+}

@@ -41,6 +41,9 @@ const (
 	AuthRequired        Outcome = "auth_required"
 	Filtered            Outcome = "filtered"
 	Ping                Outcome = "ping"
+	// Handshake: a sender's endpoint check (Slack's url_verification,
+	// Microsoft Graph's validationToken), answered with Result.Text.
+	Handshake Outcome = "handshake"
 
 	SchemeSignatureMissing Outcome = "signature_missing"
 	SchemeSignatureInvalid Outcome = "signature_invalid"
@@ -51,12 +54,48 @@ const (
 const (
 	msgSignatureMissing = "Missing GitHub webhook signature header"
 	msgSignatureInvalid = "Invalid GitHub webhook signature"
-	msgGitLabToken      = "Invalid GitLab webhook token"
+	msgGitLabToken      = "Invalid GitLab token"
 	msgSecureHeader     = "Invalid security header"
 	msgAuthRequired     = "Webhook has no authentication configured"
 	msgFiltered         = "Webhook received, event filtered out"
 	msgPong             = "pong"
+	msgBadHandshake     = "Invalid handshake"
 )
+
+// maxHandshakeToken bounds a handshake's token, in bytes.
+const maxHandshakeToken = 1024
+
+// handshakeToken reports whether a handshake's token may be echoed: 1 to
+// maxHandshakeToken printable ASCII bytes.
+func handshakeToken(s string) bool {
+	if s == "" || len(s) > maxHandshakeToken {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// GraphValidation returns the token of Microsoft Graph's subscription
+// validation (a POST to the notification URL with a validationToken query
+// parameter and no body), for an integration that allows it: the token is
+// to be answered, 200 text/plain, and nothing triggered. Graph signs
+// nothing in it, so it is answered before authentication; ok is false when
+// the request is not such a validation.
+func GraphValidation(in *integration.Integration, rawQuery string) (token string, ok bool) {
+	if in.Sender == nil || !in.Sender.GraphValidation || !strings.Contains(rawQuery, "validationToken=") {
+		return "", false
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil || len(q["validationToken"]) != 1 {
+		return "", false
+	}
+	token = q.Get("validationToken")
+	return token, handshakeToken(token)
+}
 
 // maxEventEcho bounds how much of a sender's event name is echoed back.
 const maxEventEcho = 128
@@ -83,6 +122,8 @@ type Result struct {
 	// Unauthenticated is set when the request passed because the
 	// integration configures no mechanism at all.
 	Unauthenticated bool
+	// Text is a Handshake's answer, sent as text/plain.
+	Text string
 	// EventID is the sender's own id of the event, from a signature scheme
 	// that has one (Standard Webhooks' webhook-id, Stripe's and Slack's
 	// event ids, Zendesk's invocation id); it feeds the replay guard.
@@ -110,6 +151,15 @@ func decide(in *integration.Integration, h http.Header, body []byte, opts Option
 	switch {
 	case event == "ping":
 		return Result{Outcome: Ping, Status: http.StatusOK, Message: msgPong}
+	case in.Sender != nil && in.Sender.SignatureScheme == integration.SchemeSlack &&
+		gjson.GetBytes(body, "type").String() == "url_verification":
+		// Slack checks the endpoint, signed, when the Events API URL is
+		// set: the answer is the challenge, and nothing is triggered.
+		challenge := gjson.GetBytes(body, "challenge").String()
+		if !handshakeToken(challenge) {
+			return Result{Outcome: Handshake, Status: http.StatusBadRequest, Message: msgBadHandshake}
+		}
+		return Result{Outcome: Handshake, Status: http.StatusOK, Text: challenge}
 	case len(in.GitHubEventFilter) > 0 && !GitHubEventAllowed(in.GitHubEventFilter, event, payload(h, body)):
 		if opts.FilteredStatus == http.StatusBadRequest {
 			return Result{Outcome: Filtered, Status: http.StatusBadRequest,
@@ -263,14 +313,32 @@ func GitLabActionAllowed(filter []string, payload []byte) bool {
 // form type (curl's -d sends it), and a real form, which opens with a field
 // name and "=", is never valid JSON.
 func payload(h http.Header, body []byte) []byte {
-	if ct := single(h, "Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") || gjson.ValidBytes(body) {
-		return body
+	if doc, ok := FormPayload(single(h, "Content-Type"), body); ok {
+		return doc
+	}
+	if isForm(single(h, "Content-Type")) && !gjson.ValidBytes(body) {
+		return nil // a form without a payload field has no document
+	}
+	return body
+}
+
+// FormPayload returns the payload field of a form-encoded body (GitHub's
+// "application/x-www-form-urlencoded" deliveries put the JSON document
+// there), and false when the body is not such a form: another content
+// type, JSON sent under the form type, or a form without the field.
+func FormPayload(contentType string, body []byte) ([]byte, bool) {
+	if !isForm(contentType) || gjson.ValidBytes(body) {
+		return nil, false
 	}
 	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil
+	if err != nil || !form.Has("payload") {
+		return nil, false
 	}
-	return []byte(form.Get("payload"))
+	return []byte(form.Get("payload")), true
+}
+
+func isForm(contentType string) bool {
+	return strings.HasPrefix(contentType, "application/x-www-form-urlencoded")
 }
 
 func truncate(s string, n int) string {

@@ -165,10 +165,10 @@ func TestCheck(t *testing.T) {
 
 		// GitLab token (contract step 4).
 		{name: "gitlab valid", in: gitlab, h: headers("X-Gitlab-Token", "gl-token"), want: Pass},
-		{name: "gitlab wrong", in: gitlab, h: headers("X-Gitlab-Token", "gl-tokeN"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
-		{name: "gitlab prefix of the token", in: gitlab, h: headers("X-Gitlab-Token", "gl-tok"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
-		{name: "gitlab missing", in: gitlab, h: headers(), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
-		{name: "gitlab twice", in: gitlab, h: headers("X-Gitlab-Token", "gl-token", "X-Gitlab-Token", "gl-token"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+		{name: "gitlab wrong", in: gitlab, h: headers("X-Gitlab-Token", "gl-tokeN"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
+		{name: "gitlab prefix of the token", in: gitlab, h: headers("X-Gitlab-Token", "gl-tok"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
+		{name: "gitlab missing", in: gitlab, h: headers(), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
+		{name: "gitlab twice", in: gitlab, h: headers("X-Gitlab-Token", "gl-token", "X-Gitlab-Token", "gl-token"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
 		{name: "gitlab rotation", in: gitlabRotating, h: headers("X-Gitlab-Token", "gl-new"), want: Pass},
 
 		// Secure header (contract step 5).
@@ -182,7 +182,7 @@ func TestCheck(t *testing.T) {
 		{name: "all but github", in: all, h: headers("X-Gitlab-Token", "gl-token", "X-Secret", "hv"), body: body,
 			want: SignatureMissing, status: 401, message: "Missing GitHub webhook signature header"},
 		{name: "all but gitlab", in: all, h: headers(HeaderGitHubSignature256, good, "X-Secret", "hv"), body: body,
-			want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+			want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
 		{name: "all but header", in: all, h: headers(HeaderGitHubSignature256, good, "X-Gitlab-Token", "gl-token"), body: body,
 			want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
 
@@ -240,7 +240,7 @@ func TestCheck(t *testing.T) {
 			opts: Options{FilteredStatus: 400}, want: Filtered, status: 200, message: "Webhook received, event filtered out"},
 		{name: "gitlab push outside the MR filter", in: glFiltered, h: headers("X-Gitlab-Token", "gl-token"), body: `{"object_kind":"push"}`, want: Pass},
 		{name: "gitlab filter only after the token", in: glFiltered, h: headers(), body: mr("update"),
-			want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab webhook token"},
+			want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Check(tc.in, tc.h, []byte(tc.body), tc.opts)
