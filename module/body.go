@@ -42,14 +42,18 @@ func (b *bodies) reserve(n int64) bool {
 		b.used.Add(-n)
 		return false
 	}
-	metrics.bodyBytes.Add(float64(n))
+	bodyBytes.Add(n)
 	return true
 }
 
 func (b *bodies) free(n int64) {
 	b.used.Add(-n)
-	metrics.bodyBytes.Sub(float64(n))
+	bodyBytes.Add(-n)
 }
+
+// bodyBytes and bodyCount are the bytes and number of bodies held by every
+// handler's bodies, for the gauges (read when scraped).
+var bodyBytes, bodyCount atomic.Int64
 
 // read reads the whole request body, byte for byte, into a pooled buffer
 // that grows as bytes arrive, within the body_timeout. It fails with
@@ -65,7 +69,7 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err e
 		buf = nil
 		return bp, errBodyBudget
 	}
-	metrics.bodiesInFlight.Inc()
+	bodyCount.Add(1)
 	if r.Body == nil || r.Body == http.NoBody {
 		return bp, nil
 	}
@@ -128,7 +132,7 @@ func (b *bodies) release(bp *[]byte) {
 		return // read could not reserve it
 	}
 	b.free(int64(cap(*bp)))
-	metrics.bodiesInFlight.Dec()
+	bodyCount.Add(-1)
 	if cap(*bp) <= pooledBody {
 		*bp = (*bp)[:0]
 		bodyPool.Put(bp)

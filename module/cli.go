@@ -29,7 +29,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "codemie-webhooks",
-		Usage: "<set|get|list|enable|disable|delete|rotate-secret|import|export|check> [args]",
+		Usage: "<set|get|list|enable|disable|delete|rotate-secret|import|export|check|sync> [args]",
 		Short: "Manages CodeMie webhook integrations in Redis",
 		Long: `
 Manages the integrations that the codemie_webhooks handler serves, in the
@@ -125,13 +125,14 @@ func buildCLI(root *cobra.Command) {
 	rotate.Flags().String("field", "github", "which secret: github, gitlab, header or signature")
 	rotate.Flags().String("value", "", "the new secret (default: a random one, printed once)")
 	rotate.Flags().Bool("finish", false, "keep only the newest secret")
-	root.AddCommand(set, get, rotate,
+	importCmd := &cobra.Command{Use: "import <file>", Short: "Writes every integration of an integrations file, all valid or none; or of an export of CodeMie's settings (--format codemie)",
+		Args: cobra.ExactArgs(1), RunE: run((*cli).importFile)}
+	importCmd.Flags().String("format", "edge", "edge: an integrations file; codemie: the settings API's answer or a list of settings rows, imported as sync does")
+	root.AddCommand(set, get, rotate, importCmd, syncCommand(),
 		&cobra.Command{Use: "list", Short: "Lists integrations", Args: cobra.NoArgs, RunE: run((*cli).list)},
 		&cobra.Command{Use: "enable <id>", Short: "Enables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(true))},
 		&cobra.Command{Use: "disable <id>", Short: "Disables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(false))},
 		&cobra.Command{Use: "delete <id>", Short: "Deletes an integration", Args: cobra.ExactArgs(1), RunE: run((*cli).delete)},
-		&cobra.Command{Use: "import <file>", Short: "Writes every integration of an integrations file, all valid or none",
-			Args: cobra.ExactArgs(1), RunE: run((*cli).importFile)},
 		&cobra.Command{Use: "export", Short: "Prints every integration in the integrations file's format (secrets as stored)",
 			Args: cobra.NoArgs, RunE: run((*cli).export)},
 		&cobra.Command{Use: "check <id>", Short: "Explains what a request must carry to pass an integration",
@@ -433,7 +434,14 @@ func (c *cli) rotate(ctx context.Context, fl caddycmd.Flags, args []string) erro
 	return nil
 }
 
-func (c *cli) importFile(ctx context.Context, _ caddycmd.Flags, args []string) error {
+func (c *cli) importFile(ctx context.Context, fl caddycmd.Flags, args []string) error {
+	switch fl.String("format") {
+	case "edge":
+	case "codemie":
+		return c.importCodeMie(ctx, args[0])
+	default:
+		return badInput("--format %q: edge or codemie", fl.String("format"))
+	}
 	data, err := os.ReadFile(args[0])
 	if err != nil {
 		return errBadInput{err}

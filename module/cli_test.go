@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,4 +224,94 @@ func TestCLIKeyRotation(t *testing.T) {
 	if out := runCLI(t, cliEnv(r, cliKey), "", 1, "get", "wh", "--show-secrets"); strings.Contains(out, "tok\"") {
 		t.Errorf("opened without the previous key:\n%s", out)
 	}
+}
+
+// TestCLISync: sync makes Redis match CodeMie's webhook settings, read
+// through its settings API (the fake serves CodeMie's paging, filters,
+// masking and auth); a running handler serves what it wrote, and a
+// webhook deleted in CodeMie is answered 400 once synced. --dry-run and a
+// second run write nothing; import --format codemie reads an export.
+func TestCLISync(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	env := append(cliEnv(r, cliKey), "CODEMIE_WEBHOOKS_CODEMIE_URL="+api.URL, "CODEMIE_WEBHOOKS_CODEMIE_TOKEN=admin-token")
+	c := testenv.StartCaddy(t, fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			rate_limit off
+			delivery sync
+			cache_ttl 1h
+			secrets_key %s
+			upstream %s
+		}
+	}`, webhooks, r.Addr, cliKey, api.URL))
+	gh := func(id, setting string) testenv.Setting {
+		return testenv.Setting{ID: setting, UserID: "u-1", ProjectName: "demo", Alias: "CI", CredentialType: "Webhook", SettingType: "project",
+			CredentialValues: []testenv.CredentialValue{{Key: "webhook_id", Value: id}, {Key: "is_enabled", Value: true},
+				{Key: "github_webhook_secret", Value: ghSecret}, {Key: "resource_type", Value: "workflow"}, {Key: "resource_id", Value: "wf-1"}}}
+	}
+	hdr := testenv.Setting{ID: "s-hdr", UserID: "u-1", CredentialType: "Webhook", CredentialValues: []testenv.CredentialValue{
+		{Key: "webhook_id", Value: "hdr"}, {Key: "is_enabled", Value: true}, {Key: "secure_header_name", Value: "X-Webhook-Key"},
+		{Key: "secure_header_value", Value: hdrSecret}, {Key: "resource_type", Value: "workflow"}, {Key: "resource_id", Value: "wf-2"}}}
+	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), gh("sync-b", "s-b"), hdr})
+	body := `{"action":"opened"}`
+	post := func(id, delivery string) int {
+		status, _, _ := c.Post(t, webhooks+id, body, "X-Hub-Signature-256: "+testenv.SignGitHub256(ghSecret, body), "X-GitHub-Delivery: "+delivery)
+		return status
+	}
+
+	before := snapshot(t, r)
+	out := runCLI(t, env, "", 0, "sync", "--dry-run")
+	if !strings.Contains(out, "would create sync-a") || !strings.Contains(out, "dry run: nothing written") {
+		t.Errorf("dry run said:\n%s", out)
+	}
+	if fmt.Sprint(snapshot(t, r)) != fmt.Sprint(before) {
+		t.Error("--dry-run wrote to Redis")
+	}
+	out = runCLI(t, env, "", 0, "sync")
+	for _, want := range []string{"create sync-a", "create sync-b", "create hdr", "hdr needs its secure_header_value",
+		"caddy codemie-webhooks set hdr --secure-header-value <value>", "3 webhook settings read, 3 changes"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sync does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, ghSecret) || strings.Contains(out, hdrSecret) {
+		t.Errorf("sync printed a secret:\n%s", out)
+	}
+	if post("sync-a", "d-1") != 200 || post("sync-b", "d-2") != 200 {
+		t.Error("the handler does not serve what sync wrote")
+	}
+	if status, _, _ := c.Post(t, webhooks+"hdr", body, "X-Webhook-Key: "+hdrSecret); status != 500 {
+		t.Errorf("a webhook whose masked value is not set: %d, want 500 (fail closed)", status)
+	}
+	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "3 webhook settings read, 0 changes") {
+		t.Errorf("a second sync changed something:\n%s", out)
+	}
+
+	// Deleted in CodeMie: gone from Redis, and answered 400 at once.
+	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), hdr})
+	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "delete sync-b") {
+		t.Errorf("sync after a deletion:\n%s", out)
+	}
+	waitFor(t, "the deleted webhook to be refused", func() bool { return post("sync-b", "d-3") == 400 })
+
+	// Without credentials, or with CodeMie refusing them: nothing written.
+	runCLI(t, cliEnv(r, cliKey), "", 2, "sync", "--codemie-url", api.URL)
+	api.FailWith(func(testenv.Call) int { return http.StatusUnauthorized })
+	runCLI(t, env, "", 1, "sync")
+	api.FailWith(nil)
+
+	// An export of the settings API's answer, imported as sync does.
+	export := filepath.Join(t.TempDir(), "settings.json")
+	if err := os.WriteFile(export, []byte(`{"data":[{"id":"s-c","user_id":"u-2","credential_type":"Webhook","credential_values":[
+		{"key":"webhook_id","value":"sync-c"},{"key":"is_enabled","value":true},{"key":"github_webhook_secret","value":"`+ghSecret+`"},
+		{"key":"resource_type","value":"workflow"},{"key":"resource_id","value":"wf-3"}]}],"pagination":{"page":0,"per_page":10,"total":1,"pages":1}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = runCLI(t, env, "", 0, "import", "--format", "codemie", export)
+	if !strings.Contains(out, "create sync-c") {
+		t.Errorf("import --format codemie:\n%s", out)
+	}
+	waitFor(t, "the imported webhook to be served", func() bool { return post("sync-c", "d-4") == 200 })
 }

@@ -67,8 +67,6 @@ var metrics struct {
 	staleServed     prometheus.Counter
 	unauthenticated prometheus.Counter
 	guardErrors     prometheus.Counter
-	bodyBytes       prometheus.Gauge
-	bodiesInFlight  prometheus.Gauge
 
 	dispatches       *prometheus.CounterVec
 	dispatchDuration *prometheus.HistogramVec
@@ -103,10 +101,9 @@ func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	return c
 }
 
-func gauge(name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts(opts(name, help)))
-	metrics.collectors = append(metrics.collectors, g)
-	return g
+// gauge registers a gauge whose value is read from value when scraped.
+func gauge(name, help string, value func() float64) {
+	metrics.collectors = append(metrics.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts(name, help)), value))
 }
 
 func queueGauge(name, help string) *prometheus.GaugeVec {
@@ -127,9 +124,9 @@ func registerMetrics(reg prometheus.Registerer) error {
 			"Requests to webhooks whose integration configures no authentication mechanism.")
 		metrics.guardErrors = counter("guard_errors_total",
 			"Requests admitted without rate limit and replay guard because Redis could not be reached.")
-		metrics.bodyBytes = gauge("body_bytes_in_flight",
-			"Bytes of buffers held by request bodies being read or handled, bounded by max_bodies_in_flight.")
-		metrics.bodiesInFlight = gauge("bodies_in_flight", "Request bodies being read or handled.")
+		gauge("body_bytes_in_flight", "Bytes of buffers held by request bodies being read or handled, bounded by max_bodies_in_flight.",
+			func() float64 { return float64(bodyBytes.Load()) })
+		gauge("bodies_in_flight", "Request bodies being read or handled.", func() float64 { return float64(bodyCount.Load()) })
 		metrics.dispatches = counterVec("dispatch_total",
 			"Attempts to trigger a CodeMie resource, by resource type and result (success, retryable, final).",
 			"resource_type", "result")

@@ -63,8 +63,8 @@ var checkScript = redis.NewScript(Lua + "return {0, 0}\n")
 // each with room for the keys and arguments a script adds after them.
 func (c Config) ScriptArgs(prefix, id string, d Delivery) ([]string, []any) {
 	rate := RateKey(prefix, id)
-	marker, check := c.marker(prefix, id, d.Key())
-	also, record := c.marker(prefix, id, d.also())
+	marker, check := c.marker(prefix, id, rate, d.Key())
+	also, record := c.marker(prefix, id, rate, d.also())
 	keys := append(make([]string, 0, 5), rate, marker, also)
 	args := append(make([]any, 0, 14),
 		max(c.Limit, 0),
@@ -76,10 +76,10 @@ func (c Config) ScriptArgs(prefix, id string, d Delivery) ([]string, []any) {
 }
 
 // marker returns the key recording replayKey and "1", or, when there is
-// nothing to record, a placeholder on the same slot and "0".
-func (c Config) marker(prefix, id, replayKey string) (string, string) {
+// nothing to record, the placeholder (a key on the same slot) and "0".
+func (c Config) marker(prefix, id, placeholder, replayKey string) (string, string) {
 	if replayKey == "" || c.ReplayWindow <= 0 {
-		return RateKey(prefix, id), "0"
+		return placeholder, "0"
 	}
 	return SeenKey(prefix, id, replayKey), "1"
 }

@@ -65,6 +65,7 @@ type CodeMie struct {
 	mu          sync.Mutex
 	calls       []Call
 	webhooks    map[string]Webhook
+	settings    []Setting
 	datasources map[string]Datasource
 	fail        func(Call) int
 	hang        func(Call) bool
@@ -242,6 +243,13 @@ func (f *CodeMie) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/settings/project":
+		status, answer := f.settingsPage(r)
+		f.mu.Lock()
+		f.calls[index].Status = status
+		f.mu.Unlock()
+		w.WriteHeader(status)
+		fmt.Fprint(w, answer)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/webhooks/"):
 		status, answer := f.webhook(strings.TrimPrefix(r.URL.Path, "/v1/webhooks/"), r.Header, body)
 		f.mu.Lock()
@@ -373,4 +381,89 @@ func (f *CodeMie) webhook(id string, h http.Header, body []byte) (int, string) {
 		}
 	}
 	return http.StatusOK, `{"message":"Webhook invoked successfully"}`
+}
+
+// Setting is a settings row as CodeMie's settings API answers it.
+type Setting struct {
+	ID               string            `json:"id"`
+	UserID           string            `json:"user_id"`
+	ProjectName      string            `json:"project_name"`
+	Alias            string            `json:"alias"`
+	CredentialType   string            `json:"credential_type"`
+	CredentialValues []CredentialValue `json:"credential_values"`
+	SettingType      string            `json:"setting_type"`
+}
+
+// CredentialValue is one key of a setting's credential_values.
+type CredentialValue struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+}
+
+// SetSettings replaces the project settings that GET /v1/settings/project
+// lists, newest first as CodeMie orders them.
+func (f *CodeMie) SetSettings(settings []Setting) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.settings = settings
+}
+
+// sensitiveFields are the webhook fields CodeMie's settings API masks
+// (LIST_OF_SENSITIVE_FIELDS: secure_header_value only; GitHub and GitLab
+// secrets come back in clear).
+var sensitiveFields = map[string]bool{"secure_header_value": true}
+
+// settingsPage answers GET /v1/settings/project as CodeMie does
+// (rest_api/routers/project_settings.py): authenticated callers only;
+// filters a JSON object whose "type" is the credential type; page from 0,
+// per_page default 10; sensitive values masked as ten asterisks, empty
+// ones not.
+func (f *CodeMie) settingsPage(r *http.Request) (int, string) {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		return http.StatusUnauthorized, `{"detail":"Not authenticated"}`
+	}
+	q := r.URL.Query()
+	var filters map[string]string
+	if v := q.Get("filters"); v != "" {
+		if err := json.Unmarshal([]byte(v), &filters); err != nil {
+			return http.StatusInternalServerError, `{"detail":"Internal Server Error"}` // CodeMie does not catch it
+		}
+	}
+	page, perPage := 0, 10
+	fmt.Sscan(q.Get("page"), &page)
+	fmt.Sscan(q.Get("per_page"), &perPage)
+	if page < 0 || perPage < 1 {
+		return http.StatusUnprocessableEntity, `{"error":{"message":"Invalid request","details":[]}}`
+	}
+	f.mu.Lock()
+	var rows []Setting
+	for _, s := range f.settings {
+		if t := filters["type"]; t == "" || s.CredentialType == t {
+			rows = append(rows, masked(s))
+		}
+	}
+	f.mu.Unlock()
+	total := len(rows)
+	pages := (total + perPage - 1) / perPage
+	from, to := min(page*perPage, total), min((page+1)*perPage, total)
+	data := rows[from:to]
+	if data == nil {
+		data = []Setting{}
+	}
+	b, _ := json.Marshal(map[string]any{"data": data,
+		"pagination": map[string]int{"page": page, "per_page": perPage, "total": total, "pages": pages}})
+	return http.StatusOK, string(b)
+}
+
+// masked is s as the settings API shows it.
+func masked(s Setting) Setting {
+	values := make([]CredentialValue, len(s.CredentialValues))
+	for i, c := range s.CredentialValues {
+		if v, ok := c.Value.(string); ok && v != "" && sensitiveFields[c.Key] {
+			c.Value = "**********"
+		}
+		values[i] = c
+	}
+	s.CredentialValues = values
+	return s
 }

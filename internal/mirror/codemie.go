@@ -1,0 +1,138 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+)
+
+// maxPages bounds how many pages a listing reads, so that an API that
+// keeps announcing more pages cannot keep a sync going for ever.
+const maxPages = 10_000
+
+// maxListing bounds one page's answer, in bytes.
+const maxListing = 64 << 20
+
+// Source reads CodeMie's webhook settings from its settings API, as an
+// admin: GET /v1/settings/project?filters={"type":"Webhook"}&page=N&per_page=M.
+type Source struct {
+	// BaseURL is the CodeMie API's base, such as http://codemie-api:8080.
+	BaseURL *url.URL
+	// Tokens authorizes the listing (a bearer token, or an OAuth2 client).
+	Tokens dispatch.Tokens
+	// Client sends the requests.
+	Client *http.Client
+	// PerPage is how many settings one page asks for. Default: 100.
+	PerPage int
+}
+
+// listing is one page of the settings API's answer.
+type listing struct {
+	Data       []Setting `json:"data"`
+	Pagination struct {
+		Page    int `json:"page"`
+		PerPage int `json:"per_page"`
+		Total   int `json:"total"`
+		Pages   int `json:"pages"`
+	} `json:"pagination"`
+}
+
+// Settings reads every page, from page 0, and returns every webhook
+// setting; or an error, and nothing, when any page fails.
+func (s *Source) Settings(ctx context.Context) ([]Setting, error) {
+	perPage := s.PerPage
+	if perPage <= 0 {
+		perPage = 100
+	}
+	var all []Setting
+	for page := 0; page < maxPages; page++ {
+		l, err := s.page(ctx, page, perPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, l.Data...)
+		if len(l.Data) == 0 || page+1 >= l.Pagination.Pages {
+			return all, nil
+		}
+	}
+	return nil, fmt.Errorf("listing CodeMie's webhook settings: more than %d pages", maxPages)
+}
+
+func (s *Source) page(ctx context.Context, page, perPage int) (listing, error) {
+	q := url.Values{"filters": {`{"type":"Webhook"}`}, "page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(perPage)}}
+	u := *s.BaseURL
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/settings/project"
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return listing{}, fmt.Errorf("listing CodeMie's webhook settings: %v", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if s.Tokens != nil {
+		token, err := s.Tokens.Token(ctx, "")
+		if err != nil {
+			return listing{}, fmt.Errorf("listing CodeMie's webhook settings: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Auth-Request-Access-Token", token)
+	}
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is known to the caller
+		}
+		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: %v", page, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListing))
+	if err != nil {
+		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: %v", page, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: CodeMie answered %d", page, resp.StatusCode)
+	}
+	var l listing
+	if err := decodeJSON(body, &l); err != nil {
+		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: the answer is not the settings listing: %v", page, err)
+	}
+	return l, nil
+}
+
+// ParseExport reads an export of CodeMie's webhook settings: the settings
+// API's answer ({"data":[...],"pagination":...}), or a list of settings
+// rows.
+func ParseExport(data []byte) ([]Setting, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 && data[0] == '[' {
+		var rows []Setting
+		if err := decodeJSON(data, &rows); err != nil {
+			return nil, fmt.Errorf("reading the settings rows: %v", err)
+		}
+		return rows, nil
+	}
+	var l listing
+	if err := decodeJSON(data, &l); err != nil {
+		return nil, fmt.Errorf("reading the settings listing: %v", err)
+	}
+	if l.Data == nil {
+		return nil, errors.New(`reading the settings listing: no "data" array`)
+	}
+	return l.Data, nil
+}
+
+// decodeJSON decodes with numbers kept as json.Number.
+func decodeJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return dec.Decode(v)
+}

@@ -1,0 +1,213 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
+	"github.com/codemie-edge/caddy-webhooks/internal/store"
+	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+const testKey = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+
+func webhookSetting(id, settingID string, values ...any) testenv.Setting {
+	s := testenv.Setting{ID: settingID, UserID: "u-1", ProjectName: "demo", Alias: "CI " + id, CredentialType: "Webhook", SettingType: "project",
+		CredentialValues: []testenv.CredentialValue{{Key: "webhook_id", Value: id}, {Key: "is_enabled", Value: true}}}
+	for i := 0; i+1 < len(values); i += 2 {
+		s.CredentialValues = append(s.CredentialValues, testenv.CredentialValue{Key: values[i].(string), Value: values[i+1]})
+	}
+	return s
+}
+
+// fixture is CodeMie's settings: a GitHub webhook, a secure-header one
+// (its value masked by the API), one whose id the edge refuses, one with
+// an unknown resource type, and a setting that is not a webhook.
+func fixture() []testenv.Setting {
+	return []testenv.Setting{
+		webhookSetting("gh-1", "s-1", "github_webhook_secret", "gh-secret", "resource_type", "workflow", "resource_id", "wf-1"),
+		webhookSetting("hdr-1", "s-2", "secure_header_name", "X-Webhook-Key", "secure_header_value", "hdr-secret",
+			"resource_type", "assistant", "resource_id", "asst-1"),
+		webhookSetting("bad id", "s-3", "resource_type", "workflow", "resource_id", "wf-3"),
+		webhookSetting("robot-1", "s-4", "resource_type", "robot", "resource_id", "r-1"),
+		{ID: "s-5", CredentialType: "Git", CredentialValues: []testenv.CredentialValue{{Key: "url", Value: "https://git"}}},
+	}
+}
+
+type env struct {
+	api   *testenv.CodeMie
+	st    *redisstore.Store
+	keys  *seal.Keys
+	src   *Source
+	redis *testenv.Redis
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	keys, err := seal.ParseKeys(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(api.URL)
+	api.SetSettings(fixture())
+	return &env{api: api, keys: keys, redis: r,
+		st:  redisstore.New(r.Client, "codemie:webhooks:", keys, zap.NewNop()),
+		src: &Source{BaseURL: u, Tokens: dispatch.StaticToken("admin-token"), Client: &http.Client{}, PerPage: 2}}
+}
+
+// sync runs one sync and returns its plan and problems.
+func (e *env) sync(t *testing.T) (Plan, []Problem) {
+	t.Helper()
+	ctx := context.Background()
+	settings, err := e.src.Settings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, problems := Records(settings)
+	plan, err := MakePlan(ctx, e.st, e.keys, records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Apply(ctx, e.st); err != nil {
+		t.Fatal(err)
+	}
+	return plan, problems
+}
+
+func summary(p Plan) []string {
+	var out []string
+	for _, c := range p.Changes {
+		out = append(out, c.Action+" "+c.ID+" "+strings.Join(c.Fields, ","))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestSync(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+
+	// First sync: every webhook the edge can key is written; the refused
+	// id and the unknown resource type are reported.
+	plan, problems := e.sync(t)
+	if got := summary(plan); len(got) != 3 || !strings.HasPrefix(got[0], "create gh-1 ") ||
+		!strings.HasPrefix(got[1], "create hdr-1 ") || !strings.HasPrefix(got[2], "create robot-1 ") {
+		t.Errorf("first sync: %v", got)
+	}
+	if len(problems) != 2 || problems[0].SettingID != "s-3" || problems[1].WebhookID != "robot-1" {
+		t.Errorf("problems %v", problems)
+	}
+	if !slices.Equal(plan.NeedsValue["hdr-1"], []string{"secure_header_value"}) {
+		t.Errorf("needs value: %v", plan.NeedsValue)
+	}
+	stored, _ := e.st.Fields(ctx, "gh-1")
+	if stored[FieldSettingID] != "s-1" || stored["user_id"] != "u-1" || stored["project_name"] != "demo" ||
+		stored["alias"] != "CI gh-1" || !seal.Sealed(stored["github_webhook_secret"]) {
+		t.Errorf("gh-1 stored as %v", stored)
+	}
+	// The masked value has no stored value: the record stays malformed,
+	// never served without its check.
+	if _, err := e.st.Load(ctx, "hdr-1"); !integration.IsMalformed(err) {
+		t.Errorf("hdr-1 without its secure header value: %v, want malformed", err)
+	}
+
+	// Nothing changed: nothing written.
+	if plan, _ := e.sync(t); len(plan.Changes) != 0 {
+		t.Errorf("second sync: %v", summary(plan))
+	}
+
+	// The masked value set by hand is kept by later syncs.
+	fields, _ := e.st.Fields(ctx, "hdr-1")
+	fields["secure_header_value"] = e.keys.Seal("hdr-1", []byte("hdr-secret"))
+	if err := e.st.Put(ctx, "hdr-1", fields); err != nil {
+		t.Fatal(err)
+	}
+	// A record written by hand, unknown to CodeMie, is left alone.
+	if err := e.st.Put(ctx, "manual", map[string]string{"webhook_id": "manual", "is_enabled": "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if plan, _ := e.sync(t); len(plan.Changes) != 0 || len(plan.NeedsValue) != 0 {
+		t.Errorf("after setting the masked value: %v, needs %v", summary(plan), plan.NeedsValue)
+	}
+	if in, err := e.st.Load(ctx, "hdr-1"); err != nil || string(in.SecureHeader.Value[0]) != "hdr-secret" {
+		t.Errorf("hdr-1: %v", err)
+	}
+
+	// A changed secret, a disabled webhook, a deleted one.
+	settings := fixture()
+	settings[0] = webhookSetting("gh-1", "s-1", "github_webhook_secret", "rotated", "resource_type", "workflow", "resource_id", "wf-1")
+	settings[1].CredentialValues[1].Value = false // hdr-1's is_enabled
+	settings = slices.Delete(settings, 3, 4)      // robot-1
+	e.api.SetSettings(settings)
+	plan, _ = e.sync(t)
+	want := []string{"delete robot-1 " + strings.Join([]string{"alias", FieldSettingID, "is_enabled", "project_name", "resource_id", "resource_type", "user_id", "webhook_id"}, ","),
+		"update gh-1 github_webhook_secret", "update hdr-1 is_enabled"}
+	if got := summary(plan); !slices.Equal(got, want) {
+		t.Errorf("changes\n%v\nwant\n%v", got, want)
+	}
+	if _, err := e.st.Fields(ctx, "robot-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("robot-1 still stored: %v", err)
+	}
+	if _, err := e.st.Fields(ctx, "manual"); err != nil {
+		t.Errorf("the hand-written record: %v", err)
+	}
+	if in, err := e.st.Load(ctx, "gh-1"); err != nil || string(in.GitHubSecret[0]) != "rotated" {
+		t.Errorf("gh-1 after the rotation: %v", err)
+	}
+}
+
+// TestSyncListingFails: CodeMie failing half way leaves Redis as it was.
+func TestSyncListingFails(t *testing.T) {
+	e := newEnv(t)
+	e.api.FailWith(func(c testenv.Call) int {
+		if strings.Contains(c.Path, "page=1&") {
+			return http.StatusInternalServerError
+		}
+		return 0
+	})
+	if _, err := e.src.Settings(context.Background()); err == nil || !strings.Contains(err.Error(), "page 1: CodeMie answered 500") {
+		t.Fatalf("err %v", err)
+	}
+	if n := len(e.redis.Client.Keys(context.Background(), "*").Val()); n != 0 {
+		t.Errorf("%d keys written", n)
+	}
+	// Without a token: CodeMie's 401.
+	e.api.FailWith(nil)
+	e.src.Tokens = nil
+	if _, err := e.src.Settings(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without a token: %v", err)
+	}
+}
+
+// TestParseExport reads the settings API's answer and a list of rows.
+func TestParseExport(t *testing.T) {
+	for _, data := range []string{
+		`{"data":[{"id":"s-1","credential_type":"Webhook","user_id":"u","credential_values":[{"key":"webhook_id","value":"a"},{"key":"is_enabled","value":true},{"key":"n","value":3}]}],"pagination":{"page":0,"per_page":10,"total":1,"pages":1}}`,
+		`[{"id":"s-1","credential_type":"Webhook","user_id":"u","credential_values":[{"key":"webhook_id","value":"a"},{"key":"is_enabled","value":true},{"key":"n","value":3}]}]`,
+	} {
+		settings, err := ParseExport([]byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		records, problems := Records(settings)
+		if len(records) != 1 || records[0].Fields["is_enabled"] != "true" || records[0].Fields["n"] != "3" ||
+			records[0].Fields[FieldSettingID] != "s-1" || records[0].Fields["user_id"] != "u" || len(problems) != 1 {
+			t.Errorf("%s: %+v %v", data[:10], records, problems)
+		}
+	}
+	if _, err := ParseExport([]byte(`{"items":[]}`)); err == nil {
+		t.Error("an object without data was read")
+	}
+}

@@ -1,0 +1,149 @@
+// Package mirror keeps the edge's integration records in step with
+// CodeMie, where integrations are created: it reads CodeMie's webhook
+// settings (from its settings API, or from an export of it), turns each
+// into the record the edge serves, and makes a store match them.
+package mirror
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+)
+
+// Masked is how CodeMie's settings API shows a sensitive value
+// (secure_header_value): never a value to store.
+const Masked = "**********"
+
+// FieldSettingID is the record field holding CodeMie's setting id. It
+// marks a record as written by the mirror: only such records are deleted
+// when their setting is gone from CodeMie; records written by hand are
+// left alone.
+const FieldSettingID = "codemie_setting_id"
+
+// credentialType is the settings rows' credential_type of webhooks.
+const credentialType = "Webhook"
+
+// Setting is one of CodeMie's settings rows, as its settings API answers
+// it (GET /v1/settings/project): the webhook's fields are the
+// credential_values; owner, project and name are columns.
+type Setting struct {
+	ID               string       `json:"id"`
+	UserID           string       `json:"user_id"`
+	ProjectName      string       `json:"project_name"`
+	Alias            string       `json:"alias"`
+	CredentialType   string       `json:"credential_type"`
+	CredentialValues []Credential `json:"credential_values"`
+}
+
+// Credential is one key of a setting's credential_values.
+type Credential struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+}
+
+// Record is the record the edge serves for one setting.
+type Record struct {
+	// ID is the webhook id.
+	ID string
+	// Fields are the record's fields, secrets in clear.
+	Fields map[string]string
+	// Masked lists the fields CodeMie masked: the stored values are kept.
+	Masked []string
+}
+
+// Problem is a setting the edge cannot serve as CodeMie stores it:
+// reported, never silently dropped.
+type Problem struct {
+	SettingID string
+	WebhookID string
+	Reason    string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("setting %s (webhook %q): %s", p.SettingID, p.WebhookID, p.Reason)
+}
+
+// Records turns CodeMie's webhook settings into records. Settings of
+// another credential type are skipped; one without a usable webhook id,
+// or with an id another setting has, is a Problem and no record; one the
+// edge will refuse when it is served (such as an unknown resource type) is
+// a record and a Problem.
+func Records(settings []Setting) ([]Record, []Problem) {
+	var (
+		records  []Record
+		problems []Problem
+		seen     = map[string]bool{}
+	)
+	for _, s := range settings {
+		if s.CredentialType != credentialType {
+			continue
+		}
+		r, err := record(s)
+		switch {
+		case err != nil:
+			problems = append(problems, Problem{SettingID: s.ID, WebhookID: r.ID, Reason: err.Error()})
+			continue
+		case seen[r.ID]:
+			problems = append(problems, Problem{SettingID: s.ID, WebhookID: r.ID, Reason: "another setting has this webhook id; skipped"})
+			continue
+		}
+		seen[r.ID] = true
+		records = append(records, r)
+		if len(r.Masked) == 0 {
+			if _, err := integration.DecodeForWrite(r.ID, r.Fields, nil); err != nil {
+				problems = append(problems, Problem{SettingID: s.ID, WebhookID: r.ID, Reason: "the edge refuses it: " + err.Error()})
+			}
+		}
+	}
+	return records, problems
+}
+
+// record flattens one setting.
+func record(s Setting) (Record, error) {
+	r := Record{Fields: map[string]string{}}
+	for _, c := range s.CredentialValues {
+		v, err := value(c.Value)
+		if err != nil {
+			return r, fmt.Errorf("field %s: %v", c.Key, err)
+		}
+		switch {
+		case v == "":
+		case v == Masked && slices.Contains(integration.SecretFields, c.Key):
+			r.Masked = append(r.Masked, c.Key)
+		default:
+			r.Fields[c.Key] = v
+		}
+	}
+	r.ID = r.Fields[integration.FieldWebhookID]
+	if !integration.ValidID(r.ID) {
+		return r, fmt.Errorf("webhook id %q: the edge serves only 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", r.ID)
+	}
+	for field, v := range map[string]string{integration.FieldUserID: s.UserID, integration.FieldProjectName: s.ProjectName,
+		integration.FieldAlias: s.Alias, FieldSettingID: s.ID} {
+		if v != "" {
+			r.Fields[field] = v
+		}
+	}
+	return r, nil
+}
+
+// value is a credential value as a record field: strings as they are,
+// booleans as true/false, numbers as JSON writes them; null is unset.
+func value(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64), nil
+	case json.Number:
+		return v.String(), nil
+	}
+	return "", fmt.Errorf("a %T is not a value the edge stores", v)
+}

@@ -1,0 +1,195 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
+	"github.com/codemie-edge/caddy-webhooks/internal/store"
+)
+
+// Store is where the edge's records are kept (redisstore.Store).
+type Store interface {
+	// IDs lists the stored webhook ids.
+	IDs(ctx context.Context) ([]string, error)
+	// Fields returns a record as stored, or store.ErrNotFound.
+	Fields(ctx context.Context, id string) (map[string]string, error)
+	// Put replaces a record atomically and announces the change.
+	Put(ctx context.Context, id string, fields map[string]string) error
+	// Delete removes a record and announces the change.
+	Delete(ctx context.Context, id string) (bool, error)
+}
+
+// Actions of a Change.
+const (
+	Create = "create"
+	Update = "update"
+	Delete = "delete"
+)
+
+// Change is what a sync does to one integration.
+type Change struct {
+	ID     string
+	Action string
+	// Fields names the fields written, changed or removed; never a value.
+	Fields []string
+
+	write map[string]string // the record to write, secrets sealed
+}
+
+// Plan is what a sync would do.
+type Plan struct {
+	Changes []Change
+	// NeedsValue lists, by webhook id, the fields CodeMie masks that the
+	// store holds no value for: such a record is written without them and
+	// so stays malformed (never served without its check) until they are
+	// set by hand (caddy codemie-webhooks set).
+	NeedsValue map[string][]string
+}
+
+// MakePlan compares records with what st holds and returns the changes
+// that make st match. A masked field keeps its stored value; a record
+// equal to the stored one (secrets compared in clear) is no change; a
+// stored record written by the mirror whose setting is gone is deleted,
+// one written by hand is left alone. keys opens stored secrets and seals
+// the written ones (nil: stored in clear).
+func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record) (Plan, error) {
+	p := Plan{NeedsValue: map[string][]string{}}
+	want := map[string]bool{}
+	for _, r := range records {
+		want[r.ID] = true
+		stored, err := st.Fields(ctx, r.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return Plan{}, err
+		}
+		fields := maps.Clone(r.Fields)
+		for _, f := range r.Masked {
+			if v, ok := stored[f]; ok {
+				fields[f] = v
+			} else {
+				p.NeedsValue[r.ID] = append(p.NeedsValue[r.ID], f)
+			}
+		}
+		changed := differing(r.ID, stored, fields, keys)
+		if len(changed) == 0 {
+			continue
+		}
+		action := Update
+		if stored == nil {
+			action = Create
+		}
+		p.Changes = append(p.Changes, Change{ID: r.ID, Action: action, Fields: changed, write: sealed(r.ID, fields, keys)})
+	}
+	ids, err := st.IDs(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	for _, id := range ids {
+		if want[id] {
+			continue
+		}
+		stored, err := st.Fields(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			return Plan{}, err
+		}
+		if stored[FieldSettingID] != "" {
+			p.Changes = append(p.Changes, Change{ID: id, Action: Delete, Fields: slices.Sorted(maps.Keys(stored))})
+		}
+	}
+	return p, nil
+}
+
+// Apply makes the plan's changes, each integration atomically and
+// announced on the change channel, and stops at the first error.
+func (p Plan) Apply(ctx context.Context, st Store) error {
+	for _, c := range p.Changes {
+		var err error
+		if c.Action == Delete {
+			_, err = st.Delete(ctx, c.ID)
+		} else {
+			err = st.Put(ctx, c.ID, c.write)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// differing returns the sorted names of the fields in which the stored
+// record and want differ; secrets are compared in clear.
+func differing(id string, stored, want map[string]string, keys *seal.Keys) []string {
+	var out []string
+	for f := range joined(stored, want) {
+		s, sok := stored[f]
+		w, wok := want[f]
+		if sok != wok || !sameValue(id, f, s, w, keys) {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func joined(a, b map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// sameValue compares two values of field f; a secret's values in clear.
+func sameValue(id, f, a, b string, keys *seal.Keys) bool {
+	if a == b {
+		return true
+	}
+	if !slices.Contains(integration.SecretFields, f) {
+		return false
+	}
+	return slices.Equal(opened(id, a, keys), opened(id, b, keys))
+}
+
+// opened returns a secret field's values in clear; a value no key opens
+// stays as stored, so that it differs from anything in clear.
+func opened(id, v string, keys *seal.Keys) []string {
+	values := integration.SplitSecretValues(v)
+	for i, s := range values {
+		if pt, err := keys.Open(id, s); err == nil {
+			values[i] = string(pt)
+		}
+	}
+	return values
+}
+
+// sealed returns fields with their plain secret values sealed, when there
+// are keys.
+func sealed(id string, fields map[string]string, keys *seal.Keys) map[string]string {
+	if keys == nil {
+		return fields
+	}
+	out := maps.Clone(fields)
+	for _, f := range integration.SecretFields {
+		values := integration.SplitSecretValues(out[f])
+		if len(values) == 0 {
+			continue
+		}
+		for i, v := range values {
+			if !seal.Sealed(v) {
+				values[i] = keys.Seal(id, []byte(v))
+			}
+		}
+		out[f] = strings.Join(values, "\n")
+	}
+	return out
+}
