@@ -85,7 +85,7 @@ func jsonErrorWithoutValue(err error) error {
 func flatten(rec map[string]any) (map[string]string, error) {
 	fields := make(map[string]string, len(rec))
 	for name, v := range rec {
-		s, err := fieldString(name, v)
+		s, err := FieldValue(name, v)
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %v", name, err)
 		}
@@ -94,7 +94,11 @@ func flatten(rec map[string]any) (map[string]string, error) {
 	return fields, nil
 }
 
-func fieldString(name string, v any) (string, error) {
+// FieldValue is a JSON value of field name as a record stores it: strings
+// as they are, booleans as true/false, numbers as written (decode with
+// UseNumber), arrays of strings joined (secret fields' values one per
+// line, others with commas); null is unset.
+func FieldValue(name string, v any) (string, error) {
 	switch v := v.(type) {
 	case nil:
 		return "", nil

@@ -5,10 +5,8 @@
 package mirror
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
@@ -105,7 +103,7 @@ func Records(settings []Setting) ([]Record, []Problem) {
 func record(s Setting) (Record, error) {
 	r := Record{Fields: map[string]string{}}
 	for _, c := range s.CredentialValues {
-		v, err := value(c.Value)
+		v, err := integration.FieldValue(c.Key, c.Value)
 		if err != nil {
 			return r, fmt.Errorf("field %s: %v", c.Key, err)
 		}
@@ -128,22 +126,4 @@ func record(s Setting) (Record, error) {
 		}
 	}
 	return r, nil
-}
-
-// value is a credential value as a record field: strings as they are,
-// booleans as true/false, numbers as JSON writes them; null is unset.
-func value(v any) (string, error) {
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return v, nil
-	case bool:
-		return strconv.FormatBool(v), nil
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64), nil
-	case json.Number:
-		return v.String(), nil
-	}
-	return "", fmt.Errorf("a %T is not a value the edge stores", v)
 }
