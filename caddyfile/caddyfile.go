@@ -67,6 +67,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_age <duration>
 //		dead_letters <max_entries> <max_age> <max_bytes>
 //		secrets_key <base64 key> [<previous base64 key>]
+//		sync_from_codemie [<interval>] {
+//			url <CodeMie API base URL>
+//			bearer_token <token>
+//			oauth2 <token_url> <client_id> <client_secret>
+//		}
 //	}
 //
 // Every option may appear once. Values that hold an address or a secret may
@@ -162,6 +167,8 @@ func unmarshal(d *caddyfile.Dispenser, wh *module.Handler) error {
 			err = oneArg(d, durationInto(&wh.MaxAge))
 		case "dead_letters":
 			wh.DeadLetters, err = parseDeadLetters(d)
+		case "sync_from_codemie":
+			wh.SyncFromCodeMie, err = parseSync(d)
 		case "secrets_key":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
@@ -419,4 +426,49 @@ func sizeInto(dst *int64) func(string) error {
 		*dst = int64(n)
 		return nil
 	}
+}
+
+// parseSync parses sync_from_codemie [<interval>] { url, bearer_token | oauth2 }.
+func parseSync(d *caddyfile.Dispenser) (*module.SyncFromCodeMie, error) {
+	s := &module.SyncFromCodeMie{}
+	args := d.RemainingArgs()
+	switch len(args) {
+	case 0:
+	case 1:
+		if err := durationInto(&s.Interval)(args[0]); err != nil {
+			return nil, d.Errf("codemie_webhooks: sync_from_codemie: %v", err)
+		}
+	default:
+		return nil, d.Errf("codemie_webhooks: sync_from_codemie takes at most an <interval>")
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("codemie_webhooks: sync_from_codemie: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "url":
+			err = oneArg(d, func(v string) error { s.URL = v; return nil })
+		case "bearer_token":
+			err = oneArg(d, func(v string) error { s.BearerToken = v; return nil })
+		case "oauth2":
+			a := d.RemainingArgs()
+			if len(a) != 3 {
+				return nil, d.Errf("codemie_webhooks: sync_from_codemie: oauth2 takes <token_url> <client_id> <client_secret>")
+			}
+			s.OAuth2 = &module.OAuth2{TokenURL: a[0], ClientID: a[1], ClientSecret: a[2]}
+		default:
+			return nil, d.Errf("codemie_webhooks: sync_from_codemie: unknown option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if (s.BearerToken == "") == (s.OAuth2 == nil) {
+		return nil, d.Errf("codemie_webhooks: sync_from_codemie: configure one of bearer_token and oauth2")
+	}
+	return s, nil
 }

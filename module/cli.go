@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
@@ -496,6 +497,11 @@ func (c *cli) check(ctx context.Context, _ caddycmd.Flags, args []string) error 
 		return err
 	}
 	in, err := integration.Decode(args[0], fields, c.keys)
+	if err != nil && fields[mirror.FieldSettingID] != "" && fields[integration.FieldSecureHeaderName] != "" &&
+		fields[integration.FieldSecureHeaderValue] == "" {
+		return fmt.Errorf("the record needs its secure_header_value, which CodeMie masks; until it is set every request "+
+			"to it is answered 500: caddy codemie-webhooks set %s --secure-header-value <value>", args[0])
+	}
 	if err != nil {
 		return fmt.Errorf("the record does not decode, every request to it is answered 500: %v", err)
 	}

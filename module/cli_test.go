@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
@@ -285,6 +288,9 @@ func TestCLISync(t *testing.T) {
 	if status, _, _ := c.Post(t, webhooks+"hdr", body, "X-Webhook-Key: "+hdrSecret); status != 500 {
 		t.Errorf("a webhook whose masked value is not set: %d, want 500 (fail closed)", status)
 	}
+	if out := runCLI(t, env, "", 1, "check", "hdr"); !strings.Contains(out, "needs its secure_header_value") {
+		t.Errorf("check of a record whose masked value is not set:\n%s", out)
+	}
 	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "3 webhook settings read, 0 changes") {
 		t.Errorf("a second sync changed something:\n%s", out)
 	}
@@ -314,4 +320,75 @@ func TestCLISync(t *testing.T) {
 		t.Errorf("import --format codemie:\n%s", out)
 	}
 	waitFor(t, "the imported webhook to be served", func() bool { return post("sync-c", "d-4") == 200 })
+}
+
+// TestSyncInsideCaddy: two instances sharing one Redis run
+// sync_from_codemie; one syncs each interval (the other finds the lock
+// held), both serve what it wrote, and when it dies the other takes over.
+func TestSyncInsideCaddy(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	setting := func(id, sid string) testenv.Setting {
+		return testenv.Setting{ID: sid, UserID: "u-1", CredentialType: "Webhook", CredentialValues: []testenv.CredentialValue{
+			{Key: "webhook_id", Value: id}, {Key: "is_enabled", Value: true}, {Key: "github_webhook_secret", Value: ghSecret},
+			{Key: "resource_type", Value: "workflow"}, {Key: "resource_id", Value: "wf-1"}}}
+	}
+	api.SetSettings([]testenv.Setting{setting("sync-1", "s-1")})
+	site := func(token string) string {
+		return fmt.Sprintf(`
+	route %s* {
+		codemie_webhooks {
+			redis %s
+			rate_limit off
+			delivery sync
+			upstream %s
+			sync_from_codemie 200ms {
+				bearer_token %s
+			}
+		}
+	}
+	handle /metrics {
+		metrics
+	}`, webhooks, r.Addr, api.URL, token)
+	}
+	listings := func(token string) int {
+		n := 0
+		for _, c := range api.Calls() {
+			if strings.HasPrefix(c.Path, "/v1/settings/project?") && c.Header.Get("Authorization") == "Bearer "+token {
+				n++
+			}
+		}
+		return n
+	}
+
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p := testenv.StartCaddyProcess(t, fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\nhttp://%s {\n%s\n}\n", addr, site("admin-p")), addr)
+	waitFor(t, "the first instance to sync", func() bool { return listings("admin-p") >= 1 })
+	c := testenv.StartCaddy(t, site("admin-c"))
+	start := listings("admin-p")
+	waitFor(t, "five more intervals", func() bool { return listings("admin-p") >= start+5 })
+	if n := listings("admin-c"); n != 0 {
+		t.Errorf("the second instance synced %d times while the first held the lock", n)
+	}
+	body := `{"action":"opened"}`
+	post := func(id, delivery string) int {
+		status, _, _ := c.Post(t, webhooks+id, body, "X-Hub-Signature-256: "+testenv.SignGitHub256(ghSecret, body), "X-GitHub-Delivery: "+delivery)
+		return status
+	}
+	if post("sync-1", "d-1") != 200 {
+		t.Error("the second instance does not serve what the first synced")
+	}
+
+	// The syncing instance dies: the other takes the lock over.
+	p.Kill()
+	api.SetSettings([]testenv.Setting{setting("sync-1", "s-1"), setting("sync-2", "s-2")})
+	waitFor(t, "the second instance to take over", func() bool { return listings("admin-c") >= 1 })
+	waitFor(t, "the new webhook to be served", func() bool { return post("sync-2", fmt.Sprint("d-", time.Now().UnixNano())) == 200 })
+	if v := metricValue(t, c, "caddy_codemie_webhooks_sync_changes_total"); v < 1 {
+		t.Errorf("sync_changes_total %v, want at least 1", v)
+	}
 }

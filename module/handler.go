@@ -21,6 +21,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
@@ -203,6 +204,10 @@ type Handler struct {
 	// is over a bound. Default: 10000 entries, 168h, 256 MiB.
 	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
 
+	// SyncFromCodeMie keeps the integrations in Redis in step with
+	// CodeMie's webhook settings, from inside Caddy. Off by default.
+	SyncFromCodeMie *SyncFromCodeMie `json:"sync_from_codemie,omitempty"`
+
 	logger       *zap.Logger
 	redis        *redisconn.Config // as acquired, to release on Cleanup
 	integrations store.Store
@@ -366,6 +371,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Delivery == DeliveryAsync {
 		h.startQueue(ctx)
+	}
+	if h.SyncFromCodeMie != nil {
+		st, ok := src.(mirror.Store)
+		if !ok {
+			return errors.New("sync_from_codemie writes the integrations to Redis: configure redis")
+		}
+		if err := h.startSync(ctx, st); err != nil {
+			return err
+		}
 	}
 	h.integrations = cache
 	return nil
@@ -583,6 +597,14 @@ func (h *Handler) Validate() error {
 	}
 	if h.Upstream.Forward && (h.Upstream.ActAs == ActAsOwner || h.Upstream.BearerToken != "" || h.Upstream.OAuth2 != nil) {
 		return errors.New("upstream: forward hands deliveries to CodeMie's own webhook, which takes no token: drop bearer_token, oauth2 and act_as")
+	}
+	if h.SyncFromCodeMie != nil {
+		if err := h.SyncFromCodeMie.validate(h.Redis != nil); err != nil {
+			return err
+		}
+		if _, err := h.SyncFromCodeMie.source(h.Upstream.URL); err != nil {
+			return err
+		}
 	}
 	switch h.Upstream.ActAs {
 	case ActAsServiceAccount, "":

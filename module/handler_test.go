@@ -259,6 +259,8 @@ func TestConfigErrors(t *testing.T) {
 		{"upstream with a query", "integrations_file " + good + "\n\t\tupstream http://x/api?a=b", "query"},
 		{"body budget of one body", "integrations_file " + good + up + "\n\t\tmax_body 1MiB\n\t\tmax_bodies_in_flight 1MiB",
 			"max_bodies_in_flight (1048576 bytes) must be larger than max_body (1048576 bytes)"},
+		{"sync with an integrations file", "integrations_file " + good + up + "\n\t\tsync_from_codemie {\n\t\t\tbearer_token t\n\t\t}",
+			"sync_from_codemie writes the integrations to Redis"},
 		{"forward with a token", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\tforward\n\t\t\tbearer_token t\n\t\t}",
 			"forward hands deliveries to CodeMie's own webhook, which takes no token"},
 	} {

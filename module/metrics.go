@@ -76,6 +76,11 @@ var metrics struct {
 	deadDropped prometheus.Counter
 	deliveryAge prometheus.Histogram
 
+	syncLast     prometheus.Gauge
+	syncSettings prometheus.Gauge
+	syncChanges  prometheus.Counter
+	syncErrors   prometheus.Counter
+
 	queueLength   *prometheus.GaugeVec
 	queuePending  *prometheus.GaugeVec
 	queueRetrying *prometheus.GaugeVec
@@ -99,6 +104,12 @@ func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), labels)
 	metrics.collectors = append(metrics.collectors, c)
 	return c
+}
+
+func plainGauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts(opts(name, help)))
+	metrics.collectors = append(metrics.collectors, g)
+	return g
 }
 
 // gauge registers a gauge whose value is read from value when scraped.
@@ -144,6 +155,10 @@ func registerMetrics(reg prometheus.Registerer) error {
 			Help:    "Time from a webhook's arrival to its successful dispatch from the queue.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 16), // 5ms to about 20h
 		})
+		metrics.syncLast = plainGauge("sync_last_success_timestamp_seconds", "When the last sync from CodeMie succeeded, in Unix seconds.")
+		metrics.syncSettings = plainGauge("sync_settings", "Webhook settings CodeMie listed at the last sync.")
+		metrics.syncChanges = counter("sync_changes_total", "Integrations created, updated or deleted by syncs from CodeMie.")
+		metrics.syncErrors = counter("sync_errors_total", "Syncs from CodeMie that failed.")
 		metrics.queueLength = queueGauge("queue_length", "Webhooks in the delivery stream: waiting, in flight or waiting to retry.")
 		metrics.queuePending = queueGauge("queue_pending", "Webhooks read by a worker and not yet finished.")
 		metrics.queueRetrying = queueGauge("queue_retrying", "Webhooks waiting for their next attempt.")

@@ -1,0 +1,120 @@
+package mirror
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/seal"
+)
+
+// Runner syncs on an interval, one instance at a time across the
+// instances that share a Redis: the instance holding a lock syncs at each
+// of its ticks and renews the lock for one and a half intervals; the
+// others find it held and do nothing. When the holder stops (or misses
+// ticks), the lock expires and another instance takes it at its next
+// tick. So each interval sees one sync.
+type Runner struct {
+	Source   *Source
+	Store    Store
+	Keys     *seal.Keys
+	Redis    redis.UniversalClient
+	LockKey  string
+	Holder   string // this instance, unique across the fleet
+	Interval time.Duration
+	Logger   *zap.Logger
+	// Synced is told, after each sync this instance made, how many webhook
+	// settings CodeMie listed and how many changes were written.
+	Synced func(settings, changes int)
+	// Failed is told of each sync that failed.
+	Failed func()
+}
+
+// Run syncs at once and then every Interval, while this instance holds
+// the lock, until ctx is done.
+func (r *Runner) Run(ctx context.Context) {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		r.tick(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lockScript takes the lock for ARGV[1], or renews it when ARGV[1] holds
+// it, for ARGV[2] ms; 1 when this instance holds it now.
+var lockScript = redis.NewScript(`
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+func (r *Runner) tick(ctx context.Context) {
+	ttl := max(r.Interval*3/2, time.Millisecond)
+	held, err := lockScript.Run(ctx, r.Redis, []string{r.LockKey}, r.Holder, ttl.Milliseconds()).Int()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.fail("taking the sync lock", err)
+		}
+		return
+	}
+	if held != 1 {
+		return // another instance syncs this interval
+	}
+	settings, changes, err := r.sync(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.fail("syncing integrations from CodeMie", err)
+		}
+		return
+	}
+	if r.Synced != nil {
+		r.Synced(settings, changes)
+	}
+}
+
+// sync reads CodeMie's settings and applies the plan, logging each change
+// (the webhook, the action, the fields: never a value) and each problem.
+func (r *Runner) sync(ctx context.Context) (settings, changes int, err error) {
+	all, err := r.Source.Settings(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	records, problems := Records(all)
+	plan, err := MakePlan(ctx, r.Store, r.Keys, records)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := plan.Apply(ctx, r.Store); err != nil {
+		return 0, 0, err
+	}
+	for _, c := range plan.Changes {
+		r.Logger.Info("integration synced from CodeMie", zap.String("webhook_id", c.ID), zap.String("action", c.Action),
+			zap.Strings("fields", c.Fields))
+	}
+	for _, p := range problems {
+		r.Logger.Warn("CodeMie webhook setting not served as stored", zap.String("setting_id", p.SettingID),
+			zap.String("webhook_id", p.WebhookID), zap.String("reason", p.Reason))
+	}
+	for id, fields := range plan.NeedsValue {
+		r.Logger.Warn("integration refused until a value CodeMie masks is set with caddy codemie-webhooks set",
+			zap.String("webhook_id", id), zap.Strings("fields", fields))
+	}
+	return len(all), len(plan.Changes), nil
+}
+
+func (r *Runner) fail(doing string, err error) {
+	if r.Failed != nil {
+		r.Failed()
+	}
+	r.Logger.Warn("integration sync failed; the next interval tries again", zap.String("while", doing), zap.Error(err))
+}

@@ -1,0 +1,91 @@
+package module
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
+)
+
+// DefaultSyncInterval is how often integrations are synced from CodeMie.
+const DefaultSyncInterval = 5 * time.Minute
+
+// SyncFromCodeMie keeps the integrations in Redis in step with CodeMie's
+// webhook settings from inside Caddy: every Interval, one of the instances
+// sharing the Redis and key prefix does what `caddy codemie-webhooks sync`
+// does (a lock in Redis picks it), logs each change (never a value) and
+// counts it in the metrics.
+type SyncFromCodeMie struct {
+	// Interval is the time between syncs. Default: 5m.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// URL is the CodeMie API's base URL. Default: the upstream's URL.
+	URL string `json:"url,omitempty"`
+	// BearerToken is an admin's token for the settings API.
+	BearerToken string `json:"bearer_token,omitempty"`
+	// OAuth2 gets an admin client's tokens instead.
+	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
+}
+
+// validate checks the sync's settings; redis says whether the store is
+// Redis, which the sync writes.
+func (s *SyncFromCodeMie) validate(redis bool) error {
+	switch {
+	case !redis:
+		return errors.New("sync_from_codemie writes the integrations to Redis: configure redis")
+	case s.Interval < 0:
+		return errors.New("sync_from_codemie: the interval must not be negative")
+	case (s.BearerToken == "") == (s.OAuth2 == nil):
+		return errors.New("sync_from_codemie: configure one of bearer_token and oauth2 (an admin of CodeMie's settings)")
+	}
+	return nil
+}
+
+// source is the settings API to read; placeholders are expanded.
+func (s *SyncFromCodeMie) source(upstreamURL string) (*mirror.Source, error) {
+	repl := caddy.NewReplacer()
+	raw := repl.ReplaceKnown(s.URL, "")
+	if raw == "" {
+		raw = repl.ReplaceKnown(upstreamURL, "")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("sync_from_codemie: %q is not an http or https URL", raw)
+	}
+	src := &mirror.Source{BaseURL: u, Client: dispatch.HTTPClient}
+	if s.BearerToken != "" {
+		src.Tokens = dispatch.StaticToken(repl.ReplaceKnown(s.BearerToken, ""))
+	} else {
+		src.Tokens = dispatch.NewClientCredentials(repl.ReplaceKnown(s.OAuth2.TokenURL, ""), repl.ReplaceKnown(s.OAuth2.ClientID, ""),
+			repl.ReplaceKnown(s.OAuth2.ClientSecret, ""), dispatch.HTTPClient)
+	}
+	return src, nil
+}
+
+// startSync runs the sync until the configuration is unloaded.
+func (h *Handler) startSync(ctx caddy.Context, st mirror.Store) error {
+	s := h.SyncFromCodeMie
+	src, err := s.source(h.Upstream.URL)
+	if err != nil {
+		return err
+	}
+	interval := time.Duration(s.Interval)
+	if interval == 0 {
+		interval = DefaultSyncInterval
+	}
+	r := &mirror.Runner{Source: src, Store: st, Keys: h.keys, Redis: h.redisClient, LockKey: h.prefix + "sync:lock",
+		Holder: consumer, Interval: interval, Logger: h.logger.Named("sync"),
+		Synced: func(settings, changes int) {
+			metrics.syncLast.SetToCurrentTime()
+			metrics.syncSettings.Set(float64(settings))
+			metrics.syncChanges.Add(float64(changes))
+		},
+		Failed: func() { metrics.syncErrors.Inc() },
+	}
+	go r.Run(ctx)
+	return nil
+}
