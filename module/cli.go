@@ -129,6 +129,8 @@ func buildCLI(root *cobra.Command) {
 	importCmd := &cobra.Command{Use: "import <file>", Short: "Writes every integration of an integrations file, all valid or none; or of an export of CodeMie's settings (--format codemie)",
 		Args: cobra.ExactArgs(1), RunE: run((*cli).importFile)}
 	importCmd.Flags().String("format", "edge", "edge: an integrations file; codemie: the settings API's answer or a list of settings rows, imported as sync does")
+	importCmd.Flags().Bool("prune", false, "with --format codemie: also delete the integrations synced before that the export does not hold")
+	importCmd.Flags().Bool("force", false, "with --prune: allow deleting more than half of them")
 	root.AddCommand(set, get, rotate, importCmd, syncCommand(),
 		&cobra.Command{Use: "list", Short: "Lists integrations", Args: cobra.NoArgs, RunE: run((*cli).list)},
 		&cobra.Command{Use: "enable <id>", Short: "Enables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(true))},
@@ -439,7 +441,7 @@ func (c *cli) importFile(ctx context.Context, fl caddycmd.Flags, args []string) 
 	switch fl.String("format") {
 	case "edge":
 	case "codemie":
-		return c.importCodeMie(ctx, args[0])
+		return c.importCodeMie(ctx, args[0], fl.Bool("prune"), fl.Bool("force"))
 	default:
 		return badInput("--format %q: edge or codemie", fl.String("format"))
 	}

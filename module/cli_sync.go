@@ -2,9 +2,12 @@ package module
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -38,6 +41,8 @@ _CLIENT_SECRET.`,
 	f.String("codemie-client-id", "", "OAuth2 client id (env CODEMIE_WEBHOOKS_CODEMIE_CLIENT_ID)")
 	f.String("codemie-client-secret", "", "OAuth2 client secret (env CODEMIE_WEBHOOKS_CODEMIE_CLIENT_SECRET)")
 	f.Bool("dry-run", false, "print the changes and write nothing")
+	f.Bool("force", false, "allow deleting more than half of the integrations synced before (a listing that misses settings must not empty Redis)")
+	f.Int("page-size", 100, "settings asked for per page")
 	return sync
 }
 
@@ -51,7 +56,7 @@ func (c *cli) sync(ctx context.Context, fl caddycmd.Flags, _ []string) error {
 	if err != nil {
 		return fmt.Errorf("%v (nothing was written)", err)
 	}
-	return c.mirror(ctx, settings, fl.Bool("dry-run"))
+	return c.mirror(ctx, settings, fl.Bool("dry-run"), mirror.PlanOptions{MassDelete: fl.Bool("force")})
 }
 
 // codemieSource is the settings API the flags or the environment name.
@@ -63,7 +68,7 @@ func codemieSource(fl caddycmd.Flags) (*mirror.Source, error) {
 	}
 	token := flagOrEnv(fl, "codemie-token", "CODEMIE_WEBHOOKS_CODEMIE_TOKEN")
 	tokenURL := flagOrEnv(fl, "codemie-token-url", "CODEMIE_WEBHOOKS_CODEMIE_TOKEN_URL")
-	src := &mirror.Source{BaseURL: u, Client: dispatch.HTTPClient}
+	src := &mirror.Source{BaseURL: u, Client: dispatch.HTTPClient, PerPage: fl.Int("page-size")}
 	switch {
 	case token != "" && tokenURL != "":
 		return nil, badInput("--codemie-token and --codemie-token-url are exclusive")
@@ -78,8 +83,9 @@ func codemieSource(fl caddycmd.Flags) (*mirror.Source, error) {
 	return src, nil
 }
 
-// importCodeMie imports an export of CodeMie's settings as sync would.
-func (c *cli) importCodeMie(ctx context.Context, file string) error {
+// importCodeMie imports an export of CodeMie's settings as sync would,
+// without deleting what the export does not hold unless prune.
+func (c *cli) importCodeMie(ctx context.Context, file string, prune, force bool) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return errBadInput{err}
@@ -88,17 +94,20 @@ func (c *cli) importCodeMie(ctx context.Context, file string) error {
 	if err != nil {
 		return errBadInput{err}
 	}
-	return c.mirror(ctx, settings, false)
+	return c.mirror(ctx, settings, false, mirror.PlanOptions{KeepOthers: !prune, MassDelete: force})
 }
 
 // mirror makes Redis match settings and says what it did: the changes
 // (names of fields, never values), the settings it could not serve, and
 // the masked values still to set by hand.
-func (c *cli) mirror(ctx context.Context, settings []mirror.Setting, dryRun bool) error {
+func (c *cli) mirror(ctx context.Context, settings []mirror.Setting, dryRun bool, opts mirror.PlanOptions) error {
 	records, problems := mirror.Records(settings)
-	plan, err := mirror.MakePlan(ctx, c.store, c.keys, records)
-	if err != nil {
-		return err
+	plan, err := mirror.MakePlan(ctx, c.store, c.keys, records, opts)
+	switch {
+	case errors.Is(err, mirror.ErrNoKey) || errors.Is(err, mirror.ErrMassDelete):
+		return errBadInput{fmt.Errorf("%v (nothing was written)", err)}
+	case err != nil:
+		return fmt.Errorf("%v (nothing was written)", err)
 	}
 	for _, p := range problems {
 		fmt.Fprintf(c.out, "not served as stored: %s\n", p)
@@ -110,8 +119,8 @@ func (c *cli) mirror(ctx context.Context, settings []mirror.Setting, dryRun bool
 	for _, ch := range plan.Changes {
 		fmt.Fprintf(c.out, "%s%s %s (%s)\n", verb, ch.Action, ch.ID, strings.Join(ch.Fields, ", "))
 	}
-	for id, fields := range plan.NeedsValue {
-		for _, f := range fields {
+	for _, id := range slices.Sorted(maps.Keys(plan.NeedsValue)) {
+		for _, f := range plan.NeedsValue[id] {
 			fmt.Fprintf(c.out, "%s needs its %s, which CodeMie masks; until it is set the webhook is refused (500): "+
 				"caddy codemie-webhooks set %s --%s <value>\n", id, f, id, strings.ReplaceAll(f, "_", "-"))
 		}

@@ -50,22 +50,28 @@ func snapshot(t *testing.T, r *testenv.Redis) map[string]string {
 	return out
 }
 
-func TestCLI(t *testing.T) {
-	r := testenv.StartRedis(t)
-	api := testenv.StartCodeMie(t)
-	env := cliEnv(r, cliKey)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
+// cliSite serves the webhooks from r with the test key, an hour-long
+// cache (so that only announcements make changes visible), and extra.
+func cliSite(r *testenv.Redis, api *testenv.CodeMie, extra string) string {
+	return fmt.Sprintf(`
 	route %s* {
 		codemie_webhooks {
 			redis %s
 			rate_limit off
 			delivery sync
 			cache_ttl 1h
-			negative_ttl 1h
 			secrets_key %s
 			upstream %s
+			%s
 		}
-	}`, webhooks, r.Addr, cliKey, api.URL))
+	}`, webhooks, r.Addr, cliKey, api.URL, extra)
+}
+
+func TestCLI(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	env := cliEnv(r, cliKey)
+	c := testenv.StartCaddy(t, cliSite(r, api, "negative_ttl 1h"))
 	ctx := context.Background()
 	body := `{"action":"opened"}`
 	post := func(secret, delivery string) int {
@@ -238,17 +244,7 @@ func TestCLISync(t *testing.T) {
 	r := testenv.StartRedis(t)
 	api := testenv.StartCodeMie(t)
 	env := append(cliEnv(r, cliKey), "CODEMIE_WEBHOOKS_CODEMIE_URL="+api.URL, "CODEMIE_WEBHOOKS_CODEMIE_TOKEN=admin-token")
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			cache_ttl 1h
-			secrets_key %s
-			upstream %s
-		}
-	}`, webhooks, r.Addr, cliKey, api.URL))
+	c := testenv.StartCaddy(t, cliSite(r, api, ""))
 	gh := func(id, setting string) testenv.Setting {
 		return testenv.Setting{ID: setting, UserID: "u-1", ProjectName: "demo", Alias: "CI", CredentialType: "Webhook", SettingType: "project",
 			CredentialValues: []testenv.CredentialValue{{Key: "webhook_id", Value: id}, {Key: "is_enabled", Value: true},
@@ -295,6 +291,17 @@ func TestCLISync(t *testing.T) {
 		t.Errorf("a second sync changed something:\n%s", out)
 	}
 
+	// Disabled in CodeMie: answered 400 once synced.
+	disabled := gh("sync-a", "s-a")
+	disabled.CredentialValues[1].Value = false
+	api.SetSettings([]testenv.Setting{disabled, gh("sync-b", "s-b"), hdr})
+	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "update sync-a (is_enabled)") {
+		t.Errorf("sync after disabling:\n%s", out)
+	}
+	waitFor(t, "the disabled webhook to be refused", func() bool { return post("sync-a", fmt.Sprint("d-", time.Now().UnixNano())) == 400 })
+	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), gh("sync-b", "s-b"), hdr})
+	runCLI(t, env, "", 0, "sync")
+
 	// Deleted in CodeMie: gone from Redis, and answered 400 at once.
 	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), hdr})
 	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "delete sync-b") {
@@ -302,11 +309,27 @@ func TestCLISync(t *testing.T) {
 	}
 	waitFor(t, "the deleted webhook to be refused", func() bool { return post("sync-b", "d-3") == 400 })
 
-	// Without credentials, or with CodeMie refusing them: nothing written.
+	// Without credentials, with CodeMie refusing them, failing on a later
+	// page, or without the key for the stored secrets: nothing written.
+	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), gh("sync-d", "s-d"), hdr})
+	before = snapshot(t, r)
 	runCLI(t, cliEnv(r, cliKey), "", 2, "sync", "--codemie-url", api.URL)
 	api.FailWith(func(testenv.Call) int { return http.StatusUnauthorized })
 	runCLI(t, env, "", 1, "sync")
+	api.FailWith(func(c testenv.Call) int {
+		if strings.Contains(c.Path, "page=1&") {
+			return http.StatusInternalServerError
+		}
+		return 0
+	})
+	if out := runCLI(t, env, "", 1, "sync", "--page-size", "1"); !strings.Contains(out, "page 1: CodeMie answered 500") {
+		t.Errorf("a failing page 1:\n%s", out)
+	}
 	api.FailWith(nil)
+	runCLI(t, append(env, "CODEMIE_WEBHOOKS_KEY="), "", 2, "sync")
+	if fmt.Sprint(snapshot(t, r)) != fmt.Sprint(before) {
+		t.Error("a failed sync wrote to Redis")
+	}
 
 	// An export of the settings API's answer, imported as sync does.
 	export := filepath.Join(t.TempDir(), "settings.json")

@@ -155,7 +155,7 @@ func TestActAsOwner(t *testing.T) {
 		t.Errorf("calls made without the owner's token: %v", callList(api.Calls()))
 	}
 	logs := c.Logs(t)
-	if strings.Contains(logs, testenv.KeycloakClientSecret) || strings.Contains(logs, "kc-1-") {
+	if strings.Contains(logs, testenv.KeycloakClientSecret) || strings.Contains(logs, "kctok-") {
 		t.Error("a client secret or a token reached the log")
 	}
 }
@@ -230,4 +230,14 @@ func TestForwardToCodeMiesWebhook(t *testing.T) {
 	}
 	waitFor(t, "the refused delivery to die", func() bool { return deadDeliveries(t, r)["fw-stale"] })
 	waitFor(t, "the queue to empty", func() bool { l, rt, _ := queueState(t, r); return l == 0 && rt == 0 })
+}
+
+// TestServiceAccountWarned: acting as the service account is never
+// silent: provisioning logs it at warn level; act_as owner does not.
+func TestServiceAccountWarned(t *testing.T) {
+	const warning = "calls to CodeMie carry the service account's identity"
+	c, _, _ := dispatchSite(t, "bearer_token "+bearerToken)
+	if logs := c.Logs(t); !strings.Contains(logs, warning) || !strings.Contains(logs, `"level":"warn"`) {
+		t.Errorf("no warning about the service account in the log")
+	}
 }

@@ -62,11 +62,12 @@ func TestOwnerTokens(t *testing.T) {
 		{"impersonation not allowed", "bob", func() { k.SetImpersonation(false) }, false, `owner "bob": the token endpoint answered 403 (access_denied)`},
 		{"no owner", "", nil, false, "the integration has no user_id"},
 		{"identity provider down", "carol", func() { k.SetDown(http.StatusServiceUnavailable) }, true, "answered 503"},
+		{"token exchange failing", "alice", func() { k.FailExchanges(http.StatusBadGateway) }, true, `owner "alice": the token endpoint answered 502 (server_error)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup()
-				defer func() { k.SetImpersonation(true); k.SetDown(0) }()
+				defer func() { k.SetImpersonation(true); k.SetDown(0); k.FailExchanges(0) }()
 			}
 			fresh := ownerTokens(k)
 			_, err := fresh.Token(ctx, tc.owner)
@@ -97,5 +98,58 @@ func TestOwnerTokensBounded(t *testing.T) {
 		if n := len(o.owners); n > 2 {
 			t.Fatalf("%d owners kept, want at most 2", n)
 		}
+	}
+}
+
+// TestOwnerTokensEdgeTokenRefused: when the identity provider no longer
+// knows the edge's own token ("Invalid token"), it is dropped and the
+// exchange is retryable; the next attempt gets a new one and succeeds.
+func TestOwnerTokensEdgeTokenRefused(t *testing.T) {
+	k := testenv.StartKeycloak(t, map[string]string{"u-1": "alice"})
+	o := ownerTokens(k)
+	ctx := context.Background()
+	if _, err := o.Token(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	k.Forget()
+	fresh := ownerTokens(k)
+	fresh.edge = o.edge // the edge token the provider forgot
+	_, err := fresh.Token(ctx, "alice")
+	var te *TokenError
+	if !errors.As(err, &te) || !te.Retryable || !strings.Contains(te.Error(), "400 (invalid_request)") {
+		t.Fatalf("err %v, want a retryable 400 invalid_request", err)
+	}
+	if tok, err := fresh.Token(ctx, "alice"); err != nil || k.Subject(tok) != "u-1" {
+		t.Errorf("the next attempt: %q %v, want alice's token", k.Subject(tok), err)
+	}
+}
+
+// TestOwnerTokenRefusedByCodeMie: a token CodeMie answers 401 to is
+// dropped for its owner only; the next call exchanges a new one.
+func TestOwnerTokenRefusedByCodeMie(t *testing.T) {
+	k := testenv.StartKeycloak(t, map[string]string{"u-1": "alice", "u-2": "bob"})
+	api := testenv.StartCodeMie(t)
+	o := ownerTokens(k)
+	c := newClient(t, api.URL, o)
+	alice, bob := job("workflow", "wf", "{}"), job("workflow", "wf", "{}")
+	alice.UserID, bob.UserID = "alice", "bob"
+	c.Dispatch(context.Background(), alice)
+	c.Dispatch(context.Background(), bob)
+	first := strings.TrimPrefix(api.Calls()[0].Header.Get("Authorization"), "Bearer ")
+	bobs := strings.TrimPrefix(api.Calls()[1].Header.Get("Authorization"), "Bearer ")
+	api.FailWith(func(testenv.Call) int { return http.StatusUnauthorized })
+	if res := c.Dispatch(context.Background(), alice); res.Status != http.StatusUnauthorized {
+		t.Fatalf("result %+v", res)
+	}
+	api.FailWith(nil)
+	api.Reset()
+	c.Dispatch(context.Background(), alice)
+	c.Dispatch(context.Background(), bob)
+	again := strings.TrimPrefix(api.Calls()[0].Header.Get("Authorization"), "Bearer ")
+	if again == first || k.Subject(again) != "u-1" {
+		t.Errorf("after CodeMie's 401, alice's call carried %q (before %q): want a new token of alice's", again, first)
+	}
+	if got := strings.TrimPrefix(api.Calls()[1].Header.Get("Authorization"), "Bearer "); got != bobs {
+		t.Errorf("bob's token changed with alice's refusal: %q, want %q", got, bobs)
 	}
 }

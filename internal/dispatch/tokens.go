@@ -100,7 +100,7 @@ func tokenError(err error) *TokenError {
 	if errors.As(err, &re) && re.Response != nil {
 		status := re.Response.StatusCode
 		msg := fmt.Sprintf("fetching OAuth2 token: the token endpoint answered %d", status)
-		if re.ErrorCode != "" {
+		if re.ErrorCode != "" && printableCode(re.ErrorCode) {
 			msg += " (" + re.ErrorCode + ")"
 		}
 		return &TokenError{Retryable: status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500, msg: msg}

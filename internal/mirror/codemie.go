@@ -54,17 +54,40 @@ func (s *Source) Settings(ctx context.Context) ([]Setting, error) {
 		perPage = 100
 	}
 	var all []Setting
+	total := -1
 	for page := 0; page < maxPages; page++ {
 		l, err := s.page(ctx, page, perPage)
 		if err != nil {
 			return nil, err
 		}
+		if total >= 0 && l.Pagination.Total != total {
+			// Settings were created or deleted while we read: offset
+			// pages may then skip one, which would be deleted here.
+			return nil, fmt.Errorf("listing CodeMie's webhook settings: the total changed from %d to %d while reading; try again", total, l.Pagination.Total)
+		}
+		total = l.Pagination.Total
 		all = append(all, l.Data...)
 		if len(l.Data) == 0 || page+1 >= l.Pagination.Pages {
-			return all, nil
+			return all, complete(all, total)
 		}
 	}
 	return nil, fmt.Errorf("listing CodeMie's webhook settings: more than %d pages", maxPages)
+}
+
+// complete checks that a listing holds every setting it announces, each
+// once: a setting missing from it would be deleted.
+func complete(all []Setting, total int) error {
+	if len(all) != total {
+		return fmt.Errorf("listing CodeMie's webhook settings: read %d settings of the %d announced; nothing was written", len(all), total)
+	}
+	seen := make(map[string]bool, len(all))
+	for _, s := range all {
+		if seen[s.ID] {
+			return fmt.Errorf("listing CodeMie's webhook settings: setting %s is listed twice (the listing moved while being read); nothing was written", s.ID)
+		}
+		seen[s.ID] = true
+	}
+	return nil
 }
 
 func (s *Source) page(ctx context.Context, page, perPage int) (listing, error) {
@@ -126,6 +149,11 @@ func ParseExport(data []byte) ([]Setting, error) {
 	}
 	if l.Data == nil {
 		return nil, errors.New(`reading the settings listing: no "data" array`)
+	}
+	if l.Pagination.Total > len(l.Data) {
+		// One page of several: what the other pages hold would be deleted.
+		return nil, fmt.Errorf("reading the settings listing: it is page %d of %d, with %d of %d settings; export every setting (per_page of at least the total)",
+			l.Pagination.Page, l.Pagination.Pages, len(l.Data), l.Pagination.Total)
 	}
 	return l.Data, nil
 }

@@ -76,7 +76,7 @@ func (e *env) sync(t *testing.T) (Plan, []Problem) {
 		t.Fatal(err)
 	}
 	records, problems := Records(settings)
-	plan, err := MakePlan(ctx, e.st, e.keys, records)
+	plan, err := MakePlan(ctx, e.st, e.keys, records, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,8 @@ func TestSync(t *testing.T) {
 	}
 }
 
-// TestSyncListingFails: CodeMie failing half way leaves Redis as it was.
+// TestSyncListingFails: CodeMie failing on a later page, or refusing the
+// account, fails the whole listing (TestCLISync shows Redis unchanged).
 func TestSyncListingFails(t *testing.T) {
 	e := newEnv(t)
 	e.api.FailWith(func(c testenv.Call) int {
@@ -179,9 +180,6 @@ func TestSyncListingFails(t *testing.T) {
 	})
 	if _, err := e.src.Settings(context.Background()); err == nil || !strings.Contains(err.Error(), "page 1: CodeMie answered 500") {
 		t.Fatalf("err %v", err)
-	}
-	if n := len(e.redis.Client.Keys(context.Background(), "*").Val()); n != 0 {
-		t.Errorf("%d keys written", n)
 	}
 	// Without a token: CodeMie's 401.
 	e.api.FailWith(nil)
@@ -210,4 +208,65 @@ func TestParseExport(t *testing.T) {
 	if _, err := ParseExport([]byte(`{"items":[]}`)); err == nil {
 		t.Error("an object without data was read")
 	}
+}
+
+// TestSyncSafety: what must never make a sync delete or weaken what is
+// stored.
+func TestSyncSafety(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a listing that moves while read", func(t *testing.T) {
+		e := newEnv(t)
+		e.api.FailWith(func(c testenv.Call) int {
+			if strings.Contains(c.Path, "page=1&") {
+				e.api.SetSettings(fixture()[1:]) // a setting deleted after page 0 was read
+			}
+			return 0
+		})
+		if _, err := e.src.Settings(ctx); err == nil || !strings.Contains(err.Error(), "the total changed") {
+			t.Errorf("err %v, want the listing refused", err)
+		}
+	})
+	t.Run("one page of an export", func(t *testing.T) {
+		_, err := ParseExport([]byte(`{"data":[{"id":"s-1","credential_type":"Webhook"}],"pagination":{"page":0,"per_page":1,"total":4,"pages":4}}`))
+		if err == nil || !strings.Contains(err.Error(), "page 0 of 4") {
+			t.Errorf("err %v, want a partial export refused", err)
+		}
+	})
+	t.Run("most integrations gone", func(t *testing.T) {
+		e := newEnv(t)
+		e.sync(t)
+		e.api.SetSettings(nil) // an account that sees no project, say
+		settings, _ := e.src.Settings(ctx)
+		records, _ := Records(settings)
+		if _, err := MakePlan(ctx, e.st, e.keys, records, PlanOptions{}); !errors.Is(err, ErrMassDelete) {
+			t.Errorf("err %v, want ErrMassDelete", err)
+		}
+		if p, err := MakePlan(ctx, e.st, e.keys, records, PlanOptions{MassDelete: true}); err != nil || len(p.Changes) != 3 {
+			t.Errorf("allowed: %v %v", summary(p), err)
+		}
+	})
+	t.Run("no key for encrypted secrets", func(t *testing.T) {
+		e := newEnv(t)
+		e.sync(t)
+		settings, _ := e.src.Settings(ctx)
+		records, _ := Records(settings)
+		if _, err := MakePlan(ctx, e.st, nil, records, PlanOptions{}); !errors.Is(err, ErrNoKey) {
+			t.Errorf("err %v, want ErrNoKey", err)
+		}
+	})
+	t.Run("fields of the edge's own are kept", func(t *testing.T) {
+		e := newEnv(t)
+		e.sync(t)
+		fields, _ := e.st.Fields(ctx, "gh-1")
+		fields["graph_validation"], fields["event_field"] = "true", "action"
+		if err := e.st.Put(ctx, "gh-1", fields); err != nil {
+			t.Fatal(err)
+		}
+		if plan, _ := e.sync(t); len(plan.Changes) != 0 {
+			t.Errorf("a sync changed fields CodeMie does not have: %v", summary(plan))
+		}
+		if f, _ := e.st.Fields(ctx, "gh-1"); f["graph_validation"] != "true" || f["event_field"] != "action" {
+			t.Errorf("gh-1 after the sync: %v", f)
+		}
+	})
 }

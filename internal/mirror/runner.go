@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -90,7 +92,7 @@ func (r *Runner) sync(ctx context.Context) (settings, changes int, err error) {
 		return 0, 0, err
 	}
 	records, problems := Records(all)
-	plan, err := MakePlan(ctx, r.Store, r.Keys, records)
+	plan, err := MakePlan(ctx, r.Store, r.Keys, records, PlanOptions{})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -105,7 +107,8 @@ func (r *Runner) sync(ctx context.Context) (settings, changes int, err error) {
 		r.Logger.Warn("CodeMie webhook setting not served as stored", zap.String("setting_id", p.SettingID),
 			zap.String("webhook_id", p.WebhookID), zap.String("reason", p.Reason))
 	}
-	for id, fields := range plan.NeedsValue {
+	for _, id := range slices.Sorted(maps.Keys(plan.NeedsValue)) {
+		fields := plan.NeedsValue[id]
 		r.Logger.Warn("integration refused until a value CodeMie masks is set with caddy codemie-webhooks set",
 			zap.String("webhook_id", id), zap.Strings("fields", fields))
 	}

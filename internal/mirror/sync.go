@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -51,13 +52,42 @@ type Plan struct {
 	NeedsValue map[string][]string
 }
 
+// edgeFields are the record fields beyond CodeMie's (for senders other
+// than GitHub and GitLab): CodeMie never lists them, so a value set at the
+// edge is kept.
+var edgeFields = []string{integration.FieldSignatureScheme, integration.FieldSignatureSecret, integration.FieldSignatureHeader,
+	integration.FieldSignaturePrefix, integration.FieldSignatureEncoding, integration.FieldSignatureTolerance,
+	integration.FieldEventFilter, integration.FieldEventField, integration.FieldGraphValidation}
+
+// ErrNoKey says the store holds encrypted secrets and no key was given:
+// comparing or writing them would store secrets in clear.
+var ErrNoKey = errors.New("the stored integrations hold encrypted secrets: give the secrets key (CODEMIE_WEBHOOKS_KEY)")
+
+// ErrMassDelete says a plan would delete more than half of the records the
+// mirror wrote; see PlanOptions.MassDelete.
+var ErrMassDelete = errors.New("the listing would delete most of the integrations synced from CodeMie")
+
+// PlanOptions change what a plan may do.
+type PlanOptions struct {
+	// MassDelete allows deleting more than half of the records the
+	// mirror wrote (and more than one) in one plan. Without it such a plan
+	// is refused: a listing that misses settings (an account that is not
+	// an admin of every project sees only its own) must not empty Redis.
+	MassDelete bool
+	// KeepOthers plans no deletion: the records are added or updated, and
+	// the other stored records stay (an import of some settings).
+	KeepOthers bool
+}
+
 // MakePlan compares records with what st holds and returns the changes
-// that make st match. A masked field keeps its stored value; a record
-// equal to the stored one (secrets compared in clear) is no change; a
-// stored record written by the mirror whose setting is gone is deleted,
+// that make st match. A masked field keeps its stored value, and so does
+// a field of the edge's own (edgeFields) that CodeMie does not list; a
+// record equal to the stored one (secrets compared in clear) is no change;
+// a stored record written by the mirror whose setting is gone is deleted,
 // one written by hand is left alone. keys opens stored secrets and seals
-// the written ones (nil: stored in clear).
-func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record) (Plan, error) {
+// the written ones (nil: stored in clear, refused when the store holds
+// encrypted ones).
+func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, opts PlanOptions) (Plan, error) {
 	p := Plan{NeedsValue: map[string][]string{}}
 	want := map[string]bool{}
 	for _, r := range records {
@@ -66,12 +96,20 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record) 
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return Plan{}, err
 		}
+		if keys == nil && hasSealed(stored) {
+			return Plan{}, ErrNoKey
+		}
 		fields := maps.Clone(r.Fields)
 		for _, f := range r.Masked {
 			if v, ok := stored[f]; ok {
 				fields[f] = v
 			} else {
 				p.NeedsValue[r.ID] = append(p.NeedsValue[r.ID], f)
+			}
+		}
+		for _, f := range edgeFields {
+			if _, listed := fields[f]; !listed && stored[f] != "" {
+				fields[f] = stored[f]
 			}
 		}
 		changed := differing(r.ID, stored, fields, keys)
@@ -88,10 +126,8 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record) 
 	if err != nil {
 		return Plan{}, err
 	}
+	owned, deletes := 0, 0
 	for _, id := range ids {
-		if want[id] {
-			continue
-		}
 		stored, err := st.Fields(ctx, id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -99,11 +135,32 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record) 
 		case err != nil:
 			return Plan{}, err
 		}
-		if stored[FieldSettingID] != "" {
+		if stored[FieldSettingID] == "" {
+			continue
+		}
+		owned++
+		if !want[id] && !opts.KeepOthers {
+			deletes++
 			p.Changes = append(p.Changes, Change{ID: id, Action: Delete, Fields: slices.Sorted(maps.Keys(stored))})
 		}
 	}
+	if deletes > 1 && 2*deletes > owned && !opts.MassDelete {
+		return Plan{}, fmt.Errorf("%w (%d of %d): is the account an admin of every project? Allow it explicitly (--force) if it is meant",
+			ErrMassDelete, deletes, owned)
+	}
 	return p, nil
+}
+
+// hasSealed reports whether a record holds an encrypted secret value.
+func hasSealed(fields map[string]string) bool {
+	for _, f := range integration.SecretFields {
+		for _, v := range integration.SplitSecretValues(fields[f]) {
+			if seal.Sealed(v) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Apply makes the plan's changes, each integration atomically and

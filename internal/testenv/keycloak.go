@@ -41,6 +41,7 @@ type Keycloak struct {
 	subjects    map[string]string // token -> subject (user id, or service-account-<client>)
 	exchanges   int
 	down        int // status to answer every request with; 0: none
+	exchangeErr int // status to answer token exchanges with; 0: none
 }
 
 // ServiceAccount is the subject of the client's own tokens.
@@ -69,6 +70,22 @@ func (k *Keycloak) SetDown(status int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.down = status
+}
+
+// FailExchanges makes token exchanges (only) answer status, as Keycloak
+// answers a failure of its own (0: work again).
+func (k *Keycloak) FailExchanges(status int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.exchangeErr = status
+}
+
+// Forget makes the fake forget every token it issued, as a Keycloak
+// restarted with new keys would: they are then "Invalid token".
+func (k *Keycloak) Forget() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.subjects = map[string]string{}
 }
 
 // Subject returns the subject of a token the fake issued ("" if none).
@@ -118,6 +135,10 @@ func (k *Keycloak) serve(w http.ResponseWriter, r *http.Request) {
 
 // exchange answers a token exchange. k.mu is held.
 func (k *Keycloak) exchange(w http.ResponseWriter, r *http.Request) {
+	if k.exchangeErr != 0 {
+		oauthError(w, k.exchangeErr, "server_error", "Unexpected error")
+		return
+	}
 	subject, ok := k.subjects[r.PostForm.Get("subject_token")]
 	if !ok {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "Invalid token")
@@ -147,7 +168,7 @@ func (k *Keycloak) exchange(w http.ResponseWriter, r *http.Request) {
 
 // issue answers a new token for subject. k.mu is held.
 func (k *Keycloak) issue(w http.ResponseWriter, subject string) {
-	token := fmt.Sprintf("kc-%d-%s", len(k.subjects)+1, subject)
+	token := fmt.Sprintf("kctok-%d-%s", len(k.subjects)+1, subject)
 	k.subjects[token] = subject
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"access_token": token, "expires_in": 300, "refresh_expires_in": 0, "token_type": "Bearer",
