@@ -358,21 +358,8 @@ func TestSyncInsideCaddy(t *testing.T) {
 	}
 	api.SetSettings([]testenv.Setting{setting("sync-1", "s-1")})
 	site := func(token string) string {
-		return fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			upstream %s
-			sync_from_codemie 200ms {
-				bearer_token %s
-			}
-		}
-	}
-	handle /metrics {
-		metrics
-	}`, webhooks, r.Addr, api.URL, token)
+		return cliSite(r, api, "sync_from_codemie 200ms {\n\t\t\t\tbearer_token "+token+"\n\t\t\t}") +
+			"\n\thandle /metrics {\n\t\tmetrics\n\t}"
 	}
 	listings := func(token string) int {
 		n := 0

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"time"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
 // Verdict is what the guard decided for one request.
@@ -131,18 +133,9 @@ func DeliveryID(h http.Header) string {
 // printable ASCII of at most 128 bytes, and as "sha256:" and its hex digest
 // otherwise.
 func SafeDeliveryID(v string) string {
-	if printable(v) && len(v) <= maxDeliveryID {
+	if integration.PrintableASCII(v) && len(v) <= maxDeliveryID {
 		return v
 	}
 	sum := sha256.Sum256([]byte(v))
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -182,7 +183,7 @@ func FuzzDeliveryID(f *testing.F) {
 		if strings.HasPrefix(id, "sha256:") {
 			return
 		}
-		if len(id) > maxDeliveryID || !printable(id) {
+		if len(id) > maxDeliveryID || !integration.PrintableASCII(id) {
 			t.Fatalf("delivery id %q is neither short printable ASCII nor a digest", id)
 		}
 	})

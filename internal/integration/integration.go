@@ -380,7 +380,7 @@ func (in *Integration) validateResource() error {
 			return in.fieldErr(FieldResourceID, "is required with resource_type "+in.ResourceType)
 		}
 	}
-	if id := in.ResourceID; id == "." || id == ".." || strings.Contains(id, "/") || !printableASCII(id) {
+	if id := in.ResourceID; id == "." || id == ".." || strings.Contains(id, "/") || !PrintableASCII(id) {
 		return in.fieldErr(FieldResourceID, "must be printable ASCII without / and not . or ..")
 	}
 	if !httpguts.ValidHeaderFieldValue(in.UserID) || strings.TrimSpace(in.UserID) != in.UserID {
@@ -389,8 +389,9 @@ func (in *Integration) validateResource() error {
 	return nil
 }
 
-// printableASCII reports whether s holds only bytes 0x21 to 0x7e.
-func printableASCII(s string) bool {
+// PrintableASCII reports whether s holds only bytes 0x21 to 0x7e: no
+// space, no control byte, nothing beyond ASCII.
+func PrintableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x21 || s[i] > 0x7e {
 			return false
