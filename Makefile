@@ -4,7 +4,7 @@ XCADDY   := bin/xcaddy
 CADDY    := bin/caddy
 FUZZTIME ?= 60s
 
-.PHONY: build run test bench fuzz adapt-examples readme-examples clean
+.PHONY: build run test bench fuzz adapt-examples readme-examples docs clean
 
 # Caddy with this plugin, as xcaddy.json describes the build.
 build: $(XCADDY)
@@ -49,6 +49,12 @@ adapt-examples: build
 # `make run`, must print what the README shows under it.
 readme-examples: build
 	.ci/readme-examples
+
+# Rewrites docs/configuration.md's "Fields and defaults" from the field
+# docs, the one place that states each option's default (make test fails
+# while it is out of date).
+docs:
+	go test ./module -run '^TestFieldsDoc$$' -update-docs
 
 clean:
 	rm -rf bin

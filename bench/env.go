@@ -3,9 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
 // benchSecret signs the load's payloads.
@@ -26,7 +25,7 @@ const benchSecret = "a-webhook-secret-of-usual-length"
 // Caddy processes.
 type env struct {
 	dir     string
-	redis   *exec.Cmd
+	redis   *testenv.Redis
 	rdb     *redis.Client
 	redisAt string
 	stub    *http.Server
@@ -39,13 +38,10 @@ type env struct {
 	profile bool
 }
 
+// freeAddr is a loopback address that was free a moment ago.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	port, err := testenv.FreePort()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), err
 }
 
 // waitListening waits until addr accepts connections.
@@ -66,19 +62,10 @@ func startEnv() (*env, error) {
 		return nil, err
 	}
 	e := &env{dir: dir}
-	if e.redisAt, err = freeAddr(); err != nil {
+	if e.redis, err = testenv.LaunchRedis(dir); err != nil {
 		return nil, err
 	}
-	_, port, _ := net.SplitHostPort(e.redisAt)
-	e.redis = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", dir, "--loglevel", "warning")
-	if err := e.redis.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server: %v", err)
-	}
-	if err := waitListening(e.redisAt); err != nil {
-		return nil, err
-	}
-	e.rdb = redis.NewClient(&redis.Options{Addr: e.redisAt})
+	e.rdb, e.redisAt = e.redis.Client, e.redis.Addr
 
 	if e.stubAt, err = freeAddr(); err != nil {
 		return nil, err
@@ -97,9 +84,7 @@ func startEnv() (*env, error) {
 		e.body[i] = 'x'
 	}
 	e.body = append(e.body, `"}`...)
-	m := hmac.New(sha256.New, []byte(benchSecret))
-	m.Write(e.body)
-	e.sig = "sha256=" + hex.EncodeToString(m.Sum(nil))
+	e.sig = testenv.SignGitHub256(benchSecret, string(e.body))
 	for _, l := range configurations {
 		err := e.rdb.HSet(context.Background(), prefix(l)+"{bench}", "is_enabled", "true",
 			"resource_type", "workflow", "resource_id", "wf-1", "github_webhook_secret", benchSecret,
@@ -123,8 +108,7 @@ func (e *env) stop() {
 		_ = e.stub.Close()
 	}
 	if e.redis != nil {
-		_ = e.redis.Process.Kill()
-		_ = e.redis.Wait()
+		e.redis.Close()
 	}
 	_ = os.RemoveAll(e.dir)
 }

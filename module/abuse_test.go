@@ -28,17 +28,7 @@ func fileSite(t *testing.T, extra string) (*testenv.Caddy, *testenv.CodeMie) {
 	testenv.WriteFile(t, file, `[{"webhook_id":"big","is_enabled":true,"github_webhook_secret":"`+ghSecret+
 		`","resource_type":"workflow","resource_id":"wf-1"}]`)
 	api := testenv.StartCodeMie(t)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			integrations_file %s
-			upstream %s
-			%s
-		}
-	}
-	handle /metrics {
-		metrics
-	}`, webhooks, file, api.URL, extra))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "integrations_file " + file, Upstream: api.URL, Options: []string{extra}}.String())
 	return c, api
 }
 
@@ -94,7 +84,7 @@ func TestBodyMemoryUnderHeaderOnlyFlood(t *testing.T) {
 	for range conns {
 		openBody(t, c, "big", 25<<20, "")
 	}
-	waitFor(t, "every body to be in flight", func() bool {
+	testenv.Eventually(t, "every body to be in flight", func() bool {
 		return metricValue(t, c, "caddy_codemie_webhooks_bodies_in_flight") == conns
 	})
 	grown := int64(heapInUse()) - int64(before)
@@ -116,7 +106,7 @@ func TestBodyBudget(t *testing.T) {
 	before := max(metricValue(t, c, refusals), 0) // counters outlive configs
 	const announced = 700_000
 	slow := openBody(t, c, "big", announced, strings.Repeat("a", announced-50_000))
-	waitFor(t, "the slow body to hold its buffer", func() bool {
+	testenv.Eventually(t, "the slow body to hold its buffer", func() bool {
 		return metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight") >= announced
 	})
 
@@ -138,7 +128,7 @@ func TestBodyBudget(t *testing.T) {
 	if got := readStatus(t, slow); got != http.StatusUnauthorized {
 		t.Errorf("the slow, unsigned body: %d, want 401", got)
 	}
-	waitFor(t, "the budget to be given back", func() bool {
+	testenv.Eventually(t, "the budget to be given back", func() bool {
 		return metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight") == 0
 	})
 	if status, _, answer := postSigned(t, c, "big", "d-budget", body); status != http.StatusOK {
@@ -257,7 +247,7 @@ func stallRedis(t *testing.T, r *testenv.Redis, seconds int, during func()) {
 	}
 	stalled := make(chan error, 1)
 	go func() { stalled <- staller.Do(context.Background(), "DEBUG", "SLEEP", seconds).Err() }()
-	waitFor(t, "Redis to stall", func() bool { return probe.Ping(context.Background()).Err() != nil })
+	testenv.Eventually(t, "Redis to stall", func() bool { return probe.Ping(context.Background()).Err() != nil })
 	during()
 	if err := <-stalled; err != nil {
 		t.Fatalf("DEBUG SLEEP: %v", err)
@@ -279,7 +269,7 @@ func stallSite(t *testing.T, extra string) (*testenv.Caddy, *testenv.Redis, *tes
 	if status, _, answer := postSigned(t, c, "wf", "warm", `{"n":-1}`); status != http.StatusOK {
 		t.Fatalf("before the stall: %d %s", status, answer)
 	}
-	waitFor(t, "the first webhook to be dispatched", func() bool { return api.Succeeded()["warm"] == 1 })
+	testenv.Eventually(t, "the first webhook to be dispatched", func() bool { return api.Succeeded()["warm"] == 1 })
 	return c, r, api
 }
 
@@ -331,8 +321,8 @@ func TestStalledRedis(t *testing.T) {
 			statuses[i], _, answers[i] = postSigned(t, c, "wf", fmt.Sprintf("stall-%d", i), fmt.Sprintf(`{"n":%d}`, i))
 		}
 	}
-	waitFor(t, "every webhook to be dispatched", func() bool { return len(api.Succeeded()) == n+1 })
-	waitFor(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
+	testenv.Eventually(t, "every webhook to be dispatched", func() bool { return len(api.Succeeded()) == n+1 })
+	testenv.Eventually(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
 	for delivery, times := range api.Succeeded() {
 		if times != 1 {
 			t.Errorf("%s dispatched %d times", delivery, times)
@@ -348,7 +338,7 @@ func TestStalledRedisRunsNoScriptTwice(t *testing.T) {
 	c, r, api := stallSite(t, "replay_window off")
 	stallRedis(t, r, 5, func() { postAll(t, c, 20) })
 	ctx := context.Background()
-	waitFor(t, "every queued webhook to be dispatched", func() bool {
+	testenv.Eventually(t, "every queued webhook to be dispatched", func() bool {
 		info, err := r.Client.XInfoStream(ctx, "codemie:webhooks:deliveries").Result()
 		if err != nil {
 			return false

@@ -21,20 +21,7 @@ import (
 
 // asyncSite is the handler with durable delivery and a fast retry policy.
 func asyncSite(redisAddr, apiURL, extra string) string {
-	return fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			upstream %s
-			retry 12 10ms 200ms
-			claim_after 1s
-			%s
-		}
-	}
-	handle /metrics {
-		metrics
-	}`, webhooks, redisAddr, apiURL, extra)
+	return testenv.RedisSite(redisAddr, apiURL, "rate_limit off", "retry 12 10ms 200ms", "claim_after 1s", extra).String()
 }
 
 // queueState reads the queue's keys straight from Redis.
@@ -79,16 +66,16 @@ func TestAsyncAnswersOnceQueued(t *testing.T) {
 		t.Fatalf("got %d %s", status, answer)
 	}
 	api.HangOn(nil) // CodeMie answers now
-	waitFor(t, "the queued webhook to be dispatched", func() bool { return api.Succeeded()["d-async"] >= 1 })
+	testenv.Eventually(t, "the queued webhook to be dispatched", func() bool { return api.Succeeded()["d-async"] >= 1 })
 	call := api.Calls()[len(api.Calls())-1]
 	if call.String() != "POST /v1/workflows/wf-1/executions" || call.Body != `{"user_input":"{\"action\":\"opened\"}"}` {
 		t.Errorf("call %s %s", call, call.Body)
 	}
-	waitFor(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
+	testenv.Eventually(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
 	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="enqueued"}`); v < 1 {
 		t.Errorf("enqueued outcome not counted: %v", v)
 	}
-	waitFor(t, "the delivery age to be observed", func() bool {
+	testenv.Eventually(t, "the delivery age to be observed", func() bool {
 		return metricValue(t, c, "caddy_codemie_webhooks_delivery_age_seconds_count") >= 1
 	})
 }
@@ -133,7 +120,7 @@ func TestNoneLostUnderFailures(t *testing.T) {
 	wg.Wait()
 	api.SetDown(false)
 
-	waitFor(t, "every webhook to be delivered or dead", func() bool {
+	testenv.Eventually(t, "every webhook to be delivered or dead", func() bool {
 		l, rt, _ := queueState(t, r)
 		return l == 0 && rt == 0
 	})
@@ -182,12 +169,12 @@ http://%s {
 			t.Fatalf("webhook %d: %d %s", i, status, answer)
 		}
 	}
-	waitFor(t, "the first instance to hold 4 deliveries in flight", func() bool { return len(api.Calls()) == 4 })
+	testenv.Eventually(t, "the first instance to hold 4 deliveries in flight", func() bool { return len(api.Calls()) == 4 })
 	p.Kill()
 	api.HangOn(nil)
 
 	testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, "workers 4"))
-	waitFor(t, "every webhook to be delivered", func() bool {
+	testenv.Eventually(t, "every webhook to be delivered", func() bool {
 		s := api.Succeeded()
 		for i := range total {
 			if s[fmt.Sprint("k-", i)] == 0 {
@@ -196,7 +183,7 @@ http://%s {
 		}
 		return true
 	})
-	waitFor(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
+	testenv.Eventually(t, "the queue to empty", func() bool { l, rt, d := queueState(t, r); return l == 0 && rt == 0 && d == 0 })
 }
 
 // TestRedisDownNeverAnswers200 stops Redis during a run: requests get 503
@@ -234,11 +221,11 @@ func TestRedisDownNeverAnswers200(t *testing.T) {
 	r.Restart()
 	// The first requests after the restart may still find broken
 	// connections, and are answered 503: never 200 for what is not stored.
-	waitFor(t, "Redis to take webhooks again", func() bool { return post("after-first") == 200 })
+	testenv.Eventually(t, "Redis to take webhooks again", func() bool { return post("after-first") == 200 })
 	for i := range 20 {
 		post(fmt.Sprint("after-", i))
 	}
-	waitFor(t, "every accepted webhook to be delivered", func() bool {
+	testenv.Eventually(t, "every accepted webhook to be delivered", func() bool {
 		s := api.Succeeded()
 		for id := range accepted {
 			if s[id] == 0 {
@@ -263,7 +250,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, "workers 4"))
 	// Warm up, then count goroutines.
 	postSigned(t, c, "wf", "warm-up", `{}`)
-	waitFor(t, "the warm-up delivery", func() bool { return api.Succeeded()["warm-up"] == 1 })
+	testenv.Eventually(t, "the warm-up delivery", func() bool { return api.Succeeded()["warm-up"] == 1 })
 	before := settledGoroutines(c)
 
 	var accepted sync.Map
@@ -288,7 +275,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 	}
 	for i := range 5 {
-		waitFor(t, "webhooks between reloads", func() bool { return int(next.Load()) > 50*(i+1) })
+		testenv.Eventually(t, "webhooks between reloads", func() bool { return int(next.Load()) > 50*(i+1) })
 		cfg := strings.Replace(c.Config, "workers 4", fmt.Sprintf("workers %d", 3+i%2), 1)
 		if i%2 == 1 {
 			cfg = c.Config
@@ -299,7 +286,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	wg.Wait()
 
 	n := 0
-	waitFor(t, "every accepted webhook to be delivered", func() bool {
+	testenv.Eventually(t, "every accepted webhook to be delivered", func() bool {
 		s := api.Succeeded()
 		n = 0
 		missing := false
@@ -315,14 +302,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	// Back to the configuration the count was taken with.
 	testenv.LoadCaddyfile(t, c.Config)
-	deadline := time.Now().Add(30 * time.Second)
-	for settledGoroutines(c) > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines: %d before the reloads, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, "the goroutines of the reloads to end", func() bool { return settledGoroutines(c) <= before })
 }
 
 // settledGoroutines counts goroutines once idle keep-alive connections,
@@ -348,7 +328,7 @@ func TestAdminDeadLetterReplay(t *testing.T) {
 	if status, _, _ := postSigned(t, c, "wf", "d-dead", `{"secret":"`+bodyMark+`"}`); status != 200 {
 		t.Fatal(status)
 	}
-	waitFor(t, "the webhook to be dead-lettered", func() bool { l, _, d := queueState(t, r); return d == 1 && l == 0 })
+	testenv.Eventually(t, "the webhook to be dead-lettered", func() bool { l, _, d := queueState(t, r); return d == 1 && l == 0 })
 
 	get := func(path string, v any) {
 		t.Helper()
@@ -402,7 +382,7 @@ func TestAdminDeadLetterReplay(t *testing.T) {
 	if s := post(http.MethodPost, "/codemie-webhooks/dead/"+e["id"].(string)+"/replay"); s != 204 {
 		t.Fatalf("replay: %d", s)
 	}
-	waitFor(t, "the replayed webhook to be delivered", func() bool { return api.Succeeded()["d-dead"] == 1 })
+	testenv.Eventually(t, "the replayed webhook to be delivered", func() bool { return api.Succeeded()["d-dead"] == 1 })
 	if s := post(http.MethodPost, "/codemie-webhooks/dead/"+e["id"].(string)+"/replay"); s != 404 {
 		t.Errorf("replaying again: %d, want 404", s)
 	}
@@ -412,7 +392,7 @@ func TestAdminDeadLetterReplay(t *testing.T) {
 	for _, id := range []string{"d-x", "d-y"} {
 		postSigned(t, c, "wf", id, `{}`)
 	}
-	waitFor(t, "two dead letters", func() bool { l, _, d := queueState(t, r); return d == 2 && l == 0 })
+	testenv.Eventually(t, "two dead letters", func() bool { l, _, d := queueState(t, r); return d == 2 && l == 0 })
 	get("/codemie-webhooks/dead", &list)
 	if s := post(http.MethodDelete, "/codemie-webhooks/dead/"+list.Entries[0]["id"].(string)); s != 204 {
 		t.Errorf("delete: %d", s)
@@ -428,7 +408,7 @@ func TestAdminDeadLetterReplay(t *testing.T) {
 	if replayed.Replayed != 1 {
 		t.Errorf("replay-all replayed %d, want 1", replayed.Replayed)
 	}
-	waitFor(t, "replay-all to deliver", func() bool { return api.Succeeded()[list.Entries[1]["delivery_id"].(string)] == 1 })
+	testenv.Eventually(t, "replay-all to deliver", func() bool { return api.Succeeded()[list.Entries[1]["delivery_id"].(string)] == 1 })
 }
 
 // trySigned posts like postSigned but reports a failed round trip as 0.
@@ -468,5 +448,5 @@ func TestWorkersOff(t *testing.T) {
 	if status != 200 || answer != invoked {
 		t.Fatalf("intake: %d %s", status, answer)
 	}
-	waitFor(t, "the other handler to dispatch it", func() bool { return api.Succeeded()["d-intake"] == 1 })
+	testenv.Eventually(t, "the other handler to dispatch it", func() bool { return api.Succeeded()["d-intake"] == 1 })
 }

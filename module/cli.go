@@ -2,15 +2,11 @@ package module
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
@@ -70,7 +67,7 @@ type cli struct {
 // setFlags maps the set verb's flags to record fields.
 var setFlags = []struct{ flag, field, help string }{
 	{"enabled", integration.FieldIsEnabled, "true or false"},
-	{"resource-type", integration.FieldResourceType, "assistant, workflow or datasource"},
+	{"resource-type", integration.FieldResourceType, strings.Join(integration.ResourceTypes, ", ")},
 	{"resource-id", integration.FieldResourceID, "id of the resource to trigger"},
 	{"user-id", integration.FieldUserID, "owner; sent as user-id"},
 	{"project", integration.FieldProjectName, "project name"},
@@ -82,7 +79,7 @@ var setFlags = []struct{ flag, field, help string }{
 	{"gitlab-event-filter", integration.FieldGitLabEventFilter, "allowed merge-request actions, comma-separated"},
 	{"secure-header-name", integration.FieldSecureHeaderName, "name of a shared secret header"},
 	{"secure-header-value", integration.FieldSecureHeaderValue, "its value"},
-	{"signature-scheme", integration.FieldSignatureScheme, "standard-webhooks, slack, stripe, zendesk or hmac-sha256"},
+	{"signature-scheme", integration.FieldSignatureScheme, strings.Join(integration.Schemes, ", ")},
 	{"signature-secret", integration.FieldSignatureSecret, "the scheme's secret (several: one per line)"},
 	{"signature-header", integration.FieldSignatureHeader, "hmac-sha256: the signature's header"},
 	{"signature-prefix", integration.FieldSignaturePrefix, "hmac-sha256: text before the signature, such as sha256="},
@@ -90,14 +87,6 @@ var setFlags = []struct{ flag, field, help string }{
 	{"signature-tolerance", integration.FieldSignatureTolerance, "how far a signed timestamp may be from now (default 5m)"},
 	{"event-filter", integration.FieldEventFilter, "allowed values of the payload's event field, comma-separated"},
 	{"event-field", integration.FieldEventField, "gjson path of the event field (default type)"},
-}
-
-// rotatable maps rotate-secret's --field values to record fields.
-var rotatable = map[string]string{
-	"github":    integration.FieldGitHubWebhookSecret,
-	"gitlab":    integration.FieldGitLabWebhookToken,
-	"header":    integration.FieldSecureHeaderValue,
-	"signature": integration.FieldSignatureSecret,
 }
 
 func buildCLI(root *cobra.Command) {
@@ -109,7 +98,7 @@ func buildCLI(root *cobra.Command) {
 	pf.Bool("redis-tls", false, "connect to Redis with TLS")
 	pf.Bool("redis-cluster", false, "treat one address as a cluster's entry point")
 	pf.String("redis-master-name", "", "Sentinel master name: the addresses are Sentinels")
-	pf.String("key-prefix", redisstore.DefaultPrefix, "key prefix")
+	pf.String("key-prefix", keyspace.DefaultPrefix, "key prefix")
 	pf.String("secrets-key", "", "base64 key that encrypts secrets (env CODEMIE_WEBHOOKS_KEY)")
 	pf.String("secrets-key-previous", "", "older base64 key, for reading (env CODEMIE_WEBHOOKS_KEY_PREVIOUS)")
 
@@ -123,7 +112,7 @@ func buildCLI(root *cobra.Command) {
 	get.Flags().Bool("show-secrets", false, "print secrets in the clear")
 	rotate := &cobra.Command{Use: "rotate-secret <id>", Short: "Adds a new secret beside the old one; --finish drops the old",
 		Args: cobra.ExactArgs(1), RunE: run((*cli).rotate)}
-	rotate.Flags().String("field", "github", "which secret: github, gitlab, header or signature")
+	rotate.Flags().String("field", "github", "which secret: "+strings.Join(integration.MechanismNames(), ", "))
 	rotate.Flags().String("value", "", "the new secret (default: a random one, printed once)")
 	rotate.Flags().Bool("finish", false, "keep only the newest secret")
 	importCmd := &cobra.Command{Use: "import <file>", Short: "Writes every integration of an integrations file, all valid or none; or of an export of CodeMie's settings (--format codemie)",
@@ -202,7 +191,7 @@ func connect(fl caddycmd.Flags) (*cli, func(), error) {
 	if err != nil {
 		return nil, nil, errBadInput{err}
 	}
-	c := &cli{store: redisstore.New(client, fl.String("key-prefix"), keys, zap.NewNop()), keys: keys, out: os.Stdout, in: os.Stdin}
+	c := &cli{store: redisstore.New(client, keyspace.Space{Prefix: fl.String("key-prefix")}, keys, zap.NewNop()), keys: keys, out: os.Stdout, in: os.Stdin}
 	return c, func() { _ = client.Close() }, nil
 }
 
@@ -221,20 +210,7 @@ func (c *cli) write(ctx context.Context, id string, fields map[string]string) er
 	if _, err := integration.DecodeForWrite(id, fields, c.keys); err != nil {
 		return errBadInput{err}
 	}
-	if c.keys != nil {
-		for _, f := range integration.SecretFields {
-			values := integration.SplitSecretValues(fields[f])
-			for i, v := range values {
-				if !seal.Sealed(v) {
-					values[i] = c.keys.Seal(id, []byte(v))
-				}
-			}
-			if len(values) > 0 {
-				fields[f] = strings.Join(values, "\n")
-			}
-		}
-	}
-	return c.store.Put(ctx, id, fields)
+	return c.store.Put(ctx, id, integration.SealSecrets(id, fields, c.keys))
 }
 
 // existing returns the stored fields of id, which must exist.
@@ -283,31 +259,17 @@ func (c *cli) set(ctx context.Context, fl caddycmd.Flags, args []string) error {
 	return nil
 }
 
-// mask stands for a secret in output.
-const mask = "********"
-
 func (c *cli) get(ctx context.Context, fl caddycmd.Flags, args []string) error {
 	id := args[0]
 	fields, err := c.existing(ctx, id)
 	if err != nil {
 		return err
 	}
-	for _, f := range integration.SecretFields {
-		values := integration.SplitSecretValues(fields[f])
-		for i, v := range values {
-			if !fl.Bool("show-secrets") {
-				values[i] = mask
-				continue
-			}
-			plain, err := c.keys.Open(id, v)
-			if err != nil {
-				return fmt.Errorf("field %s: %v", f, err)
-			}
-			values[i] = string(plain)
-		}
-		if len(values) > 0 {
-			fields[f] = strings.Join(values, "\n")
-		}
+	if !fl.Bool("show-secrets") {
+		return printJSON(c.out, integration.MaskSecrets(fields))
+	}
+	if fields, err = integration.OpenSecrets(id, fields, c.keys); err != nil {
+		return err
 	}
 	return printJSON(c.out, fields)
 }
@@ -334,26 +296,10 @@ func (c *cli) list(ctx context.Context, _ caddycmd.Flags, _ []string) error {
 		if err != nil {
 			return err
 		}
-		enabled, _ := integration.ParseBool(fields[integration.FieldIsEnabled])
-		var mechanisms, plain []string
-		for name, f := range map[string]string{"github": integration.FieldGitHubWebhookSecret, "gitlab": integration.FieldGitLabWebhookToken,
-			"header": integration.FieldSecureHeaderName, fields[integration.FieldSignatureScheme]: integration.FieldSignatureScheme} {
-			if fields[f] != "" {
-				mechanisms = append(mechanisms, name)
-			}
-		}
-		for _, f := range integration.SecretFields {
-			for _, v := range integration.SplitSecretValues(fields[f]) {
-				if !seal.Sealed(v) {
-					plain = append(plain, f)
-					break
-				}
-			}
-		}
-		sort.Strings(mechanisms)
+		sum := integration.Summarise(fields)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s %s\t%s\t%s\n", id, fields[integration.FieldAlias], fields[integration.FieldProjectName],
-			enabled, fields[integration.FieldResourceType], fields[integration.FieldResourceID],
-			orNone(strings.Join(mechanisms, ",")), orNone(strings.Join(plain, ",")))
+			sum.Enabled, fields[integration.FieldResourceType], fields[integration.FieldResourceID],
+			orNone(strings.Join(sum.Mechanisms, ",")), orNone(strings.Join(sum.PlainSecrets, ",")))
 	}
 	return tw.Flush()
 }
@@ -394,20 +340,19 @@ func (c *cli) delete(ctx context.Context, _ caddycmd.Flags, args []string) error
 
 func (c *cli) rotate(ctx context.Context, fl caddycmd.Flags, args []string) error {
 	id := args[0]
-	field, ok := rotatable[fl.String("field")]
+	m, ok := integration.MechanismNamed(fl.String("field"))
 	if !ok {
-		return badInput("--field %q: must be github, gitlab, header or signature", fl.String("field"))
+		return badInput("--field %q: must be one of %s", fl.String("field"), strings.Join(integration.MechanismNames(), ", "))
 	}
+	field := m.SecretField
 	fields, err := c.existing(ctx, id)
 	if err != nil {
 		return err
 	}
-	values := integration.SplitSecretValues(fields[field])
 	if fl.Bool("finish") {
-		if len(values) < 2 {
-			return badInput("%s of %q holds %d secret: nothing to finish", field, id, len(values))
+		if err := integration.KeepNewestSecret(fields, field); err != nil {
+			return badInput("%s of %q: %v", field, id, err)
 		}
-		fields[field] = values[len(values)-1]
 		if err := c.write(ctx, id, fields); err != nil {
 			return err
 		}
@@ -416,21 +361,16 @@ func (c *cli) rotate(ctx context.Context, fl caddycmd.Flags, args []string) erro
 	}
 	secret, generated := fl.String("value"), false
 	if secret == "" {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b)
-		secret, generated = hex.EncodeToString(b), true
-		if field == integration.FieldSignatureSecret && fields[integration.FieldSignatureScheme] == integration.SchemeStandardWebhooks {
-			secret = "whsec_" + base64.StdEncoding.EncodeToString(b)
-		}
+		secret, generated = integration.NewSecret(fields, field), true
 	}
-	if strings.ContainsAny(secret, "\r\n") {
-		return badInput("--value: a secret cannot hold a line break")
+	n, err := integration.AddSecret(fields, field, secret)
+	if err != nil {
+		return badInput("--value: %v", err)
 	}
-	fields[field] = strings.Join(append(values, secret), "\n")
 	if err := c.write(ctx, id, fields); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "integration %s: %s holds %d secrets; configure the sender, then run rotate-secret --finish\n", id, field, len(values)+1)
+	fmt.Fprintf(c.out, "integration %s: %s holds %d secrets; configure the sender, then run rotate-secret --finish\n", id, field, n)
 	if generated {
 		fmt.Fprintf(c.out, "new secret (shown once): %s\n", secret)
 	}

@@ -53,18 +53,7 @@ func snapshot(t *testing.T, r *testenv.Redis) map[string]string {
 // cliSite serves the webhooks from r with the test key, an hour-long
 // cache (so that only announcements make changes visible), and extra.
 func cliSite(r *testenv.Redis, api *testenv.CodeMie, extra string) string {
-	return fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			cache_ttl 1h
-			secrets_key %s
-			upstream %s
-			%s
-		}
-	}`, webhooks, r.Addr, cliKey, api.URL, extra)
+	return testenv.RedisSite(r.Addr, api.URL, "rate_limit off", "delivery sync", "cache_ttl 1h", "secrets_key "+cliKey, extra).String()
 }
 
 func TestCLI(t *testing.T) {
@@ -86,7 +75,7 @@ func TestCLI(t *testing.T) {
 	// (Without it, the hour-long cache would serve the old record.)
 	deliveries := 0
 	answers := func(secret string, want int) bool {
-		waitFor(t, fmt.Sprintf("a request signed with the %s secret to get %d", secret[:3], want), func() bool {
+		testenv.Eventually(t, fmt.Sprintf("a request signed with the %s secret to get %d", secret[:3], want), func() bool {
 			deliveries++
 			return post(secret, fmt.Sprint("poll-", deliveries)) == want
 		})
@@ -298,7 +287,7 @@ func TestCLISync(t *testing.T) {
 	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "update sync-a (is_enabled)") {
 		t.Errorf("sync after disabling:\n%s", out)
 	}
-	waitFor(t, "the disabled webhook to be refused", func() bool { return post("sync-a", fmt.Sprint("d-", time.Now().UnixNano())) == 400 })
+	testenv.Eventually(t, "the disabled webhook to be refused", func() bool { return post("sync-a", fmt.Sprint("d-", time.Now().UnixNano())) == 400 })
 	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), gh("sync-b", "s-b"), hdr})
 	runCLI(t, env, "", 0, "sync")
 
@@ -307,7 +296,7 @@ func TestCLISync(t *testing.T) {
 	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "delete sync-b") {
 		t.Errorf("sync after a deletion:\n%s", out)
 	}
-	waitFor(t, "the deleted webhook to be refused", func() bool { return post("sync-b", "d-3") == 400 })
+	testenv.Eventually(t, "the deleted webhook to be refused", func() bool { return post("sync-b", "d-3") == 400 })
 
 	// Without credentials, with CodeMie refusing them, failing on a later
 	// page, or without the key for the stored secrets: nothing written.
@@ -342,7 +331,7 @@ func TestCLISync(t *testing.T) {
 	if !strings.Contains(out, "create sync-c") {
 		t.Errorf("import --format codemie:\n%s", out)
 	}
-	waitFor(t, "the imported webhook to be served", func() bool { return post("sync-c", "d-4") == 200 })
+	testenv.Eventually(t, "the imported webhook to be served", func() bool { return post("sync-c", "d-4") == 200 })
 }
 
 // TestSyncInsideCaddy: two instances sharing one Redis run
@@ -377,10 +366,10 @@ func TestSyncInsideCaddy(t *testing.T) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	p := testenv.StartCaddyProcess(t, fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n}\nhttp://%s {\n%s\n}\n", addr, site("admin-p")), addr)
-	waitFor(t, "the first instance to sync", func() bool { return listings("admin-p") >= 1 })
+	testenv.Eventually(t, "the first instance to sync", func() bool { return listings("admin-p") >= 1 })
 	c := testenv.StartCaddy(t, site("admin-c"))
 	start := listings("admin-p")
-	waitFor(t, "five more intervals", func() bool { return listings("admin-p") >= start+5 })
+	testenv.Eventually(t, "five more intervals", func() bool { return listings("admin-p") >= start+5 })
 	if n := listings("admin-c"); n != 0 {
 		t.Errorf("the second instance synced %d times while the first held the lock", n)
 	}
@@ -396,8 +385,8 @@ func TestSyncInsideCaddy(t *testing.T) {
 	// The syncing instance dies: the other takes the lock over.
 	p.Kill()
 	api.SetSettings([]testenv.Setting{setting("sync-1", "s-1"), setting("sync-2", "s-2")})
-	waitFor(t, "the second instance to take over", func() bool { return listings("admin-c") >= 1 })
-	waitFor(t, "the new webhook to be served", func() bool { return post("sync-2", fmt.Sprint("d-", time.Now().UnixNano())) == 200 })
+	testenv.Eventually(t, "the second instance to take over", func() bool { return listings("admin-c") >= 1 })
+	testenv.Eventually(t, "the new webhook to be served", func() bool { return post("sync-2", fmt.Sprint("d-", time.Now().UnixNano())) == 200 })
 	if v := metricValue(t, c, "caddy_codemie_webhooks_sync_changes_total"); v < 1 {
 		t.Errorf("sync_changes_total %v, want at least 1", v)
 	}

@@ -69,7 +69,7 @@ func TestRedisCluster(t *testing.T) {
 	if status, _, _ := postSigned(t, c, "cl-1", "d-4", "{}"); status != 429 {
 		t.Errorf("fourth delivery in the window: %d, want 429", status)
 	}
-	waitFor(t, "the queued webhooks to be delivered", func() bool {
+	testenv.Eventually(t, "the queued webhooks to be delivered", func() bool {
 		s := api.Succeeded()
 		return s["d-1"] == 1 && s["d-2"] == 1 && s["d-3"] == 1
 	})
@@ -84,7 +84,7 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("%s does not exist", key)
 		}
 	}
-	waitFor(t, "the queue to empty", func() bool {
+	testenv.Eventually(t, "the queue to empty", func() bool {
 		return cl.Client.XLen(ctx, "codemie:webhooks:deliveries").Val() == 0
 	})
 }
@@ -130,7 +130,7 @@ func TestRedisClusterRoundTrips(t *testing.T) {
 	}
 	// Warm: the record cached (the cache is dropped once when the instance
 	// has subscribed to change announcements), the scripts loaded.
-	waitFor(t, "the subscription to change announcements", func() bool {
+	testenv.Eventually(t, "the subscription to change announcements", func() bool {
 		var subscribed atomic.Int64
 		_ = cl.Client.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			subscribed.Add(m.PubSubNumSub(ctx, "codemie:webhooks:changed").Val()["codemie:webhooks:changed"])

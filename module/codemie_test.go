@@ -40,7 +40,7 @@ func TestFormEncodedDeliveryText(t *testing.T) {
 		addWebhook(t, r, "wf", "workflow", "wf-1")
 		c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
 		post(c, "form-async")
-		waitFor(t, "the queued webhook to be dispatched", func() bool { return api.Succeeded()["form-async"] == 1 })
+		testenv.Eventually(t, "the queued webhook to be dispatched", func() bool { return api.Succeeded()["form-async"] == 1 })
 		checkUserInput(t, api, doc)
 	})
 }
@@ -128,7 +128,7 @@ func TestActAsOwner(t *testing.T) {
 			t.Fatalf("%d %s", status, answer)
 		}
 	}
-	waitFor(t, "both webhooks to be dispatched", func() bool { return api.Succeeded()["owner-0"] == 3 && api.Succeeded()["owner-1"] == 3 })
+	testenv.Eventually(t, "both webhooks to be dispatched", func() bool { return api.Succeeded()["owner-0"] == 3 && api.Succeeded()["owner-1"] == 3 })
 	for _, call := range api.Calls() {
 		token := strings.TrimPrefix(call.Header.Get("Authorization"), "Bearer ")
 		if who := kc.Subject(token); who != "kc-7" || call.Header.Get("X-Auth-Request-Access-Token") != token {
@@ -145,7 +145,7 @@ func TestActAsOwner(t *testing.T) {
 	if status, _, answer := postSigned(t, c, "orphan", "orphan-1", `{}`); status != 200 {
 		t.Fatalf("%d %s", status, answer)
 	}
-	waitFor(t, "the orphan's webhook to die", func() bool { return deadDeliveries(t, r)["orphan-1"] })
+	testenv.Eventually(t, "the orphan's webhook to die", func() bool { return deadDeliveries(t, r)["orphan-1"] })
 	msgs, _ := r.Client.XRange(context.Background(), "codemie:webhooks:dead", "-", "+").Result()
 	reason, _ := msgs[len(msgs)-1].Values["last_reason"].(string)
 	if !strings.Contains(reason, `owner "ghost"`) || !strings.Contains(reason, "403") {
@@ -193,7 +193,7 @@ func TestForwardToCodeMiesWebhook(t *testing.T) {
 		"X-Gitlab-Event-UUID: fw-gl", "Content-Type: application/json"); status != 200 {
 		t.Fatalf("gitlab: %d %s", status, answer)
 	}
-	waitFor(t, "CodeMie's refusals to be retried", func() bool { _, retrying, _ := queueState(t, r); return retrying > 0 || len(api.Calls()) >= 2 })
+	testenv.Eventually(t, "CodeMie's refusals to be retried", func() bool { _, retrying, _ := queueState(t, r); return retrying > 0 || len(api.Calls()) >= 2 })
 	msgs, _ := r.Client.XRange(ctx, "codemie:webhooks:deliveries", "-", "+").Result()
 	for _, m := range msgs {
 		fw, _ := m.Values["forward"].(string)
@@ -203,7 +203,7 @@ func TestForwardToCodeMiesWebhook(t *testing.T) {
 	}
 
 	api.SetDown(false)
-	waitFor(t, "both deliveries to reach CodeMie's webhook", func() bool {
+	testenv.Eventually(t, "both deliveries to reach CodeMie's webhook", func() bool {
 		return api.Succeeded()["fw-gh"] == 1 && api.Succeeded()["fw-gl"] == 1
 	})
 	for _, call := range api.Calls() {
@@ -228,8 +228,8 @@ func TestForwardToCodeMiesWebhook(t *testing.T) {
 	if status, _, answer := postSigned(t, c, "stale", "fw-stale", `{}`); status != 200 {
 		t.Fatalf("stale: %d %s", status, answer)
 	}
-	waitFor(t, "the refused delivery to die", func() bool { return deadDeliveries(t, r)["fw-stale"] })
-	waitFor(t, "the queue to empty", func() bool { l, rt, _ := queueState(t, r); return l == 0 && rt == 0 })
+	testenv.Eventually(t, "the refused delivery to die", func() bool { return deadDeliveries(t, r)["fw-stale"] })
+	testenv.Eventually(t, "the queue to empty", func() bool { l, rt, _ := queueState(t, r); return l == 0 && rt == 0 })
 }
 
 // TestServiceAccountWarned: acting as the service account is never

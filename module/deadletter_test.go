@@ -20,13 +20,13 @@ func TestRedeliveryAfterDeadLetter(t *testing.T) {
 	if status, _, answer := postSigned(t, c, "wf", "d-redeliver", `{"n":1}`); status != 200 || answer != invoked {
 		t.Fatalf("first delivery: %d %s", status, answer)
 	}
-	waitFor(t, "the delivery to die", func() bool { l, _, d := queueState(t, r); return d == 1 && l == 0 })
+	testenv.Eventually(t, "the delivery to die", func() bool { l, _, d := queueState(t, r); return d == 1 && l == 0 })
 
 	api.FailWith(nil)
 	if status, _, answer := postSigned(t, c, "wf", "d-redeliver", `{"n":1}`); status != 200 || answer != invoked {
 		t.Fatalf("redelivery after the dead letter: %d %s, want 200 %s", status, answer, invoked)
 	}
-	waitFor(t, "the redelivery to be dispatched", func() bool { return api.Succeeded()["d-redeliver"] == 1 })
+	testenv.Eventually(t, "the redelivery to be dispatched", func() bool { return api.Succeeded()["d-redeliver"] == 1 })
 	if status, _, answer := postSigned(t, c, "wf", "d-redeliver", `{"n":1}`); answer != `{"message":"Duplicate delivery ignored"}` {
 		t.Errorf("a third delivery, after a dispatched one: %d %s, want a duplicate", status, answer)
 	}
@@ -50,7 +50,7 @@ func TestDeadLettersBounded(t *testing.T) {
 			t.Fatalf("%s: %d %s", id, status, answer)
 		}
 	}
-	waitFor(t, "the third dead letter to push one out", func() bool {
+	testenv.Eventually(t, "the third dead letter to push one out", func() bool {
 		l, _, d := queueState(t, r)
 		return l == 0 && d == 2 && metricValue(t, c, dropped) == before+1
 	})

@@ -25,21 +25,9 @@ func dispatchSite(t *testing.T, upstreamBlock string) (*testenv.Caddy, *testenv.
 func dispatchSiteWith(t *testing.T, api *testenv.CodeMie, upstreamBlock string) (*testenv.Caddy, *testenv.Redis, *testenv.CodeMie) {
 	t.Helper()
 	r := testenv.StartRedis(t)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			upstream %s {
-				%s
-				header X-Edge caddy
-			}
-		}
-	}
-	handle /metrics {
-		metrics
-	}`, webhooks, r.Addr, api.URL, upstreamBlock))
+	site := testenv.RedisSite(r.Addr, api.URL, "rate_limit off", "delivery sync")
+	site.UpstreamBlock = upstreamBlock + "\nheader X-Edge caddy"
+	c := testenv.StartCaddy(t, site.String())
 	return c, r, api
 }
 

@@ -229,7 +229,7 @@ func TestEnforcement(t *testing.T) {
 	}
 
 	// Nothing secret, and no body, reached any log (Caddy's access log with
-	// the header filter that the README recommends).
+	// the header filter that docs/configuration.md recommends).
 	logs = c.Logs(t) + string(access)
 	for _, s := range []string{ghSecret, glToken, hdrSecret, bodyMark, "not-" + glToken, good[7:]} {
 		if strings.Contains(logs, s) {

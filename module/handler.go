@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,9 +17,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
+	"github.com/codemie-edge/caddy-webhooks/internal/body"
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
@@ -107,8 +109,8 @@ type Handler struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// NegativeTTL is how long an unknown webhook id is answered as unknown
-	// without asking the store, so floods of random ids do not reach Redis.
-	// Default: 5s.
+	// without asking the store: a repeated unknown id reaches Redis once
+	// per NegativeTTL (each distinct id still costs one read). Default: 5s.
 	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
 
 	// StaleTTL is how long after it was last loaded an integration is still
@@ -215,105 +217,13 @@ type Handler struct {
 	verifyOpts   verify.Options
 	limitedMsg   string
 	keys         *seal.Keys // open sealed secrets; nil without secrets_key
-	bodies       *bodies
+	bodies       *body.Reader
 	dispatcher   *dispatch.Client
 	redisClient  redis.UniversalClient
-	prefix       string
+	space        keyspace.Space
 	queue        *delivery.Queue   // with delivery async
 	intake       intake            // the queue, as the request path uses it
 	workers      *delivery.Workers // with delivery async
-}
-
-// Upstream is the CodeMie API and how to authorize calls to it.
-type Upstream struct {
-	// URL is the API's base URL, such as http://codemie-api:8080.
-	URL string `json:"url"`
-
-	// BearerToken is sent as "Authorization: Bearer <token>".
-	BearerToken string `json:"bearer_token,omitempty"`
-
-	// OAuth2 gets tokens with the client-credentials grant instead.
-	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
-
-	// ActAs is whose identity the calls carry: "service_account" (the
-	// token of BearerToken or OAuth2: CodeMie files every conversation,
-	// execution and reindex under the service account), or "owner": each
-	// call carries a token of the integration's user_id, got by
-	// exchanging the OAuth2 client's token (RFC 8693 token exchange with
-	// requested_subject; Keycloak: impersonation), as CodeMie's own
-	// webhook acts as the owner. Default: service_account.
-	ActAs string `json:"act_as,omitempty"`
-
-	// Forward hands each verified delivery to CodeMie's own webhook
-	// endpoint, POST <URL>/v1/webhooks/{id} (the API's service address,
-	// not the public ingress), with its body and the headers CodeMie
-	// needs to verify it again, instead of calling the resource APIs:
-	// CodeMie then triggers as the owner itself. Needs no token. The
-	// forwarded headers, which may hold secrets, are kept with a queued
-	// webhook sealed with secrets_key (in clear without one).
-	Forward bool `json:"forward,omitempty"`
-
-	// Timeout bounds each call to the API. Default: 600s, as the backend.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-
-	// Headers are added to every call.
-	Headers map[string]string `json:"headers,omitempty"`
-}
-
-// Identities of Upstream.ActAs.
-const (
-	// ActAsServiceAccount: every call carries the service account's token.
-	ActAsServiceAccount = "service_account"
-	// ActAsOwner: every call carries a token of the integration's owner.
-	ActAsOwner = "owner"
-)
-
-// OAuth2 is a client of the client-credentials grant, such as a Keycloak
-// service account (token URL {issuer}/protocol/openid-connect/token).
-type OAuth2 struct {
-	TokenURL     string `json:"token_url"`
-	ClientID     string `json:"client_id"`
-	ClientSecret string `json:"client_secret"`
-}
-
-// DeadLetters are the bounds of the dead stream; a bound left at 0 takes
-// its default.
-type DeadLetters struct {
-	// MaxEntries is the most dead letters kept. Default: 10000.
-	MaxEntries int64 `json:"max_entries,omitempty"`
-	// MaxAge is how long a dead letter is kept after it died. Default:
-	// 168h (7 days).
-	MaxAge caddy.Duration `json:"max_age,omitempty"`
-	// MaxBytes is the most the dead letters may take in all, in bytes:
-	// their field names and values, bodies included. Default: 268435456
-	// (256 MiB).
-	MaxBytes int64 `json:"max_bytes,omitempty"`
-}
-
-// Retry is an exponential backoff with full jitter.
-type Retry struct {
-	// Attempts is the number of dispatch attempts in all.
-	Attempts int `json:"attempts,omitempty"`
-	// First bounds the first wait; each next bound doubles.
-	First caddy.Duration `json:"first,omitempty"`
-	// Max caps the bound.
-	Max caddy.Duration `json:"max,omitempty"`
-}
-
-// RateLimit is a fixed window per webhook.
-type RateLimit struct {
-	// Requests admitted per window; 0 turns the rate limit off.
-	Requests int `json:"requests"`
-	// Window is the window's length. Default: 60s.
-	Window caddy.Duration `json:"window,omitempty"`
-}
-
-// RedisConfig is where and how integrations are kept in Redis.
-type RedisConfig struct {
-	redisconn.Config
-
-	// KeyPrefix starts every key. Default: "codemie:webhooks:".
-	KeyPrefix string `json:"key_prefix,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -355,10 +265,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.bodies = &bodies{limit: h.MaxBody, budget: h.MaxBodiesInFlight, timeout: time.Duration(h.BodyTimeout)}
+	h.bodies = body.NewReader(h.MaxBody, h.MaxBodiesInFlight, time.Duration(h.BodyTimeout))
 	h.verifyOpts = verify.Options{RequireAuth: h.RequireAuth, FilteredStatus: h.FilteredStatus}
-	h.limitedMsg = fmt.Sprintf("Webhook rate limit exceeded: maximum %d requests per %s seconds allowed.",
-		h.RateLimit.Requests, strconv.FormatFloat(time.Duration(h.RateLimit.Window).Seconds(), 'f', -1, 64))
+	h.limitedMsg = answers.RateLimited(h.RateLimit.Requests, time.Duration(h.RateLimit.Window))
 	cache := store.NewCache(src, store.CacheConfig{
 		TTL:         time.Duration(h.CacheTTL),
 		NegativeTTL: time.Duration(h.NegativeTTL),
@@ -386,36 +295,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 func (h *Handler) setDefaults() {
-	if h.CacheTTL == 0 {
-		h.CacheTTL = caddy.Duration(DefaultCacheTTL)
-	}
-	if h.NegativeTTL == 0 {
-		h.NegativeTTL = caddy.Duration(DefaultNegativeTTL)
-	}
-	if h.StaleTTL == 0 {
-		h.StaleTTL = caddy.Duration(DefaultStaleTTL)
-	}
-	if h.CacheSize == 0 {
-		h.CacheSize = DefaultCacheSize
-	}
-	if h.MaxBody == 0 {
-		h.MaxBody = DefaultMaxBody
-	}
-	if h.MaxBodiesInFlight == 0 {
-		h.MaxBodiesInFlight = DefaultBodyBudget
-	}
-	if h.BodyTimeout == 0 {
-		h.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
-	}
-	if h.FilteredStatus == 0 {
-		h.FilteredStatus = http.StatusOK
-	}
+	defaultTo(&h.CacheTTL, caddy.Duration(DefaultCacheTTL))
+	defaultTo(&h.NegativeTTL, caddy.Duration(DefaultNegativeTTL))
+	defaultTo(&h.StaleTTL, caddy.Duration(DefaultStaleTTL))
+	defaultTo(&h.CacheSize, DefaultCacheSize)
+	defaultTo(&h.MaxBody, DefaultMaxBody)
+	defaultTo(&h.MaxBodiesInFlight, DefaultBodyBudget)
+	defaultTo(&h.BodyTimeout, caddy.Duration(DefaultBodyTimeout))
+	defaultTo(&h.FilteredStatus, http.StatusOK)
 	if h.RateLimit == nil {
 		h.RateLimit = &RateLimit{Requests: DefaultRateLimit}
 	}
-	if h.RateLimit.Window == 0 {
-		h.RateLimit.Window = caddy.Duration(DefaultRateWindow)
-	}
+	defaultTo(&h.RateLimit.Window, caddy.Duration(DefaultRateWindow))
 	if h.ReplayWindow == nil {
 		d := caddy.Duration(DefaultReplay)
 		h.ReplayWindow = &d
@@ -429,42 +320,22 @@ func (h *Handler) setDefaults() {
 			h.Delivery = DeliveryAsync
 		}
 	}
-	if h.Workers == 0 {
-		h.Workers = 4 * runtime.GOMAXPROCS(0)
-	}
+	defaultTo(&h.Workers, 4*runtime.GOMAXPROCS(0))
 	if h.Retry == nil {
 		h.Retry = &Retry{}
 	}
-	if h.Retry.Attempts == 0 {
-		h.Retry.Attempts = DefaultAttempts
-	}
-	if h.Retry.First == 0 {
-		h.Retry.First = caddy.Duration(DefaultFirstBackoff)
-	}
-	if h.Retry.Max == 0 {
-		h.Retry.Max = caddy.Duration(DefaultMaxBackoff)
-	}
-	if h.ClaimAfter == 0 {
-		h.ClaimAfter = caddy.Duration(DefaultClaimAfter)
-	}
-	if h.MaxQueue == 0 {
-		h.MaxQueue = DefaultMaxQueue
-	}
-	if h.MaxAge == 0 {
-		h.MaxAge = caddy.Duration(DefaultMaxAge)
-	}
+	defaultTo(&h.Retry.Attempts, DefaultAttempts)
+	defaultTo(&h.Retry.First, caddy.Duration(DefaultFirstBackoff))
+	defaultTo(&h.Retry.Max, caddy.Duration(DefaultMaxBackoff))
+	defaultTo(&h.ClaimAfter, caddy.Duration(DefaultClaimAfter))
+	defaultTo(&h.MaxQueue, DefaultMaxQueue)
+	defaultTo(&h.MaxAge, caddy.Duration(DefaultMaxAge))
 	if h.DeadLetters == nil {
 		h.DeadLetters = &DeadLetters{}
 	}
-	if h.DeadLetters.MaxEntries == 0 {
-		h.DeadLetters.MaxEntries = DefaultDeadMaxEntries
-	}
-	if h.DeadLetters.MaxAge == 0 {
-		h.DeadLetters.MaxAge = caddy.Duration(DefaultDeadMaxAge)
-	}
-	if h.DeadLetters.MaxBytes == 0 {
-		h.DeadLetters.MaxBytes = DefaultDeadMaxBytes
-	}
+	defaultTo(&h.DeadLetters.MaxEntries, DefaultDeadMaxEntries)
+	defaultTo(&h.DeadLetters.MaxAge, caddy.Duration(DefaultDeadMaxAge))
+	defaultTo(&h.DeadLetters.MaxBytes, DefaultDeadMaxBytes)
 }
 
 // client builds the CodeMie API client. Placeholders such as
@@ -543,13 +414,13 @@ func (h *Handler) openStore() (store.Store, error) {
 			return nil, err
 		}
 		h.redis = &cfg
-		prefix := repl.ReplaceKnown(h.Redis.KeyPrefix, "")
-		if prefix == "" {
-			prefix = redisstore.DefaultPrefix
+		space := keyspace.Space{Prefix: repl.ReplaceKnown(h.Redis.KeyPrefix, "")}
+		if space.Prefix == "" {
+			space.Prefix = keyspace.DefaultPrefix
 		}
-		h.guard = guard.NewRedis(client, prefix, h.guardConfig())
-		h.redisClient, h.prefix = client, prefix
-		return redisstore.New(client, prefix, keys, h.logger), nil
+		h.guard = guard.NewRedis(client, space, h.guardConfig())
+		h.redisClient, h.space = client, space
+		return redisstore.New(client, space, keys, h.logger), nil
 	}
 	return nil, errors.New("no integration store: configure redis or integrations_file")
 }
@@ -562,7 +433,7 @@ func (h *Handler) Validate() error {
 		return errors.New("redis and integrations_file are exclusive: configure one store")
 	case h.Redis == nil && h.IntegrationsFile == "":
 		return errors.New("no integration store: configure redis or integrations_file")
-	case h.Upstream == nil || h.Upstream.URL == "":
+	case h.Upstream == nil:
 		return errors.New("upstream: the CodeMie API's URL is required")
 	}
 	for name, d := range map[string]caddy.Duration{
@@ -583,49 +454,42 @@ func (h *Handler) Validate() error {
 		// shows the body is not longer.
 		return fmt.Errorf("max_bodies_in_flight (%d bytes) must be larger than max_body (%d bytes)", h.MaxBodiesInFlight, h.MaxBody)
 	}
-	if h.FilteredStatus != http.StatusOK && h.FilteredStatus != http.StatusBadRequest {
-		return fmt.Errorf("filtered_status %d: must be 200 or 400", h.FilteredStatus)
-	}
-	if h.RateLimit.Requests < 0 || h.RateLimit.Window < 0 {
-		return errors.New("rate_limit must not be negative")
+	if err := validFilteredStatus(h.FilteredStatus); err != nil {
+		return fmt.Errorf("filtered_status: %v", err)
 	}
 	if *h.ReplayWindow < 0 {
 		return errors.New("replay_window must not be negative")
 	}
-	if h.Upstream.Timeout < 0 {
-		return errors.New("upstream: timeout must not be negative")
+	if err := h.Upstream.validate(); err != nil {
+		return fmt.Errorf("upstream: %v", err)
 	}
-	if h.Upstream.Forward && (h.Upstream.ActAs == ActAsOwner || h.Upstream.BearerToken != "" || h.Upstream.OAuth2 != nil) {
-		return errors.New("upstream: forward hands deliveries to CodeMie's own webhook, which takes no token: drop bearer_token, oauth2 and act_as")
-	}
-	if h.SyncFromCodeMie != nil {
-		if err := h.SyncFromCodeMie.validate(h.Redis != nil); err != nil {
+	if s := h.SyncFromCodeMie; s != nil {
+		if h.Redis == nil {
+			return errors.New("sync_from_codemie writes the integrations to Redis: configure redis")
+		}
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("sync_from_codemie: %v", err)
+		}
+		if _, err := s.source(h.Upstream.URL); err != nil {
 			return err
 		}
-		if _, err := h.SyncFromCodeMie.source(h.Upstream.URL); err != nil {
-			return err
-		}
 	}
-	switch h.Upstream.ActAs {
-	case ActAsServiceAccount, "":
-	case ActAsOwner:
-		if h.Upstream.OAuth2 == nil {
-			return errors.New("upstream: act_as owner exchanges the oauth2 client's tokens: configure oauth2")
-		}
-	default:
-		return fmt.Errorf("upstream: act_as %q: must be owner or service_account", h.Upstream.ActAs)
+	if err := h.Retry.validate(); err != nil {
+		return fmt.Errorf("retry: %v", err)
+	}
+	if err := h.DeadLetters.validate(); err != nil {
+		return fmt.Errorf("dead_letters: %v", err)
+	}
+	if err := h.RateLimit.validate(); err != nil {
+		return fmt.Errorf("rate_limit: %v", err)
 	}
 	switch {
 	case h.Delivery == DeliveryAsync && h.Redis == nil:
 		return errors.New("delivery async needs redis: an integrations file allows only delivery sync")
-	case h.Delivery != DeliverySync && h.Delivery != DeliveryAsync:
-		return fmt.Errorf("delivery %q: must be async or sync", h.Delivery)
+	case validDelivery(h.Delivery) != nil:
+		return fmt.Errorf("delivery: %v", validDelivery(h.Delivery))
 	case h.Workers < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
 		return errors.New("workers, max_queue, max_age and claim_after must not be negative")
-	case h.DeadLetters.MaxEntries < 0 || h.DeadLetters.MaxAge < 0 || h.DeadLetters.MaxBytes < 0:
-		return errors.New("dead_letters: max_entries, max_age and max_bytes must not be negative")
-	case h.Retry.Attempts < 0 || h.Retry.First < 0 || h.Retry.Max < h.Retry.First:
-		return errors.New("retry: attempts must not be negative, and first must not exceed max")
 	}
 	return nil
 }
@@ -659,3 +523,12 @@ var (
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// defaultTo sets *field to def when it is the zero value: an option left
+// out takes its default.
+func defaultTo[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}

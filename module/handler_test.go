@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -16,7 +15,7 @@ import (
 )
 
 const (
-	webhooks = "/code-assistant-api/v1/webhooks/"
+	webhooks = testenv.WebhooksPath
 	invoked  = `{"message":"Webhook invoked successfully"}`
 )
 
@@ -107,23 +106,11 @@ func TestFileStore(t *testing.T) {
 
 	// The file is re-read when it changes.
 	testenv.WriteFile(t, path, `[{"webhook_id": "off", "is_enabled": true, "resource_type": "workflow", "resource_id": "w1"}]`)
-	waitFor(t, "the changed file to be served", func() bool {
+	testenv.Eventually(t, "the changed file to be served", func() bool {
 		status, _, _ := c.Post(t, webhooks+"off", "")
 		return status == 200
 	})
 	exchange{name: "removed from the file", path: webhooks + "on", wantStatus: 400, wantBody: notFound("on")}.run(t, c)
-}
-
-// waitFor polls cond until it holds or 60 seconds pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestRedisStore(t *testing.T) {
@@ -172,7 +159,7 @@ func TestRedisStore(t *testing.T) {
 	for _, id := range []string{"wh-1", "wh-new", "broken"} {
 		r.Client.Publish(ctx, "codemie:webhooks:changed", id)
 	}
-	waitFor(t, "published changes to be served", func() bool {
+	testenv.Eventually(t, "published changes to be served", func() bool {
 		s1, _, _ := c.Post(t, webhooks+"wh-1", "")
 		s2, _, _ := c.Post(t, webhooks+"wh-new", "")
 		s3, _, _ := c.Post(t, webhooks+"broken", "")
@@ -207,7 +194,7 @@ func TestRedisDown(t *testing.T) {
 	// served as the last good copy, counted.
 	stale := `caddy_codemie_webhooks_integrations_stale_served_total`
 	before := metricValue(t, c, stale)
-	waitFor(t, "the last good copy to be served", func() bool {
+	testenv.Eventually(t, "the last good copy to be served", func() bool {
 		accepted.run(t, c)
 		return metricValue(t, c, stale) > before
 	})

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 )
 
 func init() {
@@ -32,7 +32,7 @@ func init() {
 // and event ids of every sender the handler knows (X-GitHub-Event,
 // X-GitHub-Delivery, X-Gitlab-Event-UUID, X-Atlassian-Webhook-Identifier,
 // Webhook-Id, Svix-Id, Idempotency-Key...) and the handler's Allow and
-// Retry-After (integration.LoggedHeaders). A secure header cannot take one
+// Retry-After (headers.Logged). A secure header cannot take one
 // of their names: such a record is malformed.
 //
 // Names compare case-insensitively. A field whose value is not a set of
@@ -51,25 +51,11 @@ type WebhookHeadersFilter struct {
 // identifies a delivery, its sender and its content, and never a
 // credential. An integration's secure header cannot take one of their
 // names.
-var safeHeaders = canonicalSet(integration.LoggedHeaders...)
+var safeHeaders = canonicalSet(headers.Logged...)
 
-// credentialHeaders are headers known to carry a credential: none is in
-// safeHeaders, and WebhookHeadersFilter refuses to keep them.
-var credentialHeaders = canonicalSet(
-	"Authorization",
-	"Cookie",
-	"Proxy-Authorization",
-	"Set-Cookie",
-	"Stripe-Signature",
-	"Svix-Signature",
-	"Webhook-Signature",
-	"X-Api-Key",
-	"X-Gitlab-Token",
-	"X-Hub-Signature",
-	"X-Hub-Signature-256",
-	"X-Slack-Signature",
-	"X-Zendesk-Webhook-Signature",
-)
+// credentialHeaders are headers.Credentials: WebhookHeadersFilter refuses
+// to keep them.
+var credentialHeaders = canonicalSet(headers.Credentials...)
 
 // canonicalSet returns the set of names in canonical form.
 func canonicalSet(names ...string) map[string]struct{} {

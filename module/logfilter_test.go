@@ -295,7 +295,7 @@ func TestWebhookHeadersFilterValidate(t *testing.T) {
 }
 
 // TestAccessLogWithWebhookHeaders runs Caddy with the access log that the
-// README recommends, and sends what GitHub, GitLab and a sender with a
+// docs/configuration.md recommends, and sends what GitHub, GitLab and a sender with a
 // secure header of its own name send: no secret reaches the log, and the
 // headers that identify a delivery do.
 func TestAccessLogWithWebhookHeaders(t *testing.T) {
@@ -356,7 +356,7 @@ func TestAccessLogWithWebhookHeaders(t *testing.T) {
 	}
 
 	var entries []map[string]any
-	waitFor(t, "an access log line per request", func() bool {
+	testenv.Eventually(t, "an access log line per request", func() bool {
 		b, err := os.ReadFile(accessLog)
 		if err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)

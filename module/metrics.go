@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/body"
 )
 
 // outcome is how a request ended; it labels caddy_codemie_webhooks_requests_total.
@@ -136,8 +138,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 		metrics.guardErrors = counter("guard_errors_total",
 			"Requests admitted without rate limit and replay guard because Redis could not be reached.")
 		gauge("body_bytes_in_flight", "Bytes of buffers held by request bodies being read or handled, bounded by max_bodies_in_flight.",
-			func() float64 { return float64(bodyBytes.Load()) })
-		gauge("bodies_in_flight", "Request bodies being read or handled.", func() float64 { return float64(bodyCount.Load()) })
+			func() float64 { n, _ := body.InFlight(); return float64(n) })
+		gauge("bodies_in_flight", "Request bodies being read or handled.", func() float64 { _, n := body.InFlight(); return float64(n) })
 		metrics.dispatches = counterVec("dispatch_total",
 			"Attempts to trigger a CodeMie resource, by resource type and result (success, retryable, final).",
 			"resource_type", "result")

@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 )
@@ -37,7 +37,7 @@ const statsInterval = 5 * time.Second
 // gauges up to date until the configuration is unloaded.
 func (h *Handler) startQueue(ctx caddy.Context) {
 	h.queue = delivery.NewQueue(h.redisClient, delivery.Config{
-		Prefix:       h.prefix,
+		Space:        h.space,
 		MaxLength:    h.MaxQueue,
 		MaxAge:       time.Duration(h.MaxAge),
 		Attempts:     h.Retry.Attempts,
@@ -74,7 +74,7 @@ type intake interface {
 	// Admit guards and enqueues in one round trip.
 	Admit(ctx context.Context, g guard.Config, id string, d guard.Delivery, e delivery.Entry) (guard.Decision, error)
 	// Enqueue appends an admitted webhook.
-	Enqueue(ctx context.Context, e delivery.Entry) (string, error)
+	Enqueue(ctx context.Context, e delivery.Entry) error
 }
 
 // pollStats refreshes the queue gauges until ctx is done.
@@ -104,7 +104,7 @@ func (h *Handler) pollStats(ctx context.Context) {
 // lost.
 func (h *Handler) enqueued(w http.ResponseWriter, a answer, err error) answer {
 	if err == nil {
-		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
+		return writeAnswer(w, a.with(outcomeEnqueued, http.StatusOK), answers.Invoked)
 	}
 	return h.enqueueFailed(w, a, err)
 }
@@ -114,63 +114,49 @@ func (h *Handler) enqueueFailed(w http.ResponseWriter, a answer, err error) answ
 	a.err = err
 	w.Header().Set("Retry-After", "5")
 	if errors.Is(err, delivery.ErrFull) {
-		return writeDetail(w, a.with(outcomeQueueFull, http.StatusServiceUnavailable), msgQueueFull)
+		return writeAnswer(w, a.with(outcomeQueueFull, http.StatusServiceUnavailable), answers.QueueFull)
 	}
-	return writeDetail(w, a.with(outcomeQueueUnavailable, http.StatusServiceUnavailable), msgQueueDown)
+	return writeAnswer(w, a.with(outcomeQueueUnavailable, http.StatusServiceUnavailable), answers.QueueDown)
 }
 
-// queues are the delivery queues of the loaded configuration, by name, for
-// the admin API. Handlers sharing a key prefix share an entry.
-var queues = queueRegistry{m: map[string]*registered{}}
+// queues are the delivery queues of the loaded configurations, by key
+// prefix, for the admin API: handlers sharing a key prefix share an entry,
+// held while any configuration uses it (a caddy.UsagePool, as the Redis
+// clients are).
+var queues = queueRegistry{caddy.NewUsagePool()}
 
-type queueRegistry struct {
-	mu sync.Mutex
-	m  map[string]*registered
-}
+type queueRegistry struct{ pool *caddy.UsagePool }
 
-type registered struct {
-	q    *delivery.Queue
-	refs int
-}
+// pooledQueue is a queue in the pool. It has nothing to destruct: its
+// workers end with their handler.
+type pooledQueue struct{ *delivery.Queue }
 
-func (r *queueRegistry) add(q *delivery.Queue) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.m[q.Name()]
-	if !ok {
-		e = &registered{q: q}
-		r.m[q.Name()] = e
-	}
-	e.refs++
-}
+// Destruct implements caddy.Destructor.
+func (pooledQueue) Destruct() error { return nil }
 
-func (r *queueRegistry) remove(q *delivery.Queue) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if e, ok := r.m[q.Name()]; ok {
-		if e.refs--; e.refs == 0 {
-			delete(r.m, q.Name())
-		}
-	}
-}
+// Interface guard.
+var _ caddy.Destructor = pooledQueue{}
+
+func (r queueRegistry) add(q *delivery.Queue) { r.pool.LoadOrStore(q.Name(), pooledQueue{q}) }
+
+func (r queueRegistry) remove(q *delivery.Queue) { _, _ = r.pool.Delete(q.Name()) }
 
 // get returns the queue named name, or the only queue when name is empty.
-func (r *queueRegistry) get(name string) (*delivery.Queue, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if name != "" {
-		if e, ok := r.m[name]; ok {
-			return e.q, nil
+func (r queueRegistry) get(name string) (*delivery.Queue, error) {
+	var found []*delivery.Queue
+	r.pool.Range(func(key, value any) bool {
+		if name == "" || key == name {
+			found = append(found, value.(pooledQueue).Queue)
 		}
+		return true
+	})
+	switch {
+	case len(found) == 1:
+		return found[0], nil
+	case name != "":
 		return nil, errors.New("no delivery queue with that key prefix")
-	}
-	switch len(r.m) {
-	case 0:
+	case len(found) == 0:
 		return nil, errors.New("no delivery queue is configured (delivery async with redis)")
-	case 1:
-		for _, e := range r.m {
-			return e.q, nil
-		}
 	}
 	return nil, errors.New("several delivery queues are configured: name one with ?queue=<key prefix>")
 }

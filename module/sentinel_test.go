@@ -34,13 +34,13 @@ func TestRedisSentinelFailover(t *testing.T) {
 	if status, _, answer := postSigned(t, c, "wf", "before", "{}"); status != 200 {
 		t.Fatalf("before the failover: %d %s", status, answer)
 	}
-	waitFor(t, "the first delivery", func() bool { return api.Succeeded()["before"] == 1 })
+	testenv.Eventually(t, "the first delivery", func() bool { return api.Succeeded()["before"] == 1 })
 
 	s.Master.Stop()
 	s.WaitPromoted(t)
-	waitFor(t, "webhooks to be queued on the new master", func() bool {
+	testenv.Eventually(t, "webhooks to be queued on the new master", func() bool {
 		status, _, _ := postSigned(t, c, "wf", "after", "{}")
 		return status == 200
 	})
-	waitFor(t, "the delivery through the new master", func() bool { return api.Succeeded()["after"] >= 1 })
+	testenv.Eventually(t, "the delivery through the new master", func() bool { return api.Succeeded()["after"] >= 1 })
 }

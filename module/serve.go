@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
+	"github.com/codemie-edge/caddy-webhooks/internal/body"
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
@@ -51,11 +53,11 @@ type answer struct {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return writeDetail(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, msgMethod)
+		return writeAnswer(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, answers.MethodNotAllowed)
 	}
 	id := webhookID(r.URL.EscapedPath())
 	if !integration.ValidID(id) {
-		return writeDetail(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, msgBadID)
+		return writeAnswer(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, answers.BadID)
 	}
 	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header)}
 	if repl != nil {
@@ -63,7 +65,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
 	}
 	if r.ContentLength > h.MaxBody {
-		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
+		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), answers.TooLarge)
 	}
 
 	loading := time.Now()
@@ -78,11 +80,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	case integration.IsMalformed(err):
 		a.err = err
-		return writeDetail(w, a.with(outcomeMalformed, http.StatusInternalServerError), msgFailed)
+		return writeAnswer(w, a.with(outcomeMalformed, http.StatusInternalServerError), answers.Failed)
 	case err != nil:
 		a.err = err
 		w.Header().Set("Retry-After", "5")
-		return writeDetail(w, a.with(outcomeStoreUnavailable, http.StatusServiceUnavailable), msgStoreDown)
+		return writeAnswer(w, a.with(outcomeStoreUnavailable, http.StatusServiceUnavailable), answers.StoreDown)
 	case !in.Enabled:
 		return writeNotFound(w, a.with(outcomeDisabled, http.StatusBadRequest))
 	}
@@ -90,24 +92,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeText(w, a.with(outcome(verify.Handshake), http.StatusOK), token)
 	}
 
-	bp, err := h.bodies.read(w, r)
+	bp, err := h.bodies.Read(w, r)
 	held := &heldBody{bodies: h.bodies, bp: bp}
 	defer held.release()
-	body := *bp
 	switch {
-	case errors.Is(err, errBodyTooLarge):
-		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), msgTooLarge)
-	case errors.Is(err, errBodyBudget):
+	case errors.Is(err, body.ErrTooLarge):
+		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), answers.TooLarge)
+	case errors.Is(err, body.ErrBudget):
 		w.Header().Set("Retry-After", "5")
-		return writeUnread(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), msgBodyBudget)
-	case errors.Is(err, errBodyTimeout):
-		return writeUnread(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), msgBodyTimeout)
+		return writeUnread(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), answers.BodyBudget)
+	case errors.Is(err, body.ErrTimeout):
+		return writeUnread(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), answers.BodyTimeout)
 	case err != nil:
 		a.err = err
-		return writeUnread(w, a.with(outcomeBadBody, http.StatusBadRequest), msgBadBody)
+		return writeUnread(w, a.with(outcomeBadBody, http.StatusBadRequest), answers.BadBody)
 	}
 
-	v := verify.Check(in, r.Header, body, h.verifyOpts)
+	payload := *bp
+	v := verify.Check(in, r.Header, payload, h.verifyOpts)
 	if v.Unauthenticated {
 		metrics.unauthenticated.Inc()
 		h.logger.Warn("webhook has no authentication configured; served without any",
@@ -117,7 +119,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeText(w, a.with(outcome(v.Outcome), v.Status), v.Text)
 	}
 	if v.Outcome != verify.Pass {
-		return writeResult(w, a.with(outcome(v.Outcome), v.Status), v.Message)
+		return writeAnswer(w, a.with(outcome(v.Outcome), v.Status), v.Message)
 	}
 	if v.EventID != "" {
 		// The signature scheme's own event id, signed by the sender: the
@@ -128,11 +130,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		}
 	}
 	if *h.ReplayWindow > 0 { // without the replay guard, no digest of the body
-		a.delivery = guard.NewDelivery(a.deliveryID, in.HasAuth(), body)
+		a.delivery = guard.NewDelivery(a.deliveryID, in.HasAuth(), payload)
 	}
-	if !dispatch.Supported(in.ResourceType) {
+	if !integration.KnownResourceType(in.ResourceType) {
 		ans := dispatch.UnsupportedAnswer(in.ResourceType)
-		return writeDetail(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
+		return writeAnswer(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
 	}
 	return h.admit(w, r, a, in, held)
 }
@@ -141,7 +143,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // once it is answered, or a Redis call still sending it after the request
 // stopped waiting for it.
 type heldBody struct {
-	bodies    *bodies
+	bodies    *body.Reader
 	bp        *[]byte
 	handedOff bool
 }
@@ -150,12 +152,12 @@ type heldBody struct {
 // instead of the request.
 func (hb *heldBody) handOff() func() {
 	hb.handedOff = true
-	return func() { hb.bodies.release(hb.bp) }
+	return func() { hb.bodies.Release(hb.bp) }
 }
 
 func (hb *heldBody) release() {
 	if !hb.handedOff {
-		hb.bodies.release(hb.bp)
+		hb.bodies.Release(hb.bp)
 	}
 }
 
@@ -241,7 +243,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		if res, stop := h.answerGuard(w, a, d); stop {
 			return res
 		}
-		return writeResult(w, a.with(outcomeEnqueued, http.StatusOK), msgInvoked)
+		return writeAnswer(w, a.with(outcomeEnqueued, http.StatusOK), answers.Invoked)
 	}
 
 	d, err := waitRedis(deadline, nil, func() (guard.Decision, error) { return h.guard.Check(ctx, a.id, a.delivery) })
@@ -256,7 +258,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	var res answer
 	if h.intake != nil {
 		e := h.entry(r, a, in, job)
-		_, err := waitRedis(deadline, held, func() (string, error) { return h.intake.Enqueue(ctx, e) })
+		_, err := waitRedis(deadline, held, func() (struct{}, error) { return struct{}{}, h.intake.Enqueue(ctx, e) })
 		res = h.enqueued(w, a, err)
 	} else {
 		// A sender that gives up must not leave the calls half made.
@@ -278,10 +280,10 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 func (h *Handler) answerGuard(w http.ResponseWriter, a answer, d guard.Decision) (answer, bool) {
 	switch d.Verdict {
 	case guard.Duplicate:
-		return writeResult(w, a.with(outcomeDuplicate, http.StatusOK), msgDuplicate), true
+		return writeAnswer(w, a.with(outcomeDuplicate, http.StatusOK), answers.Duplicate), true
 	case guard.Limited:
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
-		return writeDetail(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg), true
+		return writeAnswer(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg), true
 	}
 	return a, false
 }
@@ -336,21 +338,17 @@ func (h *Handler) dispatch(ctx context.Context, job dispatch.Job) dispatch.Resul
 // the upstream's body, only the step that failed and CodeMie's status.
 func (h *Handler) answerDispatch(w http.ResponseWriter, a answer, res dispatch.Result) answer {
 	if res.Class == dispatch.Success {
-		return writeResult(w, a.with(outcomeDispatched, http.StatusOK), msgInvoked)
+		return writeAnswer(w, a.with(outcomeDispatched, http.StatusOK), answers.Invoked)
 	}
 	a.err = errors.New(res.Reason)
 	if res.Answer != nil {
-		return writeDetail(w, a.with(outcomeDispatchRefused, res.Answer.Status), res.Answer.Detail)
-	}
-	msg := "Webhook dispatch failed at step '" + res.Step + "'"
-	if res.Status != 0 {
-		msg += ": CodeMie answered " + strconv.Itoa(res.Status)
+		return writeAnswer(w, a.with(outcomeDispatchRefused, res.Answer.Status), res.Answer.Detail)
 	}
 	if res.Class == dispatch.Final {
-		return writeDetail(w, a.with(outcomeDispatchFailed, http.StatusBadGateway), msg)
+		return writeAnswer(w, a.with(outcomeDispatchFailed, http.StatusBadGateway), answers.DispatchFailed(res.Step, res.Status, false))
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(max(res.RetryAfter, 5*time.Second)/time.Second)))
-	return writeDetail(w, a.with(outcomeDispatchUnavailable, http.StatusServiceUnavailable), msg+", retry later")
+	return writeAnswer(w, a.with(outcomeDispatchUnavailable, http.StatusServiceUnavailable), answers.DispatchFailed(res.Step, res.Status, true))
 }
 
 func (a answer) with(o outcome, status int) answer {

@@ -31,16 +31,13 @@ type SyncFromCodeMie struct {
 	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
 }
 
-// validate checks the sync's settings; redis says whether the store is
-// Redis, which the sync writes.
-func (s *SyncFromCodeMie) validate(redis bool) error {
+// validate checks the sync's settings.
+func (s *SyncFromCodeMie) validate() error {
 	switch {
-	case !redis:
-		return errors.New("sync_from_codemie writes the integrations to Redis: configure redis")
 	case s.Interval < 0:
-		return errors.New("sync_from_codemie: the interval must not be negative")
+		return errors.New("the interval must not be negative")
 	case (s.BearerToken == "") == (s.OAuth2 == nil):
-		return errors.New("sync_from_codemie: configure one of bearer_token and oauth2 (an admin of CodeMie's settings)")
+		return errors.New("configure one of bearer_token and oauth2 (an admin of CodeMie's settings)")
 	}
 	return nil
 }
@@ -77,7 +74,7 @@ func (h *Handler) startSync(ctx caddy.Context, st mirror.Store) error {
 	if interval == 0 {
 		interval = DefaultSyncInterval
 	}
-	r := &mirror.Runner{Source: src, Store: st, Keys: h.keys, Redis: h.redisClient, LockKey: h.prefix + "sync:lock",
+	r := &mirror.Runner{Source: src, Store: st, Keys: h.keys, Redis: h.redisClient, LockKey: h.space.SyncLock(),
 		Holder: consumer, Interval: interval, Logger: h.logger.Named("sync"),
 		Synced: func(settings, changes int) {
 			metrics.syncLast.SetToCurrentTime()

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -232,7 +232,7 @@ func TestDeadLettersOnCluster(t *testing.T) {
 	ctx := context.Background()
 	for _, prefix := range []string{"t:", "{t}:", "t}x:"} {
 		cfg := withDead(DeadLimits{MaxEntries: 2, MaxAge: time.Hour, MaxBytes: 1 << 20})
-		cfg.Prefix = prefix
+		cfg.Space = keyspace.Space{Prefix: prefix}
 		q := NewQueue(cl.Client, cfg)
 		if a, b := cl.Slot(t, q.dead), cl.Slot(t, q.deadBytes); a != b {
 			t.Fatalf("prefix %q: %s on slot %d, %s on %d", prefix, q.dead, a, q.deadBytes, b)
@@ -313,13 +313,13 @@ func TestDeadLetterReleasesReplayMarker(t *testing.T) {
 			t.Fatalf("admitting %s: %+v, %v", c.key, d, err)
 		}
 	}
-	markers := []string{guard.SeenKey("t:", "wh", "d-1"), guard.SeenKey("t:", "wh", "sha256:0a1b")}
+	markers := []string{keyspace.Space{Prefix: "t:"}.Seen("wh", "d-1"), keyspace.Space{Prefix: "t:"}.Seen("wh", "sha256:0a1b")}
 	if n := r.Client.Exists(ctx, markers...).Val(); n != 2 {
 		t.Fatalf("%d of 2 deliveries marked as seen", n)
 	}
 	var dead atomic.Int32
 	start(t, q, newScripted(func(dispatch.Job, int) dispatch.Result { return refused }), Events{Dead: func() { dead.Add(1) }})
-	waitFor(t, "both deliveries to die", func() bool { return dead.Load() == 2 })
+	testenv.Eventually(t, "both deliveries to die", func() bool { return dead.Load() == 2 })
 	for _, m := range markers {
 		if r.Client.Exists(ctx, m).Val() != 0 {
 			t.Errorf("%s is still set: a redelivery would be a duplicate", m)
@@ -387,7 +387,7 @@ func TestReplayAllStopsAtStart(t *testing.T) {
 // consumers lists the group's consumers and what each holds.
 func consumers(t *testing.T, r *testenv.Redis) map[string]redis.XInfoConsumer {
 	t.Helper()
-	list, err := r.Client.XInfoConsumers(context.Background(), "t:deliveries", Group).Result()
+	list, err := r.Client.XInfoConsumers(context.Background(), "t:deliveries", keyspace.Group).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,13 +413,13 @@ func TestForgetConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if _, err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
+		if err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	read := func(consumer string) []redis.XMessage {
 		t.Helper()
-		s, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: Group, Consumer: consumer,
+		s, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: keyspace.Group, Consumer: consumer,
 			Streams: []string{"t:deliveries", ">"}, Count: 1, Block: -1}).Result()
 		if errors.Is(err, redis.Nil) {
 			return nil
@@ -433,14 +433,14 @@ func TestForgetConsumers(t *testing.T) {
 	if len(done) != 1 {
 		t.Fatal("gone read nothing")
 	}
-	r.Client.XAck(ctx, "t:deliveries", Group, done[0].ID)
+	r.Client.XAck(ctx, "t:deliveries", keyspace.Group, done[0].ID)
 	if len(read("holder")) != 1 {
 		t.Fatal("holder read nothing")
 	}
-	if err := r.Client.XGroupCreateConsumer(ctx, "t:deliveries", Group, "own").Err(); err != nil {
+	if err := r.Client.XGroupCreateConsumer(ctx, "t:deliveries", keyspace.Group, "own").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every consumer to be idle past the threshold", func() bool {
+	testenv.Eventually(t, "every consumer to be idle past the threshold", func() bool {
 		cs := consumers(t, r)
 		for _, name := range []string{"gone", "holder", "own"} {
 			if cs[name].Idle <= 2*cfg.ForgetConsumersAfter {
@@ -463,11 +463,11 @@ func TestForgetConsumers(t *testing.T) {
 	}
 
 	// The workers do it on their own.
-	if err := r.Client.XGroupCreateConsumer(ctx, "t:deliveries", Group, "gone-too").Err(); err != nil {
+	if err := r.Client.XGroupCreateConsumer(ctx, "t:deliveries", keyspace.Group, "gone-too").Err(); err != nil {
 		t.Fatal(err)
 	}
 	start(t, q, newScripted(succeed), Events{})
-	waitFor(t, "the workers to remove the silent consumer", func() bool {
+	testenv.Eventually(t, "the workers to remove the silent consumer", func() bool {
 		_, ok := consumers(t, r)["gone-too"]
 		return !ok
 	})
@@ -488,7 +488,7 @@ func TestOmittedHeadersNotStored(t *testing.T) {
 		"X-Github-Event": {"secret-event-91c2"},
 		"Content-Type":   {"application/json"},
 	}
-	if _, err := q.Enqueue(ctx, NewEntry(job, h, []string{"User-Agent", "x-github-event"}, time.Now())); err != nil {
+	if err := q.Enqueue(ctx, NewEntry(job, h, []string{"User-Agent", "x-github-event"}, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	msgs, err := r.Client.XRange(ctx, "t:deliveries", "-", "+").Result()
@@ -505,41 +505,5 @@ func TestOmittedHeadersNotStored(t *testing.T) {
 	}
 	if e.Headers["Content-Type"] != "application/json" || len(e.Headers) != 1 {
 		t.Errorf("kept headers %v, want Content-Type alone", e.Headers)
-	}
-}
-
-func TestSameSlotKey(t *testing.T) {
-	// Slots from the Redis Cluster specification and CLUSTER KEYSLOT's
-	// documentation.
-	for key, slot := range map[string]uint16{
-		"123456789": 0x31c3 & 16383, "somekey": 11058, "foo{hash_tag}": 2515, "hash_tag": 2515,
-		"{}x": keySlot("{}x"), "{user1000}.following": keySlot("user1000"),
-	} {
-		if got := keySlot(key); got != slot {
-			t.Errorf("slot of %q: %d, want %d", key, got, slot)
-		}
-	}
-	for key, want := range map[string]string{
-		"codemie:webhooks:dead": "{codemie:webhooks:dead}:bytes",
-		"{cm}:dead":             "{cm}:dead:bytes",
-		"a{b:dead":              "{a{b:dead}:bytes",
-		"x{}y:dead":             "",
-		"a}b:dead":              "",
-	} {
-		got := sameSlotKey(key, ":bytes")
-		if want != "" && got != want {
-			t.Errorf("%q: %q, want %q", key, got, want)
-		}
-		if keySlot(got) != keySlot(key) {
-			t.Errorf("%q: %q is on slot %d, not %d", key, got, keySlot(got), keySlot(key))
-		}
-		if !strings.HasPrefix(got, key) && !strings.HasPrefix(got, "{"+key) {
-			t.Errorf("%q: %q does not name it", key, got)
-		}
-	}
-	if got := sameSlotKey("a}b:dead", ":bytes"); !strings.HasPrefix(got, "a}b:dead:bytes:") {
-		t.Errorf("%q", got)
-	} else if _, err := strconv.Atoi(strings.TrimPrefix(got, "a}b:dead:bytes:")); err != nil {
-		t.Errorf("%q: %v", got, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -56,7 +57,7 @@ func (s *scripted) count(id string) int {
 func succeed(dispatch.Job, int) dispatch.Result { return dispatch.Result{Class: dispatch.Success} }
 
 var testConfig = Config{
-	Prefix: "t:", MaxLength: 1000, MaxAge: time.Hour, Attempts: 4,
+	Space: keyspace.Space{Prefix: "t:"}, MaxLength: 1000, MaxAge: time.Hour, Attempts: 4,
 	FirstBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 	ClaimAfter: 200 * time.Millisecond, Workers: 4, Consumer: "test-a",
 }
@@ -65,17 +66,6 @@ func entry(delivery string) Entry {
 	return NewEntry(dispatch.Job{WebhookID: "wh", ResourceType: "workflow", ResourceID: "wf", UserID: "u",
 		DeliveryID: delivery, Body: []byte("body of " + delivery + "\xff")},
 		http.Header{"X-Github-Event": {"push"}, "X-Gitlab-Token": {"secret"}}, nil, time.Now())
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func start(t *testing.T, q *Queue, s *scripted, events Events) *Workers {
@@ -102,11 +92,11 @@ func TestDeliver(t *testing.T) {
 	start(t, q, s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
 	ctx := context.Background()
 	for i := range 20 {
-		if _, err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
+		if err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "20 deliveries", func() bool { return delivered.Load() == 20 })
+	testenv.Eventually(t, "20 deliveries", func() bool { return delivered.Load() == 20 })
 	for i := range 20 {
 		if n := s.count(fmt.Sprint("d-", i)); n != 1 {
 			t.Errorf("d-%d dispatched %d times", i, n)
@@ -117,7 +107,7 @@ func TestDeliver(t *testing.T) {
 		t.Errorf("body %q: not byte-exact", gotBody)
 	}
 	mu.Unlock()
-	waitFor(t, "the stream to empty", func() bool {
+	testenv.Eventually(t, "the stream to empty", func() bool {
 		st, err := q.Stats(ctx)
 		return err == nil && st.Length == 0 && st.Pending == 0
 	})
@@ -138,11 +128,11 @@ func TestRetryThenSuccess(t *testing.T) {
 	})
 	start(t, q, s, Events{Retried: func() { retried.Add(1) }, Delivered: func(time.Duration) { delivered.Add(1) }})
 	for i := range 5 {
-		if _, err := q.Enqueue(context.Background(), entry(fmt.Sprint("r-", i))); err != nil {
+		if err := q.Enqueue(context.Background(), entry(fmt.Sprint("r-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "5 deliveries", func() bool { return delivered.Load() == 5 })
+	testenv.Eventually(t, "5 deliveries", func() bool { return delivered.Load() == 5 })
 	for i := range 5 {
 		if n := s.count(fmt.Sprint("r-", i)); n != 3 {
 			t.Errorf("r-%d: %d attempts, want 3", i, n)
@@ -151,7 +141,7 @@ func TestRetryThenSuccess(t *testing.T) {
 	if n := retried.Load(); n != 10 {
 		t.Errorf("%d retries, want 10", n)
 	}
-	waitFor(t, "the queue to empty", func() bool {
+	testenv.Eventually(t, "the queue to empty", func() bool {
 		st, _ := q.Stats(context.Background())
 		return st.Length == 0 && st.Retrying == 0 && st.Pending == 0
 	})
@@ -178,11 +168,11 @@ func TestDeadLetters(t *testing.T) {
 	start(t, q, s, Events{Dead: func() { dead.Add(1) }, Delivered: func(time.Duration) { delivered.Add(1) }})
 	ctx := context.Background()
 	for _, id := range []string{"final-1", "final-2", "always-500"} {
-		if _, err := q.Enqueue(ctx, entry(id)); err != nil {
+		if err := q.Enqueue(ctx, entry(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "3 dead letters", func() bool { return dead.Load() == 3 })
+	testenv.Eventually(t, "3 dead letters", func() bool { return dead.Load() == 3 })
 	if n := s.count("final-1"); n != 1 {
 		t.Errorf("a final failure was attempted %d times", n)
 	}
@@ -222,7 +212,7 @@ func TestDeadLetters(t *testing.T) {
 	if err := q.Replay(ctx, f.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the replayed entry to be delivered", func() bool { return delivered.Load() == 1 })
+	testenv.Eventually(t, "the replayed entry to be delivered", func() bool { return delivered.Load() == 1 })
 	if err := q.Replay(ctx, f.ID); !errors.Is(err, ErrNoSuchEntry) {
 		t.Errorf("replaying twice: %v, want ErrNoSuchEntry", err)
 	}
@@ -232,7 +222,7 @@ func TestDeadLetters(t *testing.T) {
 	if n, err := q.ReplayAll(ctx); err != nil || n != 1 {
 		t.Errorf("replay-all: %d, %v; want the 1 left", n, err)
 	}
-	waitFor(t, "replay-all to deliver", func() bool { return s.count("always-500") > testConfig.Attempts })
+	testenv.Eventually(t, "replay-all to deliver", func() bool { return s.count("always-500") > testConfig.Attempts })
 }
 
 func TestQueueFull(t *testing.T) {
@@ -242,18 +232,18 @@ func TestQueueFull(t *testing.T) {
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
 	for i := range 2 {
-		if _, err := q.Enqueue(ctx, entry(fmt.Sprint(i))); err != nil {
+		if err := q.Enqueue(ctx, entry(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := q.Enqueue(ctx, entry("3")); !errors.Is(err, ErrFull) {
+	if err := q.Enqueue(ctx, entry("3")); !errors.Is(err, ErrFull) {
 		t.Errorf("third entry: %v, want ErrFull", err)
 	}
 	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 2 {
 		t.Errorf("stream length %d, want 2: nothing dropped, nothing added", n)
 	}
 	r.Stop()
-	if _, err := q.Enqueue(ctx, entry("4")); err == nil || errors.Is(err, ErrFull) {
+	if err := q.Enqueue(ctx, entry("4")); err == nil || errors.Is(err, ErrFull) {
 		t.Errorf("Redis down: %v, want an error", err)
 	}
 }
@@ -266,10 +256,10 @@ func TestExpired(t *testing.T) {
 	start(t, q, s, Events{Dead: func() { dead.Add(1) }})
 	old := entry("old")
 	old.ReceivedAt = time.Now().Add(-2 * time.Hour)
-	if _, err := q.Enqueue(context.Background(), old); err != nil {
+	if err := q.Enqueue(context.Background(), old); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the expired entry to be buried", func() bool { return dead.Load() == 1 })
+	testenv.Eventually(t, "the expired entry to be buried", func() bool { return dead.Load() == 1 })
 	if s.count("old") != 0 {
 		t.Error("an expired entry was dispatched")
 	}
@@ -286,18 +276,18 @@ func TestReclaimFromSilentConsumer(t *testing.T) {
 	if err := q.ensureGroup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Enqueue(ctx, entry("orphan")); err != nil {
+	if err := q.Enqueue(ctx, entry("orphan")); err != nil {
 		t.Fatal(err)
 	}
 	// A consumer reads the entry and goes silent, as a killed process does.
-	msgs, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: Group, Consumer: "ghost", Streams: []string{"t:deliveries", ">"}, Count: 10}).Result()
+	msgs, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: keyspace.Group, Consumer: "ghost", Streams: []string{"t:deliveries", ">"}, Count: 10}).Result()
 	if err != nil || len(msgs[0].Messages) != 1 {
 		t.Fatalf("ghost read: %v %v", msgs, err)
 	}
 	var delivered atomic.Int32
 	s := newScripted(succeed)
 	start(t, q, s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
-	waitFor(t, "the orphan to be reclaimed and delivered", func() bool { return delivered.Load() == 1 })
+	testenv.Eventually(t, "the orphan to be reclaimed and delivered", func() bool { return delivered.Load() == 1 })
 	if n := s.count("orphan"); n != 1 {
 		t.Errorf("orphan dispatched %d times", n)
 	}
@@ -313,7 +303,7 @@ func TestStopWaitsForInFlight(t *testing.T) {
 		return dispatch.Result{Class: dispatch.Success}
 	})
 	w := q.Start(s.dispatch, Events{}, zap.NewNop())
-	if _, err := q.Enqueue(context.Background(), entry("slow")); err != nil {
+	if err := q.Enqueue(context.Background(), entry("slow")); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -339,7 +329,7 @@ func TestStopHandsBackAfterDrain(t *testing.T) {
 		<-ctx.Done()
 		return dispatch.Result{Class: dispatch.Retryable, Reason: "cancelled"}
 	}, Events{}, zap.NewNop())
-	if _, err := q.Enqueue(context.Background(), entry("stuck")); err != nil {
+	if err := q.Enqueue(context.Background(), entry("stuck")); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -350,7 +340,7 @@ func TestStopHandsBackAfterDrain(t *testing.T) {
 	var delivered atomic.Int32
 	s := newScripted(succeed)
 	start(t, NewQueue(r.Client, cfg), s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
-	waitFor(t, "the handed-back entry to be delivered", func() bool { return delivered.Load() == 1 })
+	testenv.Eventually(t, "the handed-back entry to be delivered", func() bool { return delivered.Load() == 1 })
 	if st, _ := q.Stats(context.Background()); st.Dead != 0 {
 		t.Errorf("%d dead letters: a cancelled attempt must not count", st.Dead)
 	}
@@ -368,7 +358,7 @@ func TestHeartbeatKeepsLongDispatch(t *testing.T) {
 		return dispatch.Result{Class: dispatch.Success}
 	})
 	start(t, q, long, Events{})
-	if _, err := q.Enqueue(context.Background(), entry("long")); err != nil {
+	if err := q.Enqueue(context.Background(), entry("long")); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -379,14 +369,14 @@ func TestHeartbeatKeepsLongDispatch(t *testing.T) {
 	// For three claim_after periods the entry stays with its consumer.
 	until := time.Now().Add(3 * cfg.ClaimAfter)
 	for time.Now().Before(until) {
-		p, err := r.Client.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: "t:deliveries", Group: Group, Start: "-", End: "+", Count: 10}).Result()
+		p, err := r.Client.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: "t:deliveries", Group: keyspace.Group, Start: "-", End: "+", Count: 10}).Result()
 		if err != nil || len(p) != 1 || p[0].Consumer != "test-a" {
 			t.Fatalf("pending %+v, %v: want the entry held by test-a", p, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	close(gate)
-	waitFor(t, "the entry to finish", func() bool { return r.Client.XLen(context.Background(), "t:deliveries").Val() == 0 })
+	testenv.Eventually(t, "the entry to finish", func() bool { return r.Client.XLen(context.Background(), "t:deliveries").Val() == 0 })
 	if n := other.count("long"); n != 0 {
 		t.Errorf("another consumer dispatched a held entry %d times", n)
 	}
@@ -489,7 +479,7 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 // of a 1 KB webhook.
 func BenchmarkAdmit(b *testing.B) {
 	r := testenv.StartRedis(b)
-	q := NewQueue(r.Client, Config{Prefix: "b:"})
+	q := NewQueue(r.Client, Config{Space: keyspace.Space{Prefix: "b:"}})
 	g := guard.Config{Limit: 1 << 30, Window: time.Hour, ReplayWindow: time.Hour}
 	e := entry("x")
 	e.Job.Body = bytes.Repeat([]byte("x"), 1024)
@@ -507,13 +497,13 @@ func BenchmarkAdmit(b *testing.B) {
 // BenchmarkEnqueue is the XADD alone, as on a Redis Cluster.
 func BenchmarkEnqueue(b *testing.B) {
 	r := testenv.StartRedis(b)
-	q := NewQueue(r.Client, Config{Prefix: "b:"})
+	q := NewQueue(r.Client, Config{Space: keyspace.Space{Prefix: "b:"}})
 	e := entry("x")
 	e.Job.Body = bytes.Repeat([]byte("x"), 1024)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := q.Enqueue(ctx, e); err != nil {
+		if err := q.Enqueue(ctx, e); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -557,7 +547,7 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 			}
 			return err
 		}},
-		{"enqueue", func(ctx context.Context) error { _, err := q.Enqueue(ctx, entry("d-2")); return err }},
+		{"enqueue", func(ctx context.Context) error { err := q.Enqueue(ctx, entry("d-2")); return err }},
 	} {
 		before := r.Client.XLen(bg, "t:deliveries").Val()
 		if err := r.Client.Do(bg, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
@@ -566,7 +556,7 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(bg)
 		done := make(chan error, 1)
 		go func() { done <- call.run(ctx) }()
-		waitFor(t, "the script to wait in Redis", func() bool {
+		testenv.Eventually(t, "the script to wait in Redis", func() bool {
 			return strings.Contains(r.Client.Info(bg, "clients").Val(), "blocked_clients:1")
 		})
 		cancel()

@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 )
 
 // Stream field names. An entry is two fields, its metadata as one JSON
@@ -47,20 +48,6 @@ const (
 	fieldLastReason = "last_reason"
 )
 
-// keptHeaders are the request headers stored with an entry: what tells ops
-// which delivery it was. None carries a secret.
-var keptHeaders = []string{
-	"Content-Type",
-	"User-Agent",
-	"X-Github-Event",
-	"X-Github-Delivery",
-	"X-Github-Hook-Id",
-	"X-Gitlab-Event",
-	"X-Gitlab-Event-Uuid",
-	"X-Atlassian-Webhook-Identifier",
-	"Webhook-Id",
-}
-
 // Entry is one accepted webhook.
 type Entry struct {
 	Job        dispatch.Job
@@ -80,7 +67,7 @@ type Entry struct {
 // integration's secret-bearing headers may have the name of a kept one.
 func NewEntry(job dispatch.Job, h http.Header, omit []string, receivedAt time.Time) Entry {
 	kept := map[string]string{}
-	for _, name := range keptHeaders {
+	for _, name := range headers.Kept {
 		if v := h.Get(name); v != "" && !omitted(name, omit) {
 			kept[name] = v
 		}
@@ -151,7 +138,7 @@ func (e Entry) appendMeta(b []byte) []byte {
 	b = strconv.AppendInt(b, e.ReceivedAt.UnixMilli(), 10)
 	b = append(b, `,"headers":{`...)
 	first := true
-	for _, name := range keptHeaders {
+	for _, name := range headers.Kept {
 		v, ok := e.Headers[name]
 		if !ok {
 			continue

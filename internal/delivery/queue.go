@@ -11,11 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 )
-
-// Group is the consumer group every instance's workers belong to.
-const Group = "dispatchers"
 
 // ErrFull says the queue holds its maximum of entries; the sender should
 // retry later.
@@ -23,8 +21,8 @@ var ErrFull = errors.New("delivery queue is full")
 
 // Config sets the queue's keys, limits and retry policy.
 type Config struct {
-	// Prefix starts every key.
-	Prefix string
+	// Space names the queue's keys.
+	Space keyspace.Space
 	// MaxLength is the most entries the queue holds (waiting, in flight or
 	// waiting to retry); beyond it, Enqueue fails with ErrFull rather than
 	// dropping anything. 0: no limit.
@@ -77,58 +75,21 @@ type Queue struct {
 	deadBytes string // the dead stream's size in bytes, on its cluster slot
 }
 
-// NewQueue returns the queue under cfg.Prefix.
+// NewQueue returns the queue in cfg.Space.
 func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
-	dead := cfg.Prefix + "dead"
 	return &Queue{
 		client:    client,
 		requests:  redisconn.Batching(client),
 		cfg:       cfg,
-		stream:    cfg.Prefix + "deliveries",
-		retry:     cfg.Prefix + "deliveries:retry",
-		dead:      dead,
-		deadBytes: sameSlotKey(dead, ":bytes"),
+		stream:    cfg.Space.Deliveries(),
+		retry:     cfg.Space.Retry(),
+		dead:      cfg.Space.Dead(),
+		deadBytes: cfg.Space.DeadBytes(),
 	}
 }
 
 // Name identifies the queue, for the admin API: its key prefix.
-func (q *Queue) Name() string { return q.cfg.Prefix }
-
-// enqueueScript appends an entry unless the queue is full.
-// KEYS[1] the stream; ARGV[1] max length (0: none); ARGV[2..] fields.
-var enqueueScript = redis.NewScript(`
-local limit = tonumber(ARGV[1])
-if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
-  return redis.error_reply('QUEUEFULL delivery queue is full')
-end
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-`)
-
-// admitScript is the guard and the enqueue in one round trip, for a single
-// Redis (or a Sentinel's master): on a Redis Cluster the stream and the
-// webhook's keys are on different slots.
-// KEYS[1..3] and ARGV[1..5] as for guard.Lua; KEYS[4] the stream;
-// ARGV[6] max length (0: none); ARGV[7..] the entry's fields.
-// Returns the guard's {1, 0} or {2, ms}, or {0, 0} once queued.
-var admitScript = redis.NewScript(`
-local cap = tonumber(ARGV[6])
-if cap > 0 and redis.call('XLEN', KEYS[4]) >= cap then
-  return redis.error_reply('QUEUEFULL delivery queue is full')
-end
-` + guard.Lua + `
-local ok, err = pcall(redis.call, 'XADD', KEYS[4], '*', unpack(ARGV, 7))
-if not ok then
-  -- not queued: the sender's retry must not be a duplicate
-  if ARGV[4] == '1' then
-    redis.call('DEL', KEYS[2])
-  end
-  if ARGV[5] == '1' then
-    redis.call('DEL', KEYS[3])
-  end
-  return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
-end
-return {0, 0}
-`)
+func (q *Queue) Name() string { return q.cfg.Space.Prefix }
 
 // OneRoundTrip reports whether Admit can guard and enqueue in one round
 // trip: on anything but a Redis Cluster.
@@ -145,32 +106,29 @@ func (q *Queue) OneRoundTrip() bool {
 // ends first (go-redis's batching waits for the batch), so e's body may be
 // reused as soon as it returns.
 func (q *Queue) Admit(ctx context.Context, g guard.Config, id string, d guard.Delivery, e Entry) (guard.Decision, error) {
-	keys, args := g.ScriptArgs(q.cfg.Prefix, id, d)
-	args = append(append(args, q.cfg.MaxLength), e.values()...)
-	reply, err := admitScript.Run(ctx, q.requests, append(keys, q.stream), args...).Slice()
-	if err != nil {
-		return guard.Decision{}, enqueueError(id, err)
-	}
-	decision, err := guard.ParseDecision(reply)
+	decision, err := guard.AdmitAndAppend(ctx, q.requests, q.cfg.Space, g, id, d, q.appendOf(e))
 	if err != nil {
 		return guard.Decision{}, enqueueError(id, err)
 	}
 	return decision, nil
 }
 
-// Enqueue appends e and returns its entry id once Redis holds it.
-func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {
-	args := append([]any{q.cfg.MaxLength}, e.values()...)
-	id, err := enqueueScript.Run(ctx, q.requests, []string{q.stream}, args...).Text()
-	if err != nil {
-		return "", enqueueError(e.Job.WebhookID, err)
+// Enqueue appends e; it returns once Redis holds it.
+func (q *Queue) Enqueue(ctx context.Context, e Entry) error {
+	if err := guard.AppendUnguarded(ctx, q.requests, q.appendOf(e)); err != nil {
+		return enqueueError(e.Job.WebhookID, err)
 	}
-	return id, nil
+	return nil
+}
+
+// appendOf is what appends e to the stream.
+func (q *Queue) appendOf(e Entry) guard.Append {
+	return guard.Append{Stream: q.stream, MaxLength: q.cfg.MaxLength, Fields: e.values()}
 }
 
 // enqueueError is ErrFull when the queue was full, else err in context.
 func enqueueError(webhookID string, err error) error {
-	if redis.HasErrorPrefix(err, "QUEUEFULL") {
+	if errors.Is(err, guard.ErrStreamFull) {
 		return ErrFull
 	}
 	return fmt.Errorf("enqueueing delivery of webhook %q: %w", webhookID, err)
@@ -180,7 +138,7 @@ func enqueueError(webhookID string, err error) error {
 // group starts at the stream's beginning, so nothing enqueued before it
 // existed is skipped.
 func (q *Queue) ensureGroup(ctx context.Context) error {
-	err := q.client.XGroupCreateMkStream(ctx, q.stream, Group, "0").Err()
+	err := q.client.XGroupCreateMkStream(ctx, q.stream, keyspace.Group, "0").Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("creating consumer group: %w", err)
 	}
@@ -212,7 +170,7 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	)
 	_, err := q.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		length = p.XLen(ctx, q.stream)
-		pending = p.XPending(ctx, q.stream, Group)
+		pending = p.XPending(ctx, q.stream, keyspace.Group)
 		retrying = p.ZCard(ctx, q.retry)
 		dead = p.XLen(ctx, q.dead)
 		oldest = p.XRangeN(ctx, q.stream, "-", "+", 1)

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
-	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 )
 
 // Events are told what happened to entries, for metrics.
@@ -137,7 +137,7 @@ func (w *Workers) readLoop(ctx context.Context) {
 			return
 		}
 		streams, err := w.q.client.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: Group, Consumer: w.q.cfg.Consumer, Streams: []string{w.q.stream, ">"},
+			Group: keyspace.Group, Consumer: w.q.cfg.Consumer, Streams: []string{w.q.stream, ">"},
 			Count: int64(n), Block: readBlock,
 		}).Result()
 		got := 0
@@ -254,7 +254,7 @@ return redis.call('XDEL', KEYS[1], ARGV[2])
 // finish removes a delivered entry. Concurrent dispatches' finishes share
 // round trips, as requests' scripts do.
 func (w *Workers) finish(ctx context.Context, id string) {
-	if err := finishScript.Run(ctx, w.q.requests, []string{w.q.stream}, Group, id).Err(); err != nil {
+	if err := finishScript.Run(ctx, w.q.requests, []string{w.q.stream}, keyspace.Group, id).Err(); err != nil {
 		w.logger.Error("finishing a delivered entry; it will be reclaimed and dispatched again",
 			zap.String("entry", id), zap.Error(err))
 	}
@@ -269,7 +269,7 @@ func (w *Workers) retryLater(ctx context.Context, id string, e Entry, attempt in
 		w.logger.Error("scheduling a retry; the entry will be reclaimed instead", zap.String("entry", id), zap.Error(err))
 		return
 	}
-	if err := w.q.client.XAck(ctx, w.q.stream, Group, id).Err(); err != nil {
+	if err := w.q.client.XAck(ctx, w.q.stream, keyspace.Group, id).Err(); err != nil {
 		w.logger.Warn("acknowledging an entry scheduled for retry", zap.String("entry", id), zap.Error(err))
 	}
 	if w.events.Retried != nil {
@@ -384,7 +384,7 @@ func (w *Workers) releaseDelivery(ctx context.Context, id string, e Entry) {
 	if e.Job.WebhookID == "" || key == "" {
 		return
 	}
-	if err := w.q.client.Del(ctx, guard.SeenKey(w.q.cfg.Prefix, e.Job.WebhookID, key)).Err(); err != nil {
+	if err := w.q.client.Del(ctx, w.q.cfg.Space.Seen(e.Job.WebhookID, key)).Err(); err != nil {
 		w.logger.Warn("releasing a dead delivery from the replay guard; its redelivery is a duplicate until the marker expires",
 			zap.String("entry", id), zap.String("webhook_id", e.Job.WebhookID), zap.Error(err))
 	}
@@ -400,7 +400,7 @@ func (w *Workers) reclaim(ctx context.Context) {
 			return
 		}
 		msgs, next, err := w.q.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: w.q.stream, Group: Group, Consumer: w.q.cfg.Consumer,
+			Stream: w.q.stream, Group: keyspace.Group, Consumer: w.q.cfg.Consumer,
 			MinIdle: w.q.cfg.ClaimAfter, Start: start, Count: int64(n),
 		}).Result()
 		if err != nil {
@@ -457,7 +457,7 @@ func (w *Workers) forgetAfter() time.Duration {
 // that holds entries stays until they are reclaimed.
 func (w *Workers) forgetConsumers(ctx context.Context) {
 	gone, err := forgetConsumersScript.Run(ctx, w.q.client, []string{w.q.stream},
-		Group, w.forgetAfter().Milliseconds(), w.q.cfg.Consumer).StringSlice()
+		keyspace.Group, w.forgetAfter().Milliseconds(), w.q.cfg.Consumer).StringSlice()
 	if err != nil {
 		if ctx.Err() == nil && !redis.HasErrorPrefix(err, "NOGROUP") && !redis.HasErrorPrefix(err, "ERR no such key") {
 			w.logger.Warn("removing silent consumers from the group", zap.Error(err))
@@ -541,7 +541,7 @@ func (w *Workers) heartbeat(interval time.Duration) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(interval, 2*time.Second))
 		err := w.q.client.XClaimJustID(ctx, &redis.XClaimArgs{
-			Stream: w.q.stream, Group: Group, Consumer: w.q.cfg.Consumer, Messages: ids,
+			Stream: w.q.stream, Group: keyspace.Group, Consumer: w.q.cfg.Consumer, Messages: ids,
 		}).Err()
 		cancel()
 		if err != nil {

@@ -1,6 +1,7 @@
 // Package dispatch triggers what a webhook names by calling the CodeMie API
-// exactly as the CodeMie backend does (codemie-contract.md section 4): an
-// assistant, a workflow or a datasource reindex. Each attempt ends in a
+// (docs/codemie-api.md section 4): an assistant or a workflow with the
+// calls the CodeMie backend's own webhook makes, a datasource through the
+// API's reindex endpoint (the backend reindexes in its own process). Each attempt ends in a
 // Result that says whether it succeeded, may be retried, or failed for good.
 package dispatch
 
@@ -20,6 +21,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
@@ -97,19 +99,10 @@ type Answer struct {
 	Detail string
 }
 
-// Supported reports whether resourceType can be dispatched.
-func Supported(resourceType string) bool {
-	switch resourceType {
-	case integration.ResourceAssistant, integration.ResourceWorkflow, integration.ResourceDatasource:
-		return true
-	}
-	return false
-}
-
 // UnsupportedAnswer is the contract's answer for a resource type that
 // cannot be dispatched.
 func UnsupportedAnswer(resourceType string) *Answer {
-	return &Answer{Status: http.StatusBadRequest, Detail: "Unsupported resource type '" + resourceType + "'"}
+	return &Answer{Status: http.StatusBadRequest, Detail: answer.UnsupportedResourceType(resourceType)}
 }
 
 // Tokens supplies the Authorization header's bearer token.

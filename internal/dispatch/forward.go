@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
 
@@ -50,32 +51,13 @@ func (c *Client) forwardedHeader(job Job) (http.Header, error) {
 	return header, nil
 }
 
-// ForwardedHeaders are the request headers CodeMie's webhook reads to
-// verify and describe a delivery, besides an integration's own secure
-// header: the signatures, the GitLab token, the events and delivery ids,
-// and what tells GitHub and GitLab apart (the content type, the user
-// agent).
-var ForwardedHeaders = []string{
-	"Content-Type",
-	"User-Agent",
-	"X-Hub-Signature-256",
-	"X-Hub-Signature",
-	"X-Github-Event",
-	"X-Github-Delivery",
-	"X-Github-Hook-Id",
-	"X-Gitlab-Token",
-	"X-Gitlab-Event",
-	"X-Gitlab-Event-Uuid",
-	"X-Gitlab-Delivery",
-}
-
 // SealForward returns the Job.Forward value of a request's headers: the
-// ForwardedHeaders and the extra ones (an integration's secure header)
+// headers.Forwarded and the extra ones (an integration's secure header)
 // that it carries, as JSON, sealed for webhook id when there are keys (in
-// clear without: the README says so).
+// clear without: docs/reference.md says so).
 func SealForward(id string, h http.Header, extra []string, keys *seal.Keys) string {
 	values := map[string]string{}
-	for _, name := range append(ForwardedHeaders, extra...) {
+	for _, name := range append(headers.Forwarded, extra...) {
 		if v := h.Get(name); v != "" {
 			values[http.CanonicalHeaderKey(name)] = v
 		}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/verify"
 )
 
@@ -128,7 +129,7 @@ func (c *Client) datasource(ctx context.Context, job Job) Result {
 	default:
 		return Result{Class: Final, Step: "read datasource", Status: res.Status,
 			Reason: "datasource type cannot be reindexed by a webhook",
-			Answer: &Answer{Status: http.StatusForbidden, Detail: "Datasource type '" + ds.IndexType + "' is not supported via webhook."}}
+			Answer: &Answer{Status: http.StatusForbidden, Detail: answer.UnsupportedDatasourceType(ds.IndexType)}}
 	}
 	reindex.step, reindex.method = "reindex datasource", http.MethodPut
 	res, _ = c.do(ctx, job, reindex, nil)

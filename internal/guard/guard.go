@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
@@ -103,16 +104,6 @@ func (d Delivery) also() string {
 	return ""
 }
 
-// deliveryHeaders carry a sender's delivery id, most specific first; all
-// stay the same when the sender retries or redelivers.
-var deliveryHeaders = []string{
-	"X-Github-Delivery",
-	"X-Gitlab-Event-Uuid",
-	"Idempotency-Key",
-	"X-Atlassian-Webhook-Identifier",
-	"Webhook-Id",
-}
-
 // maxDeliveryID is the longest delivery id kept as sent, in bytes.
 const maxDeliveryID = 128
 
@@ -121,7 +112,7 @@ const maxDeliveryID = 128
 // replaced by "sha256:" and its hex digest, so that it is safe in keys,
 // logs and headers.
 func DeliveryID(h http.Header) string {
-	for _, name := range deliveryHeaders {
+	for _, name := range headers.DeliveryID {
 		if v := h[name]; len(v) == 1 && v[0] != "" {
 			return SafeDeliveryID(v[0])
 		}

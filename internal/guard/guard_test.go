@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -53,7 +54,7 @@ func checkSemantics(t *testing.T, g Guard) {
 
 func TestRedis(t *testing.T) {
 	r := testenv.StartRedis(t)
-	g := NewRedis(r.Client, "p:", testConfig)
+	g := NewRedis(r.Client, keyspace.Space{Prefix: "p:"}, testConfig)
 	checkSemantics(t, g)
 
 	ctx := context.Background()
@@ -80,21 +81,21 @@ func TestRedis(t *testing.T) {
 func TestRedisOff(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	limitOnly := NewRedis(r.Client, "p:", Config{Limit: 1, Window: time.Minute})
+	limitOnly := NewRedis(r.Client, keyspace.Space{Prefix: "p:"}, Config{Limit: 1, Window: time.Minute})
 	if d, _ := limitOnly.Check(ctx, "a", Delivery{ID: "d1"}); d.Verdict != Admit {
 		t.Fatal("first request not admitted")
 	}
 	if d, _ := limitOnly.Check(ctx, "a", Delivery{ID: "d1"}); d.Verdict != Limited {
 		t.Error("without a replay guard a repeated delivery is counted and limited")
 	}
-	replayOnly := NewRedis(r.Client, "q:", Config{ReplayWindow: time.Minute})
+	replayOnly := NewRedis(r.Client, keyspace.Space{Prefix: "q:"}, Config{ReplayWindow: time.Minute})
 	for range 20 {
 		if d, _ := replayOnly.Check(ctx, "a", Delivery{}); d.Verdict != Admit {
 			t.Fatal("without a limit every request is admitted")
 		}
 	}
 	r.Stop()
-	if _, err := NewRedis(r.Client, "p:", Config{}).Check(ctx, "a", Delivery{ID: "d"}); err != nil {
+	if _, err := NewRedis(r.Client, keyspace.Space{Prefix: "p:"}, Config{}).Check(ctx, "a", Delivery{ID: "d"}); err != nil {
 		t.Errorf("both guards off still talk to Redis: %v", err)
 	}
 }
@@ -192,7 +193,7 @@ func FuzzDeliveryID(f *testing.F) {
 // BenchmarkRedisCheck is one guard decision: one EVALSHA on a real Redis.
 func BenchmarkRedisCheck(b *testing.B) {
 	r := testenv.StartRedis(b)
-	g := NewRedis(r.Client, "b:", Config{Limit: 1 << 30, Window: time.Hour, ReplayWindow: time.Hour})
+	g := NewRedis(r.Client, keyspace.Space{Prefix: "b:"}, Config{Limit: 1 << 30, Window: time.Hour, ReplayWindow: time.Hour})
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -232,7 +233,7 @@ func TestReplayWithoutItsID(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
 	body := []byte(`{"n":1}`)
-	for name, g := range map[string]Guard{"redis": NewRedis(r.Client, "p:", testConfig), "memory": NewMemory(testConfig)} {
+	for name, g := range map[string]Guard{"redis": NewRedis(r.Client, keyspace.Space{Prefix: "p:"}, testConfig), "memory": NewMemory(testConfig)} {
 		for _, step := range []struct {
 			id   string
 			want Verdict

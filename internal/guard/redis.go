@@ -2,90 +2,117 @@ package guard
 
 import (
 	"context"
+	_ "embed"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
-	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
 )
 
-// Lua is the rate limit and the replay guard as a Lua fragment, for
-// scripts that do more in the same round trip once a request is admitted
-// (the delivery queue appends the webhook after it). Every key it touches
-// is under the webhook's hash tag, so it runs on a Redis Cluster.
-//
-// KEYS[1] the rate-limit counter; KEYS[2] the delivery's marker; KEYS[3]
-// a marker recorded unchecked (the body's digest of a delivery with an id).
-// ARGV[1] limit (0: none), ARGV[2] window ms, ARGV[3] replay window ms,
-// ARGV[4] "1" to check and set KEYS[2], "0" when there is none; ARGV[5]
-// "1" to set KEYS[3], "0" when there is none. (Unused keys are the rate
-// counter's name, a placeholder on the same slot.)
-// It returns {1, 0} for a duplicate and {2, ms} when limited for ms more,
-// and falls through, the delivery marked, when the request is admitted. The
-// marker is set (NX) before the limit is counted and removed again when the
-// request is limited: one command for the common case.
-//
-// A duplicate is not counted against the limit, and a limited delivery is
-// not marked as seen, so its retry after the window is still admitted.
-const Lua = `
-local replay = ARGV[4] == '1'
-if replay and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
-  return {1, 0}
-end
-local limit = tonumber(ARGV[1])
-if limit > 0 then
-  local n = redis.call('INCR', KEYS[1])
-  if n == 1 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  end
-  if n > limit then
-    if replay then
-      redis.call('DEL', KEYS[2])
-    end
-    local ttl = redis.call('PTTL', KEYS[1])
-    if ttl < 0 then
-      redis.call('PEXPIRE', KEYS[1], ARGV[2])
-      ttl = tonumber(ARGV[2])
-    end
-    return {2, ttl}
-  end
-end
-if ARGV[5] == '1' then
-  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-end
-`
+//go:embed admit.lua
+var admitLua string
 
-var checkScript = redis.NewScript(Lua + "return {0, 0}\n")
+var admitScript = redis.NewScript(admitLua)
 
-// ScriptArgs returns Lua's KEYS and ARGV for delivery d of webhook id,
-// each with room for the keys and arguments a script adds after them.
-func (c Config) ScriptArgs(prefix, id string, d Delivery) ([]string, []any) {
-	rate := RateKey(prefix, id)
-	marker, check := c.marker(prefix, id, rate, d.Key())
-	also, record := c.marker(prefix, id, rate, d.also())
-	keys := append(make([]string, 0, 5), rate, marker, also)
-	args := append(make([]any, 0, 14),
+// ErrStreamFull says an admitted request's entry was not appended because
+// the stream holds its most entries; nothing of the request was recorded.
+var ErrStreamFull = errors.New("stream is full")
+
+// Append is what the admit script appends to a stream once a request is
+// admitted, in the same atomic step.
+type Append struct {
+	// Stream is the key of the stream.
+	Stream string
+	// MaxLength is the most entries the stream may hold; 0: no limit.
+	MaxLength int64
+	// Fields are the entry's field names and values, alternating.
+	Fields []any
+}
+
+// admission is what the admit script checks and records for one request:
+// the keys it touches, and whether it checks the delivery's marker and
+// records the other one.
+type admission struct {
+	rate, marker, also string
+	check, record      bool
+}
+
+// admission returns what the script checks and records for delivery d of
+// webhook id. A marker with nothing to record is the rate counter's name, a
+// placeholder on the same slot.
+func (c Config) admission(space keyspace.Space, id string, d Delivery) admission {
+	a := admission{rate: space.Rate(id)}
+	a.marker, a.check = c.marker(space, id, a.rate, d.Key())
+	a.also, a.record = c.marker(space, id, a.rate, d.also())
+	return a
+}
+
+func (c Config) marker(space keyspace.Space, id, placeholder, replayKey string) (string, bool) {
+	if replayKey == "" || c.ReplayWindow <= 0 {
+		return placeholder, false
+	}
+	return space.Seen(id, replayKey), true
+}
+
+// admitArgs is the admit script's KEYS and ARGV (admit.lua): their one
+// definition.
+func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	keys := append(make([]string, 0, 4), a.rate, a.marker, a.also)
+	args := []any{
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
 		max(c.ReplayWindow.Milliseconds(), 1),
-		check, record,
-	)
+		flag(a.check), flag(a.record),
+	}
+	if app != nil {
+		keys = append(keys, app.Stream)
+		args = append(append(args, app.MaxLength), app.Fields...)
+	}
 	return keys, args
 }
 
-// marker returns the key recording replayKey and "1", or, when there is
-// nothing to record, the placeholder (a key on the same slot) and "0".
-func (c Config) marker(prefix, id, placeholder, replayKey string) (string, string) {
-	if replayKey == "" || c.ReplayWindow <= 0 {
-		return placeholder, "0"
+// runAdmit runs the admit script through r and reads its decision.
+func runAdmit(ctx context.Context, r redis.Scripter, c Config, a admission, app *Append) (Decision, error) {
+	keys, args := admitArgs(c, a, app)
+	reply, err := admitScript.Run(ctx, r, keys, args...).Slice()
+	switch {
+	case redis.HasErrorPrefix(err, "STREAMFULL"):
+		return Decision{}, ErrStreamFull
+	case err != nil:
+		return Decision{}, err
 	}
-	return SeenKey(prefix, id, replayKey), "1"
+	return parseDecision(reply)
 }
 
-// ParseDecision reads the {verdict, ms} reply of a script that ran Lua.
-func ParseDecision(reply []any) (Decision, error) {
+// AdmitAndAppend runs the rate limit and the replay guard c for delivery d of
+// webhook id and, if the request is admitted, appends app, all in one
+// atomic script through r: a delivery is marked as seen exactly when it is
+// appended. Every key must be on one slot: not for a Redis Cluster, where
+// the stream and the webhook's keys are on different slots.
+func AdmitAndAppend(ctx context.Context, r redis.Scripter, space keyspace.Space, c Config, id string, d Delivery, app Append) (Decision, error) {
+	return runAdmit(ctx, r, c, c.admission(space, id, d), &app)
+}
+
+// AppendUnguarded appends app with no guard, in the same script (for a
+// Redis Cluster, after Redis.Check has admitted the request).
+func AppendUnguarded(ctx context.Context, r redis.Scripter, app Append) error {
+	a := admission{rate: app.Stream, marker: app.Stream, also: app.Stream}
+	_, err := runAdmit(ctx, r, Config{}, a, &app)
+	return err
+}
+
+// parseDecision reads the admit script's {verdict, ms} reply.
+func parseDecision(reply []any) (Decision, error) {
 	if len(reply) != 2 {
 		return Decision{}, fmt.Errorf("unexpected guard reply %v", reply)
 	}
@@ -101,21 +128,13 @@ func ParseDecision(reply []any) (Decision, error) {
 type Redis struct {
 	client   redis.UniversalClient
 	requests redis.Scripter // batched with other requests' commands
-	prefix   string
+	space    keyspace.Space
 	cfg      Config
 }
 
-// NewRedis returns a guard keeping its state under prefix.
-func NewRedis(client redis.UniversalClient, prefix string, cfg Config) *Redis {
-	return &Redis{client: client, requests: redisconn.Batching(client), prefix: prefix, cfg: cfg}
-}
-
-// RateKey returns the key of webhook id's rate-limit counter.
-func RateKey(prefix, id string) string { return redisstore.Key(prefix, id) + ":rl" }
-
-// SeenKey returns the key marking delivery of webhook id as seen.
-func SeenKey(prefix, id, replayKey string) string {
-	return redisstore.Key(prefix, id) + ":seen:" + replayKey
+// NewRedis returns a guard keeping its state in space.
+func NewRedis(client redis.UniversalClient, space keyspace.Space, cfg Config) *Redis {
+	return &Redis{client: client, requests: redisconn.Batching(client), space: space, cfg: cfg}
 }
 
 // Check implements Guard with one EVALSHA.
@@ -123,15 +142,11 @@ func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, err
 	if g.cfg.Off() {
 		return Decision{Verdict: Admit}, nil
 	}
-	keys, args := g.cfg.ScriptArgs(g.prefix, id, d)
-	reply, err := checkScript.Run(ctx, g.requests, keys, args...).Slice()
-	if err == nil {
-		var d Decision
-		if d, err = ParseDecision(reply); err == nil {
-			return d, nil
-		}
+	decision, err := runAdmit(ctx, g.requests, g.cfg, g.cfg.admission(g.space, id, d), nil)
+	if err != nil {
+		return Decision{Verdict: Admit}, fmt.Errorf("guarding webhook %q: %w", id, err)
 	}
-	return Decision{Verdict: Admit}, fmt.Errorf("guarding webhook %q: %w", id, err)
+	return decision, nil
 }
 
 // Forget implements Guard.
@@ -142,7 +157,7 @@ func (g *Redis) Forget(ctx context.Context, id string, d Delivery) error {
 	var keys []string
 	for _, k := range []string{d.Key(), d.also()} {
 		if k != "" {
-			keys = append(keys, SeenKey(g.prefix, id, k))
+			keys = append(keys, g.space.Seen(id, k))
 		}
 	}
 	if len(keys) == 0 {

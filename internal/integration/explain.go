@@ -16,10 +16,8 @@ func DecodeForWrite(id string, fields map[string]string, keys *seal.Keys) (*Inte
 	if err != nil {
 		return nil, err
 	}
-	switch in.ResourceType {
-	case ResourceAssistant, ResourceWorkflow, ResourceDatasource:
-	default:
-		return nil, in.fieldErr(FieldResourceType, "must be assistant, workflow or datasource")
+	if !KnownResourceType(in.ResourceType) {
+		return nil, in.fieldErr(FieldResourceType, "must be one of "+strings.Join(ResourceTypes, ", "))
 	}
 	if in.ResourceID == "" {
 		return nil, in.fieldErr(FieldResourceID, "required")

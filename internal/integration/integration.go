@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
 
@@ -58,6 +59,10 @@ const (
 	SchemeHMACSHA256       = "hmac-sha256"
 )
 
+// Schemes are the signature schemes: the one list of them. Each has its
+// check in internal/verify (schemes.go) and its words in Explain.
+var Schemes = []string{SchemeStandardWebhooks, SchemeSlack, SchemeStripe, SchemeZendesk, SchemeHMACSHA256}
+
 // Defaults of the signature fields.
 const (
 	DefaultSignatureTolerance = 5 * time.Minute
@@ -71,10 +76,26 @@ const (
 	ResourceDatasource = "datasource"
 )
 
+// ResourceTypes are the resource types an integration can trigger: the
+// one list of them.
+var ResourceTypes = []string{ResourceAssistant, ResourceWorkflow, ResourceDatasource}
+
+// KnownResourceType reports whether t is one of ResourceTypes.
+func KnownResourceType(t string) bool { return slices.Contains(ResourceTypes, t) }
+
+// resourceType returns the constant for a known resource type, so that
+// the many cached records share it instead of holding a copy each.
+func resourceType(s string) string {
+	if i := slices.Index(ResourceTypes, s); i >= 0 {
+		return ResourceTypes[i]
+	}
+	return s
+}
+
 // MaxIDLength is the longest webhook id accepted, in bytes.
 const MaxIDLength = 128
 
-// Integration is one webhook's record (codemie-contract.md section 2). A
+// Integration is one webhook's record (docs/codemie-api.md section 2). A
 // cache holds one per webhook, so the mechanisms a record seldom sets
 // together are behind pointers, nil when unset: 144 bytes a record.
 type Integration struct {
@@ -148,66 +169,9 @@ type Sender struct {
 	GraphValidation bool
 }
 
-// HasAuth reports whether the integration configures any mechanism that
-// authenticates requests.
-func (in *Integration) HasAuth() bool {
-	return len(in.GitHubSecret) > 0 || (in.GitLab != nil && len(in.GitLab.Token) > 0) || in.SecureHeader != nil ||
-		(in.Sender != nil && in.Sender.SignatureScheme != "")
-}
-
-// LoggedHeaders are the request headers known not to carry a secret: what
-// identifies a delivery, its sender and its content. Access logs keep them
-// (the webhook_headers log filter), so an integration's secure header
-// cannot take one of their names.
-var LoggedHeaders = []string{
-	// Content and client.
-	"Accept",
-	"Accept-Encoding",
-	"Content-Encoding",
-	"Content-Length",
-	"Content-Type",
-	"User-Agent",
-	// Proxies and tracing.
-	"Traceparent",
-	"X-Forwarded-For",
-	"X-Forwarded-Host",
-	"X-Forwarded-Proto",
-	"X-Real-Ip",
-	"X-Request-Id",
-	// Delivery and event ids of the senders the handler knows.
-	"Idempotency-Key",
-	"X-GitHub-Delivery",
-	"X-GitHub-Event",
-	"X-GitHub-Hook-ID",
-	"X-GitHub-Hook-Installation-Target-ID",
-	"X-GitHub-Hook-Installation-Target-Type",
-	"X-Gitlab-Event",
-	"X-Gitlab-Event-UUID",
-	"X-Gitlab-Instance",
-	"X-Gitlab-Webhook-UUID",
-	"X-Atlassian-Webhook-Identifier",
-	"X-Atlassian-Webhook-Retry",
-	"X-Event-Key",
-	"X-Hook-UUID",
-	"X-Request-UUID",
-	"Webhook-Id",
-	"Webhook-Timestamp",
-	"Svix-Id",
-	"Svix-Timestamp",
-	"X-Slack-Request-Timestamp",
-	"X-Slack-Retry-Num",
-	"X-Slack-Retry-Reason",
-	"X-Zendesk-Webhook-Id",
-	"X-Zendesk-Webhook-Invocation-Id",
-	"X-Zendesk-Webhook-Signature-Timestamp",
-	// Answers of the handler.
-	"Allow",
-	"Retry-After",
-}
-
-// loggedHeader reports whether name (canonical) is one of LoggedHeaders.
+// loggedHeader reports whether name (canonical) is one of headers.Logged.
 func loggedHeader(name string) bool {
-	return slices.ContainsFunc(LoggedHeaders, func(h string) bool { return strings.EqualFold(h, name) })
+	return slices.ContainsFunc(headers.Logged, func(h string) bool { return strings.EqualFold(h, name) })
 }
 
 // SecretHeaders returns the names (canonical) of the request headers that
@@ -374,11 +338,8 @@ func (in *Integration) validate(stored string) error {
 // walk the API's paths ("/v1/workflows/../executions"), and a user id
 // with a line break can never be sent.
 func (in *Integration) validateResource() error {
-	switch in.ResourceType {
-	case ResourceAssistant, ResourceWorkflow, ResourceDatasource:
-		if in.ResourceID == "" {
-			return in.fieldErr(FieldResourceID, "is required with resource_type "+in.ResourceType)
-		}
+	if KnownResourceType(in.ResourceType) && in.ResourceID == "" {
+		return in.fieldErr(FieldResourceID, "is required with resource_type "+in.ResourceType)
 	}
 	if id := in.ResourceID; id == "." || id == ".." || strings.Contains(id, "/") || !PrintableASCII(id) {
 		return in.fieldErr(FieldResourceID, "must be printable ASCII without / and not . or ..")
@@ -437,7 +398,7 @@ func (in *Integration) validateSignature() error {
 			return in.fieldErr(FieldSignatureEncoding, "must be hex or base64")
 		}
 	default:
-		return in.fieldErr(FieldSignatureScheme, "must be standard-webhooks, slack, stripe, zendesk or hmac-sha256")
+		return in.fieldErr(FieldSignatureScheme, "must be one of "+strings.Join(Schemes, ", "))
 	}
 	if s.SignatureTolerance <= 0 {
 		return in.fieldErr(FieldSignatureTolerance, "must be a positive duration")
@@ -492,17 +453,6 @@ func (d *decoder) boolean(field string, unset bool) bool {
 		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a boolean (true, false, 1, 0, True, False)"}
 	}
 	return v
-}
-
-// resourceType returns the constant for a known resource type, so that
-// the many cached records share it instead of holding a copy each.
-func resourceType(s string) string {
-	for _, t := range []string{ResourceAssistant, ResourceWorkflow, ResourceDatasource} {
-		if s == t {
-			return t
-		}
-	}
-	return s
 }
 
 // duration reads a duration field: a Go duration ("5m") or whole seconds.

@@ -43,6 +43,3 @@ func SplitSecretValues(s string) []string {
 	}
 	return out
 }
-
-// SecretFields are the fields that hold secrets.
-var SecretFields = []string{FieldSecureHeaderValue, FieldGitHubWebhookSecret, FieldGitLabWebhookToken, FieldSignatureSecret}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
@@ -63,7 +64,7 @@ func newEnv(t *testing.T) *env {
 	u, _ := url.Parse(api.URL)
 	api.SetSettings(fixture())
 	return &env{api: api, keys: keys, redis: r,
-		st:  redisstore.New(r.Client, "codemie:webhooks:", keys, zap.NewNop()),
+		st:  redisstore.New(r.Client, keyspace.Space{Prefix: keyspace.DefaultPrefix}, keys, zap.NewNop()),
 		src: &Source{BaseURL: u, Tokens: dispatch.StaticToken("admin-token"), Client: &http.Client{}, PerPage: 2}}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
@@ -96,7 +95,7 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, 
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return Plan{}, err
 		}
-		if keys == nil && hasSealed(stored) {
+		if keys == nil && integration.Summarise(stored).Sealed {
 			return Plan{}, ErrNoKey
 		}
 		fields := maps.Clone(r.Fields)
@@ -120,7 +119,7 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, 
 		if stored == nil {
 			action = Create
 		}
-		p.Changes = append(p.Changes, Change{ID: r.ID, Action: action, Fields: changed, write: sealed(r.ID, fields, keys)})
+		p.Changes = append(p.Changes, Change{ID: r.ID, Action: action, Fields: changed, write: integration.SealSecrets(r.ID, fields, keys)})
 	}
 	ids, err := st.IDs(ctx)
 	if err != nil {
@@ -149,18 +148,6 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, 
 			ErrMassDelete, deletes, owned)
 	}
 	return p, nil
-}
-
-// hasSealed reports whether a record holds an encrypted secret value.
-func hasSealed(fields map[string]string) bool {
-	for _, f := range integration.SecretFields {
-		for _, v := range integration.SplitSecretValues(fields[f]) {
-			if seal.Sealed(v) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Apply makes the plan's changes, each integration atomically and
@@ -214,39 +201,5 @@ func sameValue(id, f, a, b string, keys *seal.Keys) bool {
 	if !slices.Contains(integration.SecretFields, f) {
 		return false
 	}
-	return slices.Equal(opened(id, a, keys), opened(id, b, keys))
-}
-
-// opened returns a secret field's values in clear; a value no key opens
-// stays as stored, so that it differs from anything in clear.
-func opened(id, v string, keys *seal.Keys) []string {
-	values := integration.SplitSecretValues(v)
-	for i, s := range values {
-		if pt, err := keys.Open(id, s); err == nil {
-			values[i] = string(pt)
-		}
-	}
-	return values
-}
-
-// sealed returns fields with their plain secret values sealed, when there
-// are keys.
-func sealed(id string, fields map[string]string, keys *seal.Keys) map[string]string {
-	if keys == nil {
-		return fields
-	}
-	out := maps.Clone(fields)
-	for _, f := range integration.SecretFields {
-		values := integration.SplitSecretValues(out[f])
-		if len(values) == 0 {
-			continue
-		}
-		for i, v := range values {
-			if !seal.Sealed(v) {
-				values[i] = keys.Seal(id, []byte(v))
-			}
-		}
-		out[f] = strings.Join(values, "\n")
-	}
-	return out
+	return slices.Equal(integration.OpenedValues(id, a, keys), integration.OpenedValues(id, b, keys))
 }

@@ -57,7 +57,7 @@ var Datasources = map[string]Datasource{
 }
 
 // CodeMie is a fake CodeMie API that answers the calls the plugin makes
-// (codemie-contract.md section 4) and records every one. It also serves an
+// (docs/codemie-api.md section 4) and records every one. It also serves an
 // OAuth2 token endpoint at /token.
 type CodeMie struct {
 	*httptest.Server
@@ -130,9 +130,7 @@ func (f *CodeMie) HangOn(fn func(Call) bool) {
 // SetDown makes every call fail as if the API were down: the connection is
 // closed without an answer.
 func (f *CodeMie) SetDown(down bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down = down
+	setLocked(&f.mu, &f.down, down)
 }
 
 // Succeeded counts, per delivery id (Idempotency-Key), the calls answered 2xx.
@@ -150,16 +148,12 @@ func (f *CodeMie) Succeeded() map[string]int {
 
 // FailTokens makes the token endpoint answer status (0: work again).
 func (f *CodeMie) FailTokens(status int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.tokenFail = status
+	setLocked(&f.mu, &f.tokenFail, status)
 }
 
 // SetTokenTTL sets the expires_in, in seconds, of the tokens issued next.
 func (f *CodeMie) SetTokenTTL(seconds int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.tokenTTL = seconds
+	setLocked(&f.mu, &f.tokenTTL, seconds)
 }
 
 // TokensIssued counts the tokens the token endpoint gave out.
@@ -466,4 +460,12 @@ func masked(s Setting) Setting {
 	}
 	s.CredentialValues = values
 	return s
+}
+
+// setLocked sets *dst to v under mu: how a fake's knobs are turned while
+// it serves.
+func setLocked[T any](mu *sync.Mutex, dst *T, v T) {
+	mu.Lock()
+	defer mu.Unlock()
+	*dst = v
 }

@@ -60,24 +60,18 @@ func StartKeycloak(t testing.TB, users map[string]string) *Keycloak {
 
 // SetImpersonation allows or forbids the client to impersonate users.
 func (k *Keycloak) SetImpersonation(allowed bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.impersonate = allowed
+	setLocked(&k.mu, &k.impersonate, allowed)
 }
 
 // SetDown makes every request answer status (0: work again).
 func (k *Keycloak) SetDown(status int) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.down = status
+	setLocked(&k.mu, &k.down, status)
 }
 
 // FailExchanges makes token exchanges (only) answer status, as Keycloak
 // answers a failure of its own (0: work again).
 func (k *Keycloak) FailExchanges(status int) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.exchangeErr = status
+	setLocked(&k.mu, &k.exchangeErr, status)
 }
 
 // Forget makes the fake forget every token it issued, as a Keycloak

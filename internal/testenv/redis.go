@@ -50,28 +50,49 @@ func StartPersistentRedis(t testing.TB) *Redis {
 	return startRedis(t, &Redis{t: t, dir: t.TempDir(), persistent: true})
 }
 
+// LaunchRedis starts a redis-server keeping its files in dir, on a free
+// loopback port, for a program that is not a test (the benchmarks): Close
+// it when done.
+func LaunchRedis(dir string) (*Redis, error) {
+	r := &Redis{dir: dir}
+	if err := r.launch(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 func startRedis(t testing.TB, r *Redis) *Redis {
 	t.Helper()
+	if err := r.launch(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// launch starts the server on a free port and connects Client.
+func (r *Redis) launch() error {
 	var err error
 	for range 5 { // a free port may be taken between probing and binding
-		r.port, err = FreePort()
-		if err != nil {
-			t.Fatal(err)
+		if r.port, err = FreePort(); err != nil {
+			return err
 		}
 		if err = r.start(); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		t.Fatalf("starting redis-server: %v", err)
+		return fmt.Errorf("starting redis-server: %v", err)
 	}
 	r.Addr = hostPort(r.port)
 	r.Client = redis.NewClient(&redis.Options{Addr: r.Addr})
-	t.Cleanup(func() {
-		_ = r.Client.Close()
-		r.Stop()
-	})
-	return r
+	return nil
+}
+
+// Close closes the client and stops the server.
+func (r *Redis) Close() {
+	_ = r.Client.Close()
+	r.Stop()
 }
 
 // start runs the server on r.port and waits until it answers.

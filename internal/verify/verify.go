@@ -1,6 +1,6 @@
 // Package verify decides, from an integration, the request's headers and its
 // raw body, whether a webhook request may trigger anything: the checks of
-// codemie-contract.md section 3 (GitHub signature and event filter, GitLab
+// docs/codemie-api.md section 3 (GitHub signature and event filter, GitLab
 // token and merge-request filter, secure header), fail-closed. It is pure:
 // no I/O, no clock, no logging.
 package verify
@@ -17,6 +17,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
@@ -51,16 +52,6 @@ const (
 )
 
 // Answers of the contract.
-const (
-	msgSignatureMissing = "Missing GitHub webhook signature header"
-	msgSignatureInvalid = "Invalid GitHub webhook signature"
-	msgGitLabToken      = "Invalid GitLab token"
-	msgSecureHeader     = "Invalid security header"
-	msgAuthRequired     = "Webhook has no authentication configured"
-	msgFiltered         = "Webhook received, event filtered out"
-	msgPong             = "pong"
-	msgBadHandshake     = "Invalid handshake"
-)
 
 // maxHandshakeToken bounds a handshake's token, in bytes.
 const maxHandshakeToken = 1024
@@ -150,28 +141,28 @@ func decide(in *integration.Integration, h http.Header, body []byte, opts Option
 	event := single(h, HeaderGitHubEvent)
 	switch {
 	case event == "ping":
-		return Result{Outcome: Ping, Status: http.StatusOK, Message: msgPong}
+		return Result{Outcome: Ping, Status: http.StatusOK, Message: answer.Pong}
 	case in.Sender != nil && in.Sender.SignatureScheme == integration.SchemeSlack &&
 		gjson.GetBytes(body, "type").String() == "url_verification":
 		// Slack checks the endpoint, signed, when the Events API URL is
 		// set: the answer is the challenge, and nothing is triggered.
 		challenge := gjson.GetBytes(body, "challenge").String()
 		if !handshakeToken(challenge) {
-			return Result{Outcome: Handshake, Status: http.StatusBadRequest, Message: msgBadHandshake}
+			return Result{Outcome: Handshake, Status: http.StatusBadRequest, Message: answer.BadHandshake}
 		}
 		return Result{Outcome: Handshake, Status: http.StatusOK, Text: challenge}
 	case len(in.GitHubEventFilter) > 0 && !GitHubEventAllowed(in.GitHubEventFilter, event, payload(h, body)):
 		if opts.FilteredStatus == http.StatusBadRequest {
 			return Result{Outcome: Filtered, Status: http.StatusBadRequest,
-				Message: "GitHub event type '" + truncate(event, maxEventEcho) + "' is not allowed for this webhook"}
+				Message: answer.EventNotAllowed(truncate(event, maxEventEcho))}
 		}
-		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
+		return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut}
 	case in.GitLab != nil && len(in.GitLab.EventFilter) > 0 && !GitLabActionAllowed(in.GitLab.EventFilter, body):
 		// Always 200: GitLab disables hooks that keep answering non-2xx.
-		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
+		return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut}
 	case in.Sender != nil && len(in.Sender.EventFilter) > 0 &&
 		!slices.Contains(in.Sender.EventFilter, gjson.GetBytes(payload(h, body), in.Sender.EventField).String()):
-		return Result{Outcome: Filtered, Status: http.StatusOK, Message: msgFiltered}
+		return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut}
 	}
 	return Result{Outcome: Pass}
 }
@@ -184,10 +175,10 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 		}
 	}
 	if gl := in.GitLab; gl != nil && len(gl.Token) > 0 && !tokenMatches(single(h, HeaderGitLabToken), gl.Token) {
-		return Result{Outcome: GitLabTokenInvalid, Status: http.StatusUnauthorized, Message: msgGitLabToken}
+		return Result{Outcome: GitLabTokenInvalid, Status: http.StatusUnauthorized, Message: answer.GitLabToken}
 	}
 	if sh := in.SecureHeader; sh != nil && !tokenMatches(single(h, sh.Name), sh.Value) {
-		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: msgSecureHeader}
+		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: answer.SecureHeader}
 	}
 	if in.Sender != nil && in.Sender.SignatureScheme != "" {
 		now := opts.Now
@@ -197,7 +188,7 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 		return checkScheme(in.Sender, h, body, now)
 	}
 	if opts.RequireAuth && !in.HasAuth() {
-		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: msgAuthRequired}
+		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: answer.AuthRequired}
 	}
 	return Result{Outcome: Pass}
 }
@@ -206,7 +197,7 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 // X-Hub-Signature: sha256= (Jira, Bitbucket, WebSub), or X-Hub-Signature:
 // sha1= when the integration allows SHA-1.
 func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result {
-	invalid := Result{Outcome: SignatureInvalid, Status: http.StatusUnauthorized, Message: msgSignatureInvalid}
+	invalid := Result{Outcome: SignatureInvalid, Status: http.StatusUnauthorized, Message: answer.SignatureInvalid}
 	v, ok := h[HeaderGitHubSignature256]
 	if !ok {
 		if v1, ok1 := h[HeaderGitHubSignature1]; ok1 && len(v1) == 1 && strings.HasPrefix(v1[0], "sha256=") {
@@ -227,7 +218,7 @@ func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result
 		}
 		return Result{Outcome: Pass}
 	}
-	return Result{Outcome: SignatureMissing, Status: http.StatusUnauthorized, Message: msgSignatureMissing}
+	return Result{Outcome: SignatureMissing, Status: http.StatusUnauthorized, Message: answer.SignatureMissing}
 }
 
 // ParseHexSignature decodes v, which must be prefix followed by exactly

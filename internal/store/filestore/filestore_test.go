@@ -67,13 +67,9 @@ func TestLoadAndReload(t *testing.T) {
 
 	// An invalid file is logged and the previous records stay.
 	testenv.WriteFile(t, path, `[{"webhook_id": "a", "is_enabled": "perhaps, with a longer body"}]`)
-	deadline := time.Now().Add(10 * time.Second)
-	for logs.FilterMessage("integrations file not reloaded; serving the previous version").Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("invalid file not reported")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, "the invalid file to be reported", func() bool {
+		return logs.FilterMessage("integrations file not reloaded; serving the previous version").Len() > 0
+	})
 	if _, err := s.Load(ctx, "b"); err != nil {
 		t.Errorf("after an invalid file Load(b): %v; want the previous records", err)
 	}

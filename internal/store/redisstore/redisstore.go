@@ -1,20 +1,12 @@
 // Package redisstore loads integrations from Redis hashes and learns of
-// changes through a Redis channel.
-//
-// Layout, for a key prefix P (default "codemie:webhooks:"):
-//
-//	P{<id>}    HASH   the record, with the contract's field names
-//	Pchanged   PUBSUB the id of every record written or deleted
-//
-// The braces make {<id>} the key's hash tag, so a Redis Cluster keeps every
-// key of one webhook on one slot.
+// changes through a Redis channel: the keys keyspace.Space.Record and the
+// channel keyspace.Space.Changed.
 package redisstore
 
 import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,36 +14,28 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 )
 
-// DefaultPrefix is the key prefix used when none is configured.
-const DefaultPrefix = "codemie:webhooks:"
-
 // Store is a store.Store and store.Watcher over Redis.
 type Store struct {
 	client redis.UniversalClient
-	prefix string
+	space  keyspace.Space
 	keys   *seal.Keys
 	logger *zap.Logger
 }
 
-// New returns a store reading keys under prefix through client, opening
+// New returns a store reading the records of space through client, opening
 // encrypted secrets with keys.
-func New(client redis.UniversalClient, prefix string, keys *seal.Keys, logger *zap.Logger) *Store {
-	return &Store{client: client, prefix: prefix, keys: keys, logger: logger}
+func New(client redis.UniversalClient, space keyspace.Space, keys *seal.Keys, logger *zap.Logger) *Store {
+	return &Store{client: client, space: space, keys: keys, logger: logger}
 }
-
-// Key returns the key of the record of webhook id.
-func Key(prefix, id string) string { return prefix + "{" + id + "}" }
-
-// Channel returns the channel that announces changed records.
-func Channel(prefix string) string { return prefix + "changed" }
 
 // Load implements store.Store with one HGETALL.
 func (s *Store) Load(ctx context.Context, id string) (*integration.Integration, error) {
-	fields, err := s.client.HGetAll(ctx, Key(s.prefix, id)).Result()
+	fields, err := s.client.HGetAll(ctx, s.space.Record(id)).Result()
 	switch {
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
 		return nil, &integration.FieldError{ID: id, Field: "(key)", Reason: "the key does not hold a hash"}
@@ -67,7 +51,7 @@ func (s *Store) Load(ctx context.Context, id string) (*integration.Integration, 
 // calls changed for every id published there. Every (re)subscription calls
 // all, since messages published while disconnected are lost.
 func (s *Store) Watch(ctx context.Context, changed func(id string), all func()) {
-	ps := s.client.Subscribe(ctx, Channel(s.prefix))
+	ps := s.client.Subscribe(ctx, s.space.Changed())
 	defer ps.Close()
 	// Receive does not return on a cancelled context by itself.
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })()
@@ -104,7 +88,7 @@ func (s *Store) Watch(ctx context.Context, changed func(id string), all func()) 
 // Fields returns the stored fields of webhook id, as they are (secrets
 // still encrypted), or store.ErrNotFound.
 func (s *Store) Fields(ctx context.Context, id string) (map[string]string, error) {
-	fields, err := s.client.HGetAll(ctx, Key(s.prefix, id)).Result()
+	fields, err := s.client.HGetAll(ctx, s.space.Record(id)).Result()
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("reading integration %q: %w", id, err)
@@ -117,7 +101,7 @@ func (s *Store) Fields(ctx context.Context, id string) (map[string]string, error
 // Put replaces the record of webhook id with fields in one transaction,
 // then announces the change on the channel.
 func (s *Store) Put(ctx context.Context, id string, fields map[string]string) error {
-	key := Key(s.prefix, id)
+	key := s.space.Record(id)
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, key)
 		p.HSet(ctx, key, fields)
@@ -132,7 +116,7 @@ func (s *Store) Put(ctx context.Context, id string, fields map[string]string) er
 // Delete removes the record of webhook id and announces it; it reports
 // whether there was one.
 func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
-	n, err := s.client.Del(ctx, Key(s.prefix, id)).Result()
+	n, err := s.client.Del(ctx, s.space.Record(id)).Result()
 	if err != nil {
 		return false, fmt.Errorf("deleting integration %q: %w", id, err)
 	}
@@ -140,7 +124,7 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 }
 
 func (s *Store) announce(ctx context.Context, id string) error {
-	if err := s.client.Publish(ctx, Channel(s.prefix), id).Err(); err != nil {
+	if err := s.client.Publish(ctx, s.space.Changed(), id).Err(); err != nil {
 		return fmt.Errorf("announcing the change of integration %q: %w", id, err)
 	}
 	return nil
@@ -149,7 +133,7 @@ func (s *Store) announce(ctx context.Context, id string) error {
 // IDs lists the ids of every stored record, sorted, scanning every master
 // of a cluster.
 func (s *Store) IDs(ctx context.Context) ([]string, error) {
-	pattern := globEscape(s.prefix) + "{*}"
+	pattern := s.space.RecordPattern()
 	var (
 		mu  sync.Mutex
 		ids []string
@@ -157,8 +141,7 @@ func (s *Store) IDs(ctx context.Context) ([]string, error) {
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.ScanType(ctx, 0, pattern, 1000, "hash").Iterator()
 		for iter.Next(ctx) {
-			id := strings.TrimSuffix(strings.TrimPrefix(iter.Val(), s.prefix+"{"), "}")
-			if integration.ValidID(id) {
+			if id, ok := s.space.RecordID(iter.Val()); ok && integration.ValidID(id) {
 				mu.Lock()
 				ids = append(ids, id)
 				mu.Unlock()
@@ -177,16 +160,4 @@ func (s *Store) IDs(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
-}
-
-// globEscape escapes the characters SCAN's MATCH treats specially.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[]\`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }

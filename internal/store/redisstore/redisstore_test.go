@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
@@ -17,10 +18,10 @@ import (
 func TestLoad(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	const p = "test:"
-	r.Client.HSet(ctx, Key(p, "good"), "webhook_id", "good", "is_enabled", "true", "resource_type", "workflow", "resource_id", "wf-1", "github_webhook_secret", "s3cret")
-	r.Client.HSet(ctx, Key(p, "bad"), "is_enabled", "s3cret-looking-value")
-	r.Client.Set(ctx, Key(p, "str"), "x", 0)
+	p := keyspace.Space{Prefix: "test:"}
+	r.Client.HSet(ctx, p.Record("good"), "webhook_id", "good", "is_enabled", "true", "resource_type", "workflow", "resource_id", "wf-1", "github_webhook_secret", "s3cret")
+	r.Client.HSet(ctx, p.Record("bad"), "is_enabled", "s3cret-looking-value")
+	r.Client.Set(ctx, p.Record("str"), "x", 0)
 	s := New(r.Client, p, nil, zap.NewNop())
 
 	got, err := s.Load(ctx, "good")
@@ -48,7 +49,7 @@ func TestLoad(t *testing.T) {
 
 func TestWatch(t *testing.T) {
 	r := testenv.StartRedis(t)
-	const p = "test:"
+	p := keyspace.Space{Prefix: "test:"}
 	// A client of its own, as in production: the test's client stays usable.
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
@@ -74,7 +75,7 @@ func TestWatch(t *testing.T) {
 
 	publish := func(msg string) {
 		t.Helper()
-		if err := r.Client.Publish(context.Background(), Channel(p), msg).Err(); err != nil {
+		if err := r.Client.Publish(context.Background(), p.Changed(), msg).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,8 @@
-package module
+// Package body reads webhook request bodies within three bounds: the most
+// bytes of one body, the most bytes of all the bodies read or held at
+// once (a shared memory budget), and the time to receive one. A body costs
+// memory only as its bytes arrive, whatever Content-Length announces.
+package body
 
 import (
 	"errors"
@@ -10,10 +14,14 @@ import (
 	"time"
 )
 
+// Why a body could not be read.
 var (
-	errBodyTooLarge = errors.New("request body too large")
-	errBodyBudget   = errors.New("request bodies in flight use up their memory budget")
-	errBodyTimeout  = errors.New("request body not received within body_timeout")
+	// ErrTooLarge says the body exceeds the limit.
+	ErrTooLarge = errors.New("request body too large")
+	// ErrBudget says the bodies in flight use up the memory budget.
+	ErrBudget = errors.New("request bodies in flight use up their memory budget")
+	// ErrTimeout says the body was not received in time.
+	ErrTimeout = errors.New("request body not received within body_timeout")
 )
 
 // pooledBody is the largest buffer kept for reuse, in bytes; larger bodies
@@ -25,19 +33,28 @@ const firstBody = 8 << 10
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, firstBody); return &b }}
 
-// bodies reads request bodies. A body costs memory only as its bytes
-// arrive, whatever Content-Length announces, and the buffers of all the
-// bodies being read or held at once stay within one budget: a flood of
-// large or slow bodies is answered 503 instead of growing the heap.
-type bodies struct {
+// Reader reads request bodies. The buffers of all the bodies being read or
+// held at once stay within one budget: a flood of large or slow bodies is
+// refused instead of growing the heap.
+type Reader struct {
 	limit   int64         // the most bytes of one body (max_body)
 	budget  int64         // the most bytes of buffers held at once (max_bodies_in_flight)
 	timeout time.Duration // how long reading one body may take (body_timeout)
 	used    atomic.Int64  // bytes of buffers held now
 }
 
+// NewReader returns a Reader of bodies of at most limit bytes, all of them
+// together within budget bytes, each received within timeout (0: none).
+func NewReader(limit, budget int64, timeout time.Duration) *Reader {
+	return &Reader{limit: limit, budget: budget, timeout: timeout}
+}
+
+// InFlight returns the bytes and the number of the bodies that every
+// Reader holds now, for the gauges.
+func InFlight() (bytes, count int64) { return bodyBytes.Load(), bodyCount.Load() }
+
 // reserve takes n bytes of the budget; false when they are not there.
-func (b *bodies) reserve(n int64) bool {
+func (b *Reader) reserve(n int64) bool {
 	if b.used.Add(n) > b.budget {
 		b.used.Add(-n)
 		return false
@@ -46,28 +63,28 @@ func (b *bodies) reserve(n int64) bool {
 	return true
 }
 
-func (b *bodies) free(n int64) {
+func (b *Reader) free(n int64) {
 	b.used.Add(-n)
 	bodyBytes.Add(-n)
 }
 
 // bodyBytes and bodyCount are the bytes and number of bodies held by every
-// handler's bodies, for the gauges (read when scraped).
+// Reader, for the gauges (read when scraped).
 var bodyBytes, bodyCount atomic.Int64
 
-// read reads the whole request body, byte for byte, into a pooled buffer
+// Read reads the whole request body, byte for byte, into a pooled buffer
 // that grows as bytes arrive, within the body_timeout. It fails with
-// errBodyTooLarge as soon as the body exceeds the limit, errBodyBudget
-// when growing the buffer would exceed the budget, and errBodyTimeout
-// when the sender is too slow. The body is *bp; give bp back with release
+// ErrTooLarge as soon as the body exceeds the limit, ErrBudget
+// when growing the buffer would exceed the budget, and ErrTimeout
+// when the sender is too slow. The body is *bp; give bp back with Release
 // once nothing refers to the body any more, whatever read returned.
-func (b *bodies) read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err error) {
+func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err error) {
 	bp = bodyPool.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() { *bp = buf }()
 	if !b.reserve(int64(cap(buf))) {
 		buf = nil
-		return bp, errBodyBudget
+		return bp, ErrBudget
 	}
 	bodyCount.Add(1)
 	if r.Body == nil || r.Body == http.NoBody {
@@ -103,11 +120,11 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err e
 		buf = buf[:len(buf)+n]
 		switch {
 		case int64(len(buf)) > b.limit:
-			return bp, errBodyTooLarge
+			return bp, ErrTooLarge
 		case errors.Is(rerr, io.EOF):
 			return bp, nil
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
-			return bp, errBodyTimeout
+			return bp, ErrTimeout
 		case rerr != nil:
 			return bp, rerr
 		}
@@ -116,18 +133,18 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err e
 
 // grow doubles buf's capacity, up to want, once the budget has room for
 // the difference.
-func (b *bodies) grow(buf []byte, want int64) ([]byte, error) {
+func (b *Reader) grow(buf []byte, want int64) ([]byte, error) {
 	size := min(max(2*int64(cap(buf)), firstBody), max(want, int64(cap(buf))+1))
 	if !b.reserve(size - int64(cap(buf))) {
-		return buf, errBodyBudget
+		return buf, ErrBudget
 	}
 	grown := make([]byte, len(buf), size)
 	copy(grown, buf)
 	return grown, nil
 }
 
-// release gives back a buffer from read, and its share of the budget.
-func (b *bodies) release(bp *[]byte) {
+// Release gives back a buffer from Read, and its share of the budget.
+func (b *Reader) Release(bp *[]byte) {
 	if cap(*bp) == 0 {
 		return // read could not reserve it
 	}

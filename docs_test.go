@@ -1,0 +1,79 @@
+package caddywebhooks
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var (
+	fence   = regexp.MustCompile("(?s)```.*?```")
+	mdLink  = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading = regexp.MustCompile(`(?m)^#+ (.*)$`)
+	unsafe  = regexp.MustCompile(`[^\p{L}\p{N}_\- ]`)
+)
+
+// TestDocLinks holds every relative link of the docs to a file that exists
+// and, with a #fragment, to a heading of that file (GitHub's anchors).
+func TestDocLinks(t *testing.T) {
+	docs, _ := filepath.Glob("docs/*.md")
+	for _, file := range append([]string{"README.md", "CHANGELOG.md", "bench/README.md"}, docs...) {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(fence.ReplaceAllString(string(text), ""), -1) {
+			link := m[1]
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(link, "#")
+			target := file
+			if path != "" {
+				target = filepath.Join(filepath.Dir(file), path)
+			}
+			if _, err := os.Stat(target); err != nil {
+				t.Errorf("%s: link %s: no such file", file, link)
+				continue
+			}
+			if anchor != "" && strings.HasSuffix(target, ".md") && !hasAnchor(t, target, anchor) {
+				t.Errorf("%s: link %s: no such heading", file, link)
+			}
+		}
+	}
+}
+
+func hasAnchor(t *testing.T, file, anchor string) bool {
+	text, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range heading.FindAllStringSubmatch(string(text), -1) {
+		a := strings.ReplaceAll(unsafe.ReplaceAllString(strings.ToLower(strings.TrimSpace(m[1])), ""), " ", "-")
+		if a == anchor {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMinimalCaddyfile holds the README's minimal Caddyfile to
+// examples/minimal.Caddyfile, which CI adapts with the built binary.
+func TestMinimalCaddyfile(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("examples/minimal.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(readme), "## A minimal Caddyfile")
+	_, block, _ := strings.Cut(rest, "```caddyfile\n")
+	block, _, _ = strings.Cut(block, "```")
+	if block != string(example) {
+		t.Errorf("README's minimal Caddyfile differs from examples/minimal.Caddyfile:\n%s", block)
+	}
+}

@@ -1,0 +1,65 @@
+-- The admit script: the rate limit, the replay guard and, once a request is
+-- admitted, its entry appended to a stream, in one atomic round trip. Its
+-- KEYS and ARGV are built in one place, admitArgs in redis.go.
+--
+-- KEYS[1] the rate-limit counter
+-- KEYS[2] the delivery's marker, checked and set
+-- KEYS[3] a marker set unchecked (the body's digest of a delivery with an id)
+-- KEYS[4] the stream to append to; absent: nothing is appended
+-- (An unused key is a placeholder on the same cluster slot.)
+-- ARGV[1] limit per window (0: none)    ARGV[2] window, ms
+-- ARGV[3] replay window, ms             ARGV[4] "1": check and set KEYS[2]
+-- ARGV[5] "1": set KEYS[3]              ARGV[6] the stream's most entries (0: none)
+-- ARGV[7..] the entry's fields and values
+--
+-- Returns {1, 0} for a duplicate, {2, ms} when limited for ms more, {0, 0}
+-- when admitted (and appended); the error STREAMFULL when the stream is
+-- full, with nothing recorded. The marker is set (NX) before the limit is
+-- counted and removed again when the request is limited, so a duplicate is
+-- not counted and a limited delivery's retry after the window is admitted.
+local append = #KEYS == 4
+if append then
+  local cap = tonumber(ARGV[6])
+  if cap > 0 and redis.call('XLEN', KEYS[4]) >= cap then
+    return redis.error_reply('STREAMFULL stream is full')
+  end
+end
+local replay = ARGV[4] == '1'
+if replay and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
+  return {1, 0}
+end
+local limit = tonumber(ARGV[1])
+if limit > 0 then
+  local n = redis.call('INCR', KEYS[1])
+  if n == 1 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  if n > limit then
+    if replay then
+      redis.call('DEL', KEYS[2])
+    end
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl < 0 then
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
+      ttl = tonumber(ARGV[2])
+    end
+    return {2, ttl}
+  end
+end
+if ARGV[5] == '1' then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+end
+if append then
+  local ok, err = pcall(redis.call, 'XADD', KEYS[4], '*', unpack(ARGV, 7))
+  if not ok then
+    -- not appended: the sender's retry must not be a duplicate
+    if replay then
+      redis.call('DEL', KEYS[2])
+    end
+    if ARGV[5] == '1' then
+      redis.call('DEL', KEYS[3])
+    end
+    return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
+  end
+end
+return {0, 0}

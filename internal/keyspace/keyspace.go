@@ -1,0 +1,92 @@
+// Package keyspace is the Redis layout of caddy-webhooks: the name of every
+// key, channel and stream the edge reads or writes, and nothing else. It is
+// the one place that knows them; docs/reference.md ("Redis layout") says the
+// same in words.
+//
+// For a key prefix P (default "codemie:webhooks:") and a webhook id:
+//
+//	P{<id>}                   HASH    the webhook's record
+//	P{<id>}:rl                STRING  the rate limit window's counter
+//	P{<id>}:seen:<key>        STRING  a delivery seen, for the replay guard
+//	Pchanged                  PUBSUB  the id of every record written or deleted
+//	Pdeliveries               STREAM  queued webhooks (consumer group "dispatchers")
+//	Pdeliveries:retry         ZSET    entries waiting for their next attempt
+//	Pdead                     STREAM  dead letters
+//	{Pdead}:bytes             STRING  the dead stream's size, on its cluster slot
+//	Psync:lock                STRING  held by the instance running the sync
+//
+// The braces make {<id>} the hash tag of every key of one webhook, so a Redis
+// Cluster keeps them on one slot and one script can use them all.
+package keyspace
+
+import "strings"
+
+// DefaultPrefix is the key prefix used when none is configured.
+const DefaultPrefix = "codemie:webhooks:"
+
+// Group is the delivery stream's consumer group, which every instance's
+// workers join.
+const Group = "dispatchers"
+
+// Space is the key space under one key prefix.
+type Space struct {
+	// Prefix starts every name.
+	Prefix string
+}
+
+// Record is the key of webhook id's record.
+func (s Space) Record(id string) string { return s.Prefix + "{" + id + "}" }
+
+// RecordPattern matches the key of every record (and nothing else under
+// the prefix but keys of the same shape), for SCAN's MATCH.
+func (s Space) RecordPattern() string { return globEscape(s.Prefix) + "{*}" }
+
+// RecordID returns the webhook id whose record key is key.
+func (s Space) RecordID(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, s.Prefix+"{")
+	if !ok || !strings.HasSuffix(rest, "}") {
+		return "", false
+	}
+	return strings.TrimSuffix(rest, "}"), true
+}
+
+// Rate is the key of webhook id's rate-limit counter.
+func (s Space) Rate(id string) string { return s.Record(id) + ":rl" }
+
+// Seen is the key marking a delivery of webhook id, told apart by
+// replayKey, as seen.
+func (s Space) Seen(id, replayKey string) string { return s.Record(id) + ":seen:" + replayKey }
+
+// Changed is the channel announcing the id of every record written or
+// deleted.
+func (s Space) Changed() string { return s.Prefix + "changed" }
+
+// Deliveries is the stream of queued webhooks.
+func (s Space) Deliveries() string { return s.Prefix + "deliveries" }
+
+// Retry is the sorted set of queued webhooks waiting for their next
+// attempt, scored by when it is due.
+func (s Space) Retry() string { return s.Prefix + "deliveries:retry" }
+
+// Dead is the dead-letter stream.
+func (s Space) Dead() string { return s.Prefix + "dead" }
+
+// DeadBytes is the counter of the dead stream's size in bytes, on the dead
+// stream's cluster slot so that one script changes both.
+func (s Space) DeadBytes() string { return sameSlotKey(s.Dead(), ":bytes") }
+
+// SyncLock is the lock held by the one instance that runs the sync from
+// CodeMie.
+func (s Space) SyncLock() string { return s.Prefix + "sync:lock" }
+
+// globEscape escapes the characters SCAN's MATCH treats specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,35 @@
+package keyspace
+
+import "testing"
+
+// TestNames holds the layout that docs/reference.md ("Redis layout")
+// documents: instances of different versions share these names.
+func TestNames(t *testing.T) {
+	s := Space{Prefix: DefaultPrefix}
+	for got, want := range map[string]string{
+		s.Record("gh-42"):               "codemie:webhooks:{gh-42}",
+		s.Rate("gh-42"):                 "codemie:webhooks:{gh-42}:rl",
+		s.Seen("gh-42", "d-1"):          "codemie:webhooks:{gh-42}:seen:d-1",
+		s.Changed():                     "codemie:webhooks:changed",
+		s.Deliveries():                  "codemie:webhooks:deliveries",
+		s.Retry():                       "codemie:webhooks:deliveries:retry",
+		s.Dead():                        "codemie:webhooks:dead",
+		s.DeadBytes():                   "{codemie:webhooks:dead}:bytes",
+		s.SyncLock():                    "codemie:webhooks:sync:lock",
+		s.RecordPattern():               "codemie:webhooks:{*}",
+		Space{"a*[b]:"}.RecordPattern(): `a\*\[b\]:{*}`,
+	} {
+		if got != want {
+			t.Errorf("%q, want %q", got, want)
+		}
+	}
+	for key, want := range map[string]string{
+		"codemie:webhooks:{gh-42}":    "gh-42",
+		"codemie:webhooks:{gh-42}:rl": "",
+		"other:{gh-42}":               "",
+	} {
+		if id, ok := s.RecordID(key); id != want || ok != (want != "") {
+			t.Errorf("RecordID(%q) = %q, %v; want %q", key, id, ok, want)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package module
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
+)
+
+// Upstream is the CodeMie API and how to authorize calls to it.
+type Upstream struct {
+	// URL is the API's base URL, such as http://codemie-api:8080.
+	URL string `json:"url"`
+
+	// BearerToken is sent as "Authorization: Bearer <token>".
+	BearerToken string `json:"bearer_token,omitempty"`
+
+	// OAuth2 gets tokens with the client-credentials grant instead.
+	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
+
+	// ActAs is whose identity the calls carry: "service_account" (the
+	// token of BearerToken or OAuth2: CodeMie files every conversation,
+	// execution and reindex under the service account), or "owner": each
+	// call carries a token of the integration's user_id, got by
+	// exchanging the OAuth2 client's token (RFC 8693 token exchange with
+	// requested_subject; Keycloak: impersonation), as CodeMie's own
+	// webhook acts as the owner. Default: service_account.
+	ActAs string `json:"act_as,omitempty"`
+
+	// Forward hands each verified delivery to CodeMie's own webhook
+	// endpoint, POST <URL>/v1/webhooks/{id} (the API's service address,
+	// not the public ingress), with its body and the headers CodeMie
+	// needs to verify it again, instead of calling the resource APIs:
+	// CodeMie then triggers as the owner itself. Needs no token. The
+	// forwarded headers, which may hold secrets, are kept with a queued
+	// webhook sealed with secrets_key (in clear without one).
+	Forward bool `json:"forward,omitempty"`
+
+	// Timeout bounds each call to the API. Default: 600s, as the backend.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Headers are added to every call.
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// Identities of Upstream.ActAs.
+const (
+	// ActAsServiceAccount: every call carries the service account's token.
+	ActAsServiceAccount = "service_account"
+	// ActAsOwner: every call carries a token of the integration's owner.
+	ActAsOwner = "owner"
+)
+
+// OAuth2 is a client of the client-credentials grant, such as a Keycloak
+// service account (token URL {issuer}/protocol/openid-connect/token).
+type OAuth2 struct {
+	// TokenURL is the identity provider's token endpoint. Required.
+	TokenURL string `json:"token_url"`
+	// ClientID is the client's id. Required.
+	ClientID string `json:"client_id"`
+	// ClientSecret is the client's secret, normally a placeholder such as
+	// {env.CODEMIE_CLIENT_SECRET}. Required.
+	ClientSecret string `json:"client_secret"`
+}
+
+// DeadLetters are the bounds of the dead stream; a bound left at 0 takes
+// its default.
+type DeadLetters struct {
+	// MaxEntries is the most dead letters kept. Default: 10000.
+	MaxEntries int64 `json:"max_entries,omitempty"`
+	// MaxAge is how long a dead letter is kept after it died. Default:
+	// 168h (7 days).
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// MaxBytes is the most the dead letters may take in all, in bytes:
+	// their field names and values, bodies included. Default: 268435456
+	// (256 MiB).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+}
+
+// Retry is an exponential backoff with full jitter.
+type Retry struct {
+	// Attempts is the number of dispatch attempts in all.
+	Attempts int `json:"attempts,omitempty"`
+	// First bounds the first wait; each next bound doubles.
+	First caddy.Duration `json:"first,omitempty"`
+	// Max caps the bound.
+	Max caddy.Duration `json:"max,omitempty"`
+}
+
+// RateLimit is a fixed window per webhook.
+type RateLimit struct {
+	// Requests admitted per window; 0 turns the rate limit off.
+	Requests int `json:"requests"`
+	// Window is the window's length. Default: 60s.
+	Window caddy.Duration `json:"window,omitempty"`
+}
+
+// RedisConfig is where and how integrations are kept in Redis.
+type RedisConfig struct {
+	redisconn.Config
+
+	// KeyPrefix starts every key. Default: "codemie:webhooks:".
+	KeyPrefix string `json:"key_prefix,omitempty"`
+}
+
+// validate checks the upstream's values and how they combine.
+func (u *Upstream) validate() error {
+	switch {
+	case u.URL == "":
+		return errors.New("the CodeMie API's URL is required")
+	case u.Timeout < 0:
+		return errors.New("timeout must not be negative")
+	case u.BearerToken != "" && u.OAuth2 != nil:
+		return errors.New("bearer_token and oauth2 are exclusive")
+	case u.Forward && (u.ActAs == ActAsOwner || u.BearerToken != "" || u.OAuth2 != nil):
+		return errors.New("forward hands deliveries to CodeMie's own webhook, which takes no token: drop bearer_token, oauth2 and act_as")
+	}
+	switch u.ActAs {
+	case ActAsServiceAccount, "":
+	case ActAsOwner:
+		if u.OAuth2 == nil {
+			return errors.New("act_as owner exchanges the oauth2 client's tokens: configure oauth2")
+		}
+	default:
+		return fmt.Errorf("act_as %q: must be owner or service_account", u.ActAs)
+	}
+	return nil
+}
+
+// validate checks the backoff's values.
+func (r *Retry) validate() error {
+	switch {
+	case r.Attempts < 0 || r.First < 0:
+		return errors.New("attempts and first must not be negative")
+	case r.Max < r.First:
+		return fmt.Errorf("max %s is less than first %s", time.Duration(r.Max), time.Duration(r.First))
+	}
+	return nil
+}
+
+// validate checks the bounds.
+func (d *DeadLetters) validate() error {
+	if d.MaxEntries < 0 || d.MaxAge < 0 || d.MaxBytes < 0 {
+		return errors.New("max_entries, max_age and max_bytes must not be negative")
+	}
+	return nil
+}
+
+// validate checks the limit.
+func (rl *RateLimit) validate() error {
+	if rl.Requests < 0 || rl.Window < 0 {
+		return errors.New("requests and window must not be negative")
+	}
+	return nil
+}
+
+// validFilteredStatus checks a filtered_status.
+func validFilteredStatus(n int) error {
+	if n != http.StatusOK && n != http.StatusBadRequest {
+		return fmt.Errorf("%d: must be 200 or 400", n)
+	}
+	return nil
+}
+
+// validDelivery checks a delivery mode.
+func validDelivery(s string) error {
+	if s != DeliverySync && s != DeliveryAsync {
+		return fmt.Errorf("%q: must be async or sync", s)
+	}
+	return nil
+}
