@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -86,7 +87,7 @@ func startEnv() (*env, error) {
 	e.body = append(e.body, `"}`...)
 	e.sig = testenv.SignGitHub256(benchSecret, string(e.body))
 	for _, l := range configurations {
-		err := e.rdb.HSet(context.Background(), prefix(l)+"{bench}", "is_enabled", "true",
+		err := e.rdb.HSet(context.Background(), space(l).Record("bench"), "is_enabled", "true",
 			"resource_type", "workflow", "resource_id", "wf-1", "github_webhook_secret", benchSecret,
 			"github_event_filter", "push,pull_request.opened").Err()
 		if err != nil {
@@ -98,6 +99,9 @@ func startEnv() (*env, error) {
 
 // prefix is the key prefix of configuration l.
 func prefix(l string) string { return "bench-" + l + ":" }
+
+// space is the Redis key space of configuration l.
+func space(l string) keyspace.Space { return keyspace.Space{Prefix: prefix(l)} }
 
 func (e *env) stop() {
 	for _, c := range e.caddies {

@@ -126,7 +126,7 @@ func requestPathCalls(before, after map[string]int64) int64 {
 // dispatches (workers off) is dropped.
 func (e *env) settle(l string) error {
 	ctx := context.Background()
-	stream := prefix(l) + "deliveries"
+	stream := space(l).Deliveries()
 	if l == "c0" {
 		return e.rdb.Del(ctx, stream).Err()
 	}
@@ -246,7 +246,7 @@ func (e *env) memoryRun(opts options) (Memory, error) {
 	for i := 0; i < opts.integrations; i += 1000 {
 		_, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for j := i; j < min(i+1000, opts.integrations); j++ {
-				p.HSet(ctx, prefix("c")+"{mem-"+strconv.Itoa(j)+"}", "is_enabled", "true", "resource_type", "workflow",
+				p.HSet(ctx, space("c").Record("mem-"+strconv.Itoa(j)), "is_enabled", "true", "resource_type", "workflow",
 					"resource_id", "wf-"+strconv.Itoa(j), "github_webhook_secret", benchSecret+strconv.Itoa(j),
 					"alias", "integration number "+strconv.Itoa(j), "user_id", "user-"+strconv.Itoa(j%100))
 			}

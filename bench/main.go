@@ -52,7 +52,7 @@ func main() {
 	flag.IntVar(&opts.integrations, "integrations", 100_000, "integrations for the memory measurement")
 	flag.BoolVar(&opts.micro, "micro", true, "run the Go micro-benchmarks first")
 	flag.StringVar(&opts.out, "out", "bench/results.json", "where to write the results")
-	flag.StringVar(&opts.pprof, "pprof", "", "write CPU profiles of configurations b, c and d, taken during their first slot, to this directory")
+	flag.StringVar(&opts.pprof, "pprof", "", "write CPU profiles of configurations b, c, c0 and d, taken during their first slot, to this directory")
 	flag.Parse()
 	if err := run(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

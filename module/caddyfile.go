@@ -94,7 +94,7 @@ func (wh *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "filtered_status":
 			err = oneArg(d, func(s string) error {
 				n, err := strconv.Atoi(s)
-				if err != nil {
+				if err != nil || strconv.Itoa(n) != s {
 					return notA("status: 200 or 400", s)
 				}
 				wh.FilteredStatus = n
@@ -178,7 +178,13 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 		case "forward":
 			err = noArgs(d, func() { up.Forward = true })
 		case "act_as":
-			err = oneArg(d, func(s string) error { up.ActAs = s; return nil })
+			err = oneArg(d, func(s string) error {
+				if s == "" {
+					return notA("known identity: owner or service_account", s)
+				}
+				up.ActAs = s
+				return nil
+			})
 		case "oauth2":
 			up.OAuth2 = &OAuth2{}
 			err = up.OAuth2.parse(d, "upstream: ")

@@ -87,6 +87,7 @@ var setFlags = []struct{ flag, field, help string }{
 	{"signature-tolerance", integration.FieldSignatureTolerance, "how far a signed timestamp may be from now (default 5m)"},
 	{"event-filter", integration.FieldEventFilter, "allowed values of the payload's event field, comma-separated"},
 	{"event-field", integration.FieldEventField, "gjson path of the event field (default type)"},
+	{"graph-validation", integration.FieldGraphValidation, "true: answer Microsoft Graph's validationToken"},
 }
 
 func buildCLI(root *cobra.Command) {

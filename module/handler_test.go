@@ -19,7 +19,7 @@ const (
 	invoked  = `{"message":"Webhook invoked successfully"}`
 )
 
-// notFound is the contract's body for an unknown or disabled webhook.
+// notFound is CodeMie's body for an unknown or disabled webhook.
 func notFound(id string) string {
 	return `{"detail":"Webhook with ID '` + id + `' not found or not enabled"}`
 }

@@ -125,7 +125,8 @@ func queueGauge(name, help string) *prometheus.GaugeVec {
 	return g
 }
 
-// durationBuckets span 5ms to about 5 minutes: an LLM call may take that.
+// durationBuckets span 5ms to about 2 minutes (0.005 x 2.5^11 = 119 s); a
+// longer call counts in +Inf.
 var durationBuckets = prometheus.ExponentialBuckets(0.005, 2.5, 12)
 
 func registerMetrics(reg prometheus.Registerer) error {

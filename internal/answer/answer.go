@@ -37,6 +37,10 @@ const (
 	Duplicate    = "Duplicate delivery ignored"
 	AuthRequired = "Webhook has no authentication configured"
 	BadHandshake = "Invalid handshake"
+	// Of the signature schemes.
+	SchemeSignatureMissing = "Missing webhook signature"
+	SchemeSignatureInvalid = "Invalid webhook signature"
+	SignatureStale         = "Webhook timestamp outside the allowed window"
 )
 
 // NotFound answers an unknown or disabled webhook alike, so that ids
@@ -97,7 +101,8 @@ func Body(status int, text string) []byte {
 var encoded = func() map[string]map[string][]byte {
 	m := map[string]map[string][]byte{"detail": {}, "message": {}}
 	for _, text := range []string{Failed, MethodNotAllowed, SignatureMissing, SignatureInvalid, GitLabToken, SecureHeader,
-		BadID, TooLarge, BadBody, BodyBudget, BodyTimeout, StoreDown, QueueFull, QueueDown, AuthRequired, BadHandshake} {
+		BadID, TooLarge, BadBody, BodyBudget, BodyTimeout, StoreDown, QueueFull, QueueDown, AuthRequired, BadHandshake,
+		SchemeSignatureMissing, SchemeSignatureInvalid, SignatureStale} {
 		m["detail"][text] = encode("detail", text)
 	}
 	for _, text := range []string{Invoked, FilteredOut, Pong, Duplicate} {

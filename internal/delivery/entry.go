@@ -3,13 +3,8 @@
 // instance (one consumer group) dispatch it, retry it with backoff, and move
 // it to a dead-letter stream when it cannot be delivered.
 //
-// Keys, for a key prefix P:
-//
-//	Pdeliveries        STREAM  entries waiting, in flight or waiting to retry
-//	Pdeliveries:retry  ZSET    "<entry id>|<attempts made>" scored by when to retry (ms)
-//	Pdead              STREAM  entries that could not be delivered
-//	{Pdead}:bytes      STRING  the dead stream's size in bytes (Pdead:bytes when P has a hash tag)
-//
+// Its keys are keyspace.Space's Deliveries, Retry (members "<entry
+// id>|<attempts made>", scored by when to retry, in ms), Dead and DeadBytes.
 // Every step is a single-key operation, or an ordered sequence of them in
 // which a crash can only cause a second dispatch, never a lost entry: the
 // delivery is at-least-once, and every dispatch carries the delivery id as

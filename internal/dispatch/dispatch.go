@@ -84,9 +84,9 @@ type Result struct {
 	Reason string
 	// RetryAfter is CodeMie's Retry-After, if it sent one.
 	RetryAfter time.Duration
-	// Answer, when set, is what the webhook's sender must be told, from the
-	// contract: 400 for an unsupported resource type, 403 for a datasource
-	// type that cannot be reindexed.
+	// Answer, when set, is what the webhook's sender must be told
+	// (docs/codemie-api.md section 3): 400 for an unsupported resource
+	// type, 403 for a datasource type that cannot be reindexed.
 	Answer *Answer
 	// Warning notes a failed call that did not fail the attempt, such as
 	// renaming a conversation.
@@ -99,7 +99,7 @@ type Answer struct {
 	Detail string
 }
 
-// UnsupportedAnswer is the contract's answer for a resource type that
+// UnsupportedAnswer is the backend's answer for a resource type that
 // cannot be dispatched.
 func UnsupportedAnswer(resourceType string) *Answer {
 	return &Answer{Status: http.StatusBadRequest, Detail: answer.UnsupportedResourceType(resourceType)}

@@ -67,10 +67,12 @@ func (in *Integration) Explain(alias, project string) string {
 	}
 	sender := cmp.Or(in.Sender, &Sender{})
 	if sender.SignatureScheme != "" {
-		w("  %s%s", schemeHeaders[sender.SignatureScheme], rotating(sender.SignatureSecret))
-		if sender.SignatureScheme != SchemeHMACSHA256 {
+		words := schemeWords[sender.SignatureScheme]
+		w("  %s%s", words.headers, rotating(sender.SignatureSecret))
+		if words.timestamped {
 			w("    with a signed timestamp within %s of now (signature_tolerance)", sender.SignatureTolerance)
-		} else {
+		}
+		if sender.SignatureScheme == SchemeHMACSHA256 {
 			w("    %s: %s<%s HMAC-SHA256 of the raw body, keyed with the signature secret>", sender.SignatureHeader, sender.SignaturePrefix, sender.SignatureEncoding)
 		}
 	}
@@ -90,11 +92,15 @@ func (in *Integration) Explain(alias, project string) string {
 	return b.String()
 }
 
-// schemeHeaders says what each signature scheme's sender sends.
-var schemeHeaders = map[string]string{
-	SchemeStandardWebhooks: "webhook-id, webhook-timestamp and webhook-signature: v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}> (Standard Webhooks; svix-* headers too)",
-	SchemeSlack:            "X-Slack-Request-Timestamp and X-Slack-Signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}> (Slack)",
-	SchemeStripe:           "Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of {timestamp}.{body}> (Stripe)",
-	SchemeZendesk:          "X-Zendesk-Webhook-Signature-Timestamp and X-Zendesk-Webhook-Signature: <base64 HMAC-SHA256 of {timestamp}{body}> (Zendesk)",
-	SchemeHMACSHA256:       "a signature header (generic HMAC-SHA256):",
+// schemeWords says what each signature scheme's sender sends, and whether
+// it signs a timestamp (checked against signature_tolerance).
+var schemeWords = map[string]struct {
+	headers     string
+	timestamped bool
+}{
+	SchemeStandardWebhooks: {"webhook-id, webhook-timestamp and webhook-signature: v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}> (Standard Webhooks; svix-* headers too)", true},
+	SchemeSlack:            {"X-Slack-Request-Timestamp and X-Slack-Signature: v0=<hex HMAC-SHA256 of v0:{timestamp}:{body}> (Slack)", true},
+	SchemeStripe:           {"Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of {timestamp}.{body}> (Stripe)", true},
+	SchemeZendesk:          {"X-Zendesk-Webhook-Signature-Timestamp and X-Zendesk-Webhook-Signature: <base64 HMAC-SHA256 of {timestamp}{body}> (Zendesk)", true},
+	SchemeHMACSHA256:       {"a signature header (generic HMAC-SHA256):", false},
 }

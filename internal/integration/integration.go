@@ -260,7 +260,7 @@ func IsDisabled(err error) bool {
 // ones are used as they are.
 func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration, error) {
 	d := decoder{id: id, fields: fields, keys: keys}
-	var secureHeader *SecureHeader // decoded first: the contract's order of checks
+	var secureHeader *SecureHeader // both fields, or neither
 	if name, value := fields[FieldSecureHeaderName], d.secrets(FieldSecureHeaderValue); name != "" || len(value) > 0 {
 		secureHeader = &SecureHeader{Name: name, Value: value}
 	}
@@ -278,7 +278,7 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 	if token, filter := d.secrets(FieldGitLabWebhookToken), splitList(fields[FieldGitLabEventFilter]); len(token) > 0 || len(filter) > 0 {
 		in.GitLab = &GitLab{Token: token, EventFilter: filter}
 	}
-	if slices.ContainsFunc(senderFields, func(f string) bool { return fields[f] != "" }) {
+	if slices.ContainsFunc(SenderFields, func(f string) bool { return fields[f] != "" }) {
 		in.Sender = &Sender{
 			SignatureScheme:    fields[FieldSignatureScheme],
 			SignatureSecret:    d.secrets(FieldSignatureSecret),
@@ -361,8 +361,9 @@ func PrintableASCII(s string) bool {
 	return true
 }
 
-// senderFields are the fields a Sender is decoded from.
-var senderFields = []string{FieldSignatureScheme, FieldSignatureSecret, FieldSignatureHeader, FieldSignaturePrefix,
+// SenderFields are the fields a Sender is decoded from: the edge's own
+// fields, beyond CodeMie's (which never lists them).
+var SenderFields = []string{FieldSignatureScheme, FieldSignatureSecret, FieldSignatureHeader, FieldSignaturePrefix,
 	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField, FieldGraphValidation}
 
 // validateSignature checks the signature fields, and turns Standard

@@ -29,7 +29,8 @@ type Mechanism struct {
 }
 
 // Mechanisms are the mechanisms an integration can configure: the one list
-// of them, in the order the checks run.
+// of them (in the order of SecretFields; verify checks them in the
+// backend's own order).
 var Mechanisms = []Mechanism{
 	{"header", FieldSecureHeaderName, FieldSecureHeaderValue, func(in *Integration) Secrets {
 		if in.SecureHeader == nil {
@@ -94,7 +95,7 @@ func SealSecrets(id string, fields map[string]string, keys *seal.Keys) map[strin
 	if keys == nil {
 		return fields
 	}
-	return mapSecrets(fields, func(v string) string {
+	return mapSecrets(fields, func(_, v string) string {
 		if seal.Sealed(v) {
 			return v
 		}
@@ -106,10 +107,10 @@ func SealSecrets(id string, fields map[string]string, keys *seal.Keys) map[strin
 // secret value in clear, or the first field whose value no key opens.
 func OpenSecrets(id string, fields map[string]string, keys *seal.Keys) (map[string]string, error) {
 	var failed error
-	out := mapSecrets(fields, func(v string) string {
+	out := mapSecrets(fields, func(field, v string) string {
 		plain, err := keys.Open(id, v)
 		if err != nil && failed == nil {
-			failed = err
+			failed = fmt.Errorf("field %s: %w", field, err)
 		}
 		return string(plain)
 	})
@@ -132,12 +133,12 @@ func OpenedValues(id, v string, keys *seal.Keys) []string {
 // MaskSecrets returns a copy of fields with every secret value replaced by
 // Mask.
 func MaskSecrets(fields map[string]string) map[string]string {
-	return mapSecrets(fields, func(string) string { return Mask })
+	return mapSecrets(fields, func(string, string) string { return Mask })
 }
 
 // mapSecrets returns a copy of fields with each value of each secret field
-// replaced by f of it.
-func mapSecrets(fields map[string]string, f func(string) string) map[string]string {
+// replaced by f of the field's name and the value.
+func mapSecrets(fields map[string]string, f func(field, value string) string) map[string]string {
 	out := maps.Clone(fields)
 	for _, name := range SecretFields {
 		values := SplitSecretValues(out[name])
@@ -145,7 +146,7 @@ func mapSecrets(fields map[string]string, f func(string) string) map[string]stri
 			continue
 		}
 		for i, v := range values {
-			values[i] = f(v)
+			values[i] = f(name, v)
 		}
 		out[name] = strings.Join(values, "\n")
 	}

@@ -40,8 +40,8 @@ func TestSealOpenMask(t *testing.T) {
 	if err != nil || !maps.Equal(opened, stored) {
 		t.Errorf("OpenSecrets = %v, %v; want %v", opened, err, stored)
 	}
-	if _, err := OpenSecrets("other-webhook", sealed, keys); err == nil {
-		t.Error("values sealed for another webhook opened")
+	if _, err := OpenSecrets("other-webhook", sealed, keys); err == nil || !strings.Contains(err.Error(), "field ") {
+		t.Errorf("values sealed for another webhook: %v; want an error naming the field", err)
 	}
 	masked := MaskSecrets(sealed)
 	if masked[FieldGitHubWebhookSecret] != Mask+"\n"+Mask || masked[FieldSecureHeaderValue] != Mask || masked[FieldResourceID] != "wf-1" {
@@ -112,5 +112,14 @@ func TestRotation(t *testing.T) {
 	sw := map[string]string{FieldSignatureScheme: SchemeStandardWebhooks}
 	if s := NewSecret(sw, FieldSignatureSecret); !strings.HasPrefix(s, "whsec_") {
 		t.Errorf("NewSecret for standard-webhooks = %q", s)
+	}
+}
+
+// TestSchemesExplained: every scheme of Schemes is told to senders by check.
+func TestSchemesExplained(t *testing.T) {
+	for _, s := range Schemes {
+		if words, ok := schemeWords[s]; !ok || words.headers == "" {
+			t.Errorf("scheme %s has no words in Explain", s)
+		}
 	}
 }

@@ -1,22 +1,13 @@
 // Package keyspace is the Redis layout of caddy-webhooks: the name of every
 // key, channel and stream the edge reads or writes, and nothing else. It is
-// the one place that knows them; docs/reference.md ("Redis layout") says the
-// same in words.
+// the one place in the code that knows them (docs/reference.md, "Redis
+// layout", describes each for operators).
 //
-// For a key prefix P (default "codemie:webhooks:") and a webhook id:
-//
-//	P{<id>}                   HASH    the webhook's record
-//	P{<id>}:rl                STRING  the rate limit window's counter
-//	P{<id>}:seen:<key>        STRING  a delivery seen, for the replay guard
-//	Pchanged                  PUBSUB  the id of every record written or deleted
-//	Pdeliveries               STREAM  queued webhooks (consumer group "dispatchers")
-//	Pdeliveries:retry         ZSET    entries waiting for their next attempt
-//	Pdead                     STREAM  dead letters
-//	{Pdead}:bytes             STRING  the dead stream's size, on its cluster slot
-//	Psync:lock                STRING  held by the instance running the sync
-//
-// The braces make {<id>} the hash tag of every key of one webhook, so a Redis
-// Cluster keeps them on one slot and one script can use them all.
+// Every key of one webhook carries the hash tag {<id>}, so a Redis Cluster
+// keeps them on one slot and one script can use them all. The streams are
+// not under a webhook's tag: a script may not use a webhook's keys together
+// with them on a cluster (sameSlotKey puts a companion key on a stream's
+// slot).
 package keyspace
 
 import "strings"

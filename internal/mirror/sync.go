@@ -54,9 +54,7 @@ type Plan struct {
 // edgeFields are the record fields beyond CodeMie's (for senders other
 // than GitHub and GitLab): CodeMie never lists them, so a value set at the
 // edge is kept.
-var edgeFields = []string{integration.FieldSignatureScheme, integration.FieldSignatureSecret, integration.FieldSignatureHeader,
-	integration.FieldSignaturePrefix, integration.FieldSignatureEncoding, integration.FieldSignatureTolerance,
-	integration.FieldEventFilter, integration.FieldEventField, integration.FieldGraphValidation}
+var edgeFields = integration.SenderFields
 
 // ErrNoKey says the store holds encrypted secrets and no key was given:
 // comparing or writing them would store secrets in clear.

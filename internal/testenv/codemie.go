@@ -43,8 +43,8 @@ type JiraSettings struct {
 	JQL string `json:"jql"`
 }
 
-// Datasources has one datasource of each index type the contract names,
-// and one that cannot be reindexed, by id.
+// Datasources has one datasource of each index type docs/codemie-api.md
+// section 4 names, and one that cannot be reindexed, by id.
 var Datasources = map[string]Datasource{
 	"ds-provider":   {IndexType: "provider", ProjectName: "proj", RepoName: "repo"},
 	"ds-code":       {IndexType: "code", ProjectName: "my proj", RepoName: "repo/x"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
@@ -34,9 +35,9 @@ const (
 const maxSignatures = 8
 
 var (
-	schemeMissing = Result{Outcome: SchemeSignatureMissing, Status: http.StatusUnauthorized, Message: "Missing webhook signature"}
-	schemeInvalid = Result{Outcome: SchemeSignatureInvalid, Status: http.StatusUnauthorized, Message: "Invalid webhook signature"}
-	schemeStale   = Result{Outcome: SignatureStale, Status: http.StatusUnauthorized, Message: "Webhook timestamp outside the allowed window"}
+	schemeMissing = Result{Outcome: SchemeSignatureMissing, Status: http.StatusUnauthorized, Message: answer.SchemeSignatureMissing}
+	schemeInvalid = Result{Outcome: SchemeSignatureInvalid, Status: http.StatusUnauthorized, Message: answer.SchemeSignatureInvalid}
+	schemeStale   = Result{Outcome: SignatureStale, Status: http.StatusUnauthorized, Message: answer.SignatureStale}
 )
 
 // checkScheme verifies the sender's signature_scheme. A request that

@@ -339,3 +339,18 @@ func TestHandshakes(t *testing.T) {
 		}
 	}
 }
+
+// TestEverySchemeChecked: every scheme of integration.Schemes has its own
+// check, which finds a request without its headers missing a signature
+// (checkScheme's fallback, for a scheme it does not know, answers invalid).
+func TestEverySchemeChecked(t *testing.T) {
+	for _, scheme := range integration.Schemes {
+		fields := map[string]string{"is_enabled": "true", "resource_type": "workflow", "resource_id": "wf",
+			"signature_scheme": scheme, "signature_secret": "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQ=", "signature_header": "X-Sig"}
+		in := schemeIntegration(t, fields)
+		got := checkScheme(in.Sender, http.Header{}, []byte("{}"), time.Now())
+		if got.Outcome != SchemeSignatureMissing {
+			t.Errorf("scheme %s: a request without its headers is %s, want %s", scheme, got.Outcome, SchemeSignatureMissing)
+		}
+	}
+}

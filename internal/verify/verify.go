@@ -51,8 +51,6 @@ const (
 	SignatureStale         Outcome = "signature_stale"
 )
 
-// Answers of the contract.
-
 // maxHandshakeToken bounds a handshake's token, in bytes.
 const maxHandshakeToken = 1024
 
@@ -167,7 +165,8 @@ func decide(in *integration.Integration, h http.Header, body []byte, opts Option
 	return Result{Outcome: Pass}
 }
 
-// authenticate runs every configured mechanism, in the contract's order.
+// authenticate runs every configured mechanism, in the CodeMie backend's
+// order (docs/codemie-api.md section 3), then the signature scheme.
 func authenticate(in *integration.Integration, h http.Header, body []byte, opts Options) Result {
 	if len(in.GitHubSecret) > 0 {
 		if r := checkGitHub(in, h, body); r.Outcome != Pass {

@@ -126,7 +126,7 @@ func TestCheck(t *testing.T) {
 		message string
 		unauth  bool
 	}{
-		// GitHub signatures (contract step 3).
+		// GitHub signatures (docs/codemie-api.md section 3).
 		{name: "github valid", in: github, h: headers(HeaderGitHubSignature256, good), body: body, want: Pass},
 		{name: "github wrong secret", in: github, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("other", body)), body: body,
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
@@ -163,7 +163,7 @@ func TestCheck(t *testing.T) {
 			want: SignatureInvalid, status: 401, message: "Invalid GitHub webhook signature"},
 		{name: "non-UTF-8 body verified byte-exact", in: github, h: headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", "\xff\xfe\x00x")), body: "\xff\xfe\x00x", want: Pass},
 
-		// GitLab token (contract step 4).
+		// GitLab token (docs/codemie-api.md section 3).
 		{name: "gitlab valid", in: gitlab, h: headers("X-Gitlab-Token", "gl-token"), want: Pass},
 		{name: "gitlab wrong", in: gitlab, h: headers("X-Gitlab-Token", "gl-tokeN"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
 		{name: "gitlab prefix of the token", in: gitlab, h: headers("X-Gitlab-Token", "gl-tok"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
@@ -171,7 +171,7 @@ func TestCheck(t *testing.T) {
 		{name: "gitlab twice", in: gitlab, h: headers("X-Gitlab-Token", "gl-token", "X-Gitlab-Token", "gl-token"), want: GitLabTokenInvalid, status: 401, message: "Invalid GitLab token"},
 		{name: "gitlab rotation", in: gitlabRotating, h: headers("X-Gitlab-Token", "gl-new"), want: Pass},
 
-		// Secure header (contract step 5).
+		// Secure header (docs/codemie-api.md section 3).
 		{name: "header valid", in: header, h: headers("x-secret", "hv"), want: Pass},
 		{name: "header wrong", in: header, h: headers("X-Secret", "hv2"), want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
 		{name: "header missing", in: header, h: headers(), want: SecureHeaderInvalid, status: 401, message: "Invalid security header"},
