@@ -68,17 +68,26 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		return "0"
 	}
 	keys := append(make([]string, 0, 4), a.rate, a.marker, a.also)
-	args := []any{
+	args := make([]any, 0, 6+len(appendFields(app)))
+	args = append(args,
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
 		max(c.ReplayWindow.Milliseconds(), 1),
 		flag(a.check), flag(a.record),
-	}
+	)
 	if app != nil {
 		keys = append(keys, app.Stream)
 		args = append(append(args, app.MaxLength), app.Fields...)
 	}
 	return keys, args
+}
+
+// appendFields are app's fields; none without app.
+func appendFields(app *Append) []any {
+	if app == nil {
+		return nil
+	}
+	return app.Fields
 }
 
 // runAdmit runs the admit script through r and reads its decision.
