@@ -24,19 +24,7 @@ func TestRedisCluster(t *testing.T) {
 	api := testenv.StartCodeMie(t)
 	ctx := context.Background()
 	addrs := strings.Join(cl.Addrs, " ")
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit 3 1m
-			cache_ttl 1h
-			negative_ttl 1h
-			retry 5 10ms 100ms
-			claim_after 1s
-			secrets_key %s
-			upstream %s
-		}
-	}`, webhooks, addrs, cliKey, api.URL))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "redis " + addrs, Upstream: api.URL, Options: []string{"rate_limit 3 1m", "cache_ttl 1h", "negative_ttl 1h", "retry 5 10ms 100ms", "claim_after 1s", "secrets_key " + cliKey}}.String())
 
 	// Written by the CLI against the cluster, seen at once.
 	env := []string{"CODEMIE_WEBHOOKS_REDIS=" + strings.Join(cl.Addrs, ","), "CODEMIE_WEBHOOKS_KEY=" + cliKey}
@@ -100,15 +88,7 @@ func TestRedisClusterRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	cl.Client.HSet(ctx, "codemie:webhooks:{rt}", "is_enabled", "true", "resource_type", "workflow",
 		"resource_id", "wf-1", "github_webhook_secret", ghSecret)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			cache_ttl 1h
-			workers off
-			upstream %s
-		}
-	}`, webhooks, strings.Join(cl.Addrs, " "), api.URL))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "redis " + strings.Join(cl.Addrs, " "), Upstream: api.URL, Options: []string{"cache_ttl 1h", "workers off"}}.String())
 	calls := func(names ...string) int64 {
 		var n atomic.Int64
 		err := cl.Client.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {

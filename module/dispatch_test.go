@@ -184,14 +184,7 @@ func TestDispatchUpstreamDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			delivery sync
-			upstream http://127.0.0.1:%d
-		}
-	}`, webhooks, r.Addr, port))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "redis " + r.Addr, Upstream: "http://127.0.0.1:" + strconv.Itoa(port), Options: []string{"delivery sync"}}.String())
 	status, hdr, answer := postSigned(t, c, "wf", "d-1", `{}`)
 	if status != 503 || hdr.Get("Retry-After") != "5" ||
 		answer != `{"detail":"Webhook dispatch failed at step 'create workflow execution', retry later"}` {

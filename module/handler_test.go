@@ -59,15 +59,7 @@ func TestFileStore(t *testing.T) {
 		{"webhook_id": "off", "is_enabled": false, "resource_type": "workflow", "resource_id": "w1"}
 	]`)
 	api := testenv.StartCodeMie(t)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			integrations_file %s
-			max_body 1KB
-			rate_limit off
-			upstream %s
-		}
-	}`, webhooks, path, api.URL))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "integrations_file " + path, Upstream: api.URL, Options: []string{"max_body 1KB", "rate_limit off"}}.String())
 
 	for _, x := range []exchange{
 		{name: "unknown", path: webhooks + "nope", wantStatus: 400, wantBody: notFound("nope")},
@@ -122,19 +114,7 @@ func TestRedisStore(t *testing.T) {
 	r.Client.HSet(ctx, "codemie:webhooks:{wh-off}", "is_enabled", "False")
 	r.Client.HSet(ctx, "codemie:webhooks:{broken}", "is_enabled", "sometimes", "github_webhook_secret", secret)
 
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			cache_ttl 1h
-			negative_ttl 1h
-			rate_limit off
-			upstream %s
-		}
-	}
-	handle /metrics {
-		metrics
-	}`, webhooks, r.Addr, testenv.StartCodeMie(t).URL))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "redis " + r.Addr, Upstream: testenv.StartCodeMie(t).URL, Options: []string{"cache_ttl 1h", "negative_ttl 1h", "rate_limit off"}}.String())
 
 	for _, x := range []exchange{
 		{name: "written with HSET", path: webhooks + "wh-1", wantStatus: 200, wantBody: invoked},
@@ -171,20 +151,7 @@ func TestRedisStore(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	r := testenv.StartRedis(t)
 	r.Client.HSet(context.Background(), "codemie:webhooks:{wh-1}", "is_enabled", "true")
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			cache_ttl 20ms
-			stale_ttl 1h
-			rate_limit off
-			delivery sync
-			upstream %s
-		}
-	}
-	handle /metrics {
-		metrics
-	}`, webhooks, r.Addr, testenv.StartCodeMie(t).URL))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "redis " + r.Addr, Upstream: testenv.StartCodeMie(t).URL, Options: []string{"cache_ttl 20ms", "stale_ttl 1h", "rate_limit off", "delivery sync"}}.String())
 	r.Client.HSet(context.Background(), "codemie:webhooks:{wh-1}", "resource_type", "workflow", "resource_id", "w1")
 	accepted := exchange{name: "cached", path: webhooks + "wh-1", wantStatus: 200, wantBody: invoked}
 	accepted.run(t, c)

@@ -40,16 +40,7 @@ func TestSignatureSchemes(t *testing.T) {
 		t.Fatal(err)
 	}
 	runCLI(t, cliEnv(r, cliKey), "", 0, "import", file)
-	c := testenv.StartCaddy(t, fmt.Sprintf(`
-	route %s* {
-		codemie_webhooks {
-			redis %s
-			rate_limit off
-			delivery sync
-			secrets_key %s
-			upstream %s
-		}
-	}`, webhooks, r.Addr, cliKey, api.URL))
+	c := testenv.StartCaddy(t, testenv.Site{Store: "redis " + r.Addr, Upstream: api.URL, Options: []string{"rate_limit off", "delivery sync", "secrets_key " + cliKey}}.String())
 
 	// Jira Cloud: X-Hub-Signature: sha256=, an event filter on webhookEvent.
 	jiraBody := `{"webhookEvent":"jira:issue_created","issue":{"key":"CM-1"}}`
