@@ -31,6 +31,10 @@ type env struct {
 	redisAt string
 	stub    *http.Server
 	stubAt  string
+	// slowAt is the slow stub of the dispatch section, and workers the
+	// workers option of its instance (0: the default).
+	slowAt  string
+	workers int
 	caddies []*exec.Cmd
 	body    []byte
 	sig     string
@@ -135,6 +139,12 @@ func (e *env) site(letter string) string {
 		return edge("")
 	case "c0":
 		return edge("workers off")
+	case "w":
+		workers := ""
+		if e.workers > 0 {
+			workers = "workers " + strconv.Itoa(e.workers)
+		}
+		return strings.Replace(edge(workers), "upstream http://"+e.stubAt, "upstream http://"+e.slowAt, 1)
 	}
 	return edge("delivery sync")
 }

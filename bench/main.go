@@ -11,8 +11,12 @@
 //	d   codemie_webhooks, delivery sync      one workflow call to the stub per request
 //
 // It also counts Redis round trips per request (INFO commandstats) and the
-// resident memory with 100,000 cached integrations, prints a table and
-// writes bench/results.json. It starts its own redis-server and stub.
+// resident memory with 100,000 cached integrations. Last, the dispatch
+// section runs one more instance (w) in front of a stub whose calls take
+// -call-time, as LLM calls do: webhooks delivered per second, a quiet
+// webhook's delay behind another's backlog, and memory per dispatch in
+// flight. It prints a table and writes bench/results.json. It starts its
+// own redis-server and stubs.
 //
 // The load keeps 64 connections busy: enough that every configuration
 // keeps both cores of the reference machine busy, so that requests per
@@ -23,6 +27,7 @@
 // round's own.
 //
 // Usage: go run ./bench [-duration 4s] [-rounds 3] [-concurrency 64]
+// [-call-time 2s] [-dispatch-workers N] [-dispatch=false]
 package main
 
 import (
@@ -31,6 +36,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -52,6 +58,10 @@ func main() {
 	flag.IntVar(&opts.integrations, "integrations", 100_000, "integrations for the memory measurement")
 	flag.BoolVar(&opts.micro, "micro", true, "run the Go micro-benchmarks first")
 	flag.StringVar(&opts.out, "out", "bench/results.json", "where to write the results")
+	flag.DurationVar(&opts.callTime, "call-time", 2*time.Second, "how long each call to the dispatch section's stub takes")
+	flag.IntVar(&opts.dispatchWorkers, "dispatch-workers", 0, "the workers option of the dispatch section's instance (0: the default)")
+	flag.DurationVar(&opts.dispatchWindow, "dispatch-window", 30*time.Second, "how long each dispatch measurement may take at most")
+	flag.BoolVar(&opts.dispatch, "dispatch", true, "run the dispatch section")
 	flag.StringVar(&opts.pprof, "pprof", "", "write CPU profiles of configurations b, c, c0 and d, taken during their first slot, to this directory")
 	flag.Parse()
 	if err := run(opts); err != nil {
@@ -68,6 +78,11 @@ type options struct {
 	micro        bool
 	out          string
 	pprof        string
+	// The dispatch section.
+	dispatch        bool
+	callTime        time.Duration
+	dispatchWorkers int
+	dispatchWindow  time.Duration
 }
 
 // Results is what bench/results.json holds.
@@ -78,6 +93,7 @@ type Results struct {
 	Ratios      map[string]float64   `json:"ratios"`
 	RoundTrips  RoundTrips           `json:"redis_round_trips"`
 	Memory      Memory               `json:"memory"`
+	Dispatch    *Dispatch            `json:"dispatch,omitempty"`
 	Goals       []Goal               `json:"goals"`
 	Concurrency int                  `json:"concurrency"`
 	SlotSeconds float64              `json:"slot_seconds"`
@@ -109,9 +125,25 @@ func run(opts options) error {
 	if res.Memory, err = env.memoryRun(opts); err != nil {
 		return err
 	}
+	if opts.dispatch {
+		fmt.Printf("\ndispatch: calls of %v, workers %s\n", opts.callTime, orDefault(opts.dispatchWorkers))
+		env.workers = opts.dispatchWorkers
+		d, err := env.dispatchRun(opts)
+		if err != nil {
+			return err
+		}
+		res.Dispatch = &d
+	}
 	res.Goals = goals(res)
 	printTable(res)
 	return writeJSON(opts.out, res)
+}
+
+func orDefault(n int) string {
+	if n == 0 {
+		return "default"
+	}
+	return strconv.Itoa(n)
 }
 
 func writeJSON(path string, v any) error {

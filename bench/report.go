@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Machine says where the figures come from.
@@ -198,6 +199,20 @@ func goals(r Results) []Goal {
 	}
 	if r.Micro == nil {
 		g[6].Measured, g[6].Met = "not run (-micro=false)", false
+	}
+	if d := r.Dispatch; d != nil {
+		call := time.Duration(d.CallSeconds * float64(time.Second))
+		quiet := fmt.Sprintf("%.1f s", d.QuietDelaySeconds)
+		if !d.QuietDelivered {
+			quiet = fmt.Sprintf("> %.0f s (not delivered)", d.QuietDelaySeconds)
+		}
+		g = append(g,
+			Goal{fmt.Sprintf("dispatch: delivered/s, %v calls, %d over %d webhooks", call, d.Queued, d.Webhooks), ">= 200",
+				fmt.Sprintf("%.1f (%d in flight)", d.DeliveredPerSec, d.MaxInFlight), d.DeliveredPerSec >= 200},
+			Goal{fmt.Sprintf("dispatch: quiet webhook's delay, %d queued on another", d.Backlog), "<= " + (2 * call).String(),
+				quiet, d.QuietDelivered && d.QuietDelaySeconds <= 2*d.CallSeconds},
+			Goal{"dispatch: resident memory per in-flight dispatch", "reported", fmt.Sprintf("%.1f KB", d.BytesPerInFlight/1024), true},
+		)
 	}
 	return g
 }

@@ -173,7 +173,8 @@ type Handler struct {
 	// (the only mode it allows).
 	Delivery string `json:"delivery,omitempty"`
 
-	// Workers is how many queued webhooks this instance dispatches at once.
+	// Workers is how many queued webhooks this instance dispatches at once:
+	// with calls that take T seconds, it delivers about Workers/T a second.
 	// Default: 4 x GOMAXPROCS.
 	Workers int `json:"workers,omitempty"`
 
