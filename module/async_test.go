@@ -450,3 +450,33 @@ func TestWorkersOff(t *testing.T) {
 	}
 	testenv.Eventually(t, "the other handler to dispatch it", func() bool { return api.Succeeded()["d-intake"] == 1 })
 }
+
+// TestReindexTriggersCollapse: while a reindex of a datasource is queued,
+// more triggers of its webhook are answered as accepted and covered by it:
+// the queue holds one reindex, and the metrics count the others.
+func TestReindexTriggersCollapse(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	addWebhook(t, r, "ds", "datasource", "ds-provider")
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, "workers off"))
+	for i := range 3 {
+		status, _, answer := postSigned(t, c, "ds", "push-"+strconv.Itoa(i), `{}`)
+		if status != http.StatusOK || answer != invoked {
+			t.Fatalf("trigger %d: %d %s", i, status, answer)
+		}
+	}
+	if length, _, _ := queueState(t, r); length != 1 {
+		t.Errorf("%d reindexes queued, want 1", length)
+	}
+	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="collapsed"}`); v != 2 {
+		t.Errorf("%v triggers counted as collapsed, want 2", v)
+	}
+	// Another resource type is never collapsed.
+	addWebhook(t, r, "wf", "workflow", "wf-1")
+	for i := range 2 {
+		postSigned(t, c, "wf", "run-"+strconv.Itoa(i), `{}`)
+	}
+	if length, _, _ := queueState(t, r); length != 3 {
+		t.Errorf("%d entries queued, want the reindex and two workflow runs", length)
+	}
+}

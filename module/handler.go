@@ -75,6 +75,11 @@ const (
 	// drainTimeout bounds how long a config unload waits for dispatches in
 	// flight before handing them back to the queue.
 	drainTimeout = 30 * time.Second
+	// collapseWindow bounds how long a queued datasource reindex covers
+	// later triggers of its webhook: should its marker outlive it (a worker
+	// of an earlier version takes it, or Redis loses the end), at worst one
+	// more reindex is queued per window.
+	collapseWindow = 10 * time.Minute
 )
 
 // Handler is the edge for CodeMie webhooks. It answers
@@ -389,6 +394,7 @@ func (h *Handler) guardConfig() guard.Config {
 		Limit:        h.RateLimit.Requests,
 		Window:       time.Duration(h.RateLimit.Window),
 		ReplayWindow: time.Duration(*h.ReplayWindow),
+		CollapseTTL:  min(time.Duration(h.MaxAge), collapseWindow),
 	}
 }
 

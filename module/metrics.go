@@ -33,6 +33,7 @@ const (
 	outcomeDispatchFailed      outcome = "dispatch_failed"
 	outcomeDispatchUnavailable outcome = "dispatch_unavailable"
 	outcomeEnqueued            outcome = "enqueued"
+	outcomeCollapsed           outcome = "collapsed"
 	outcomeQueueFull           outcome = "queue_full"
 	outcomeQueueUnavailable    outcome = "queue_unavailable"
 )

@@ -132,6 +132,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if *h.ReplayWindow > 0 { // without the replay guard, no digest of the body
 		a.delivery = guard.NewDelivery(a.deliveryID, in.HasAuth(), payload)
 	}
+	// A queued reindex of the datasource covers another trigger.
+	a.delivery.Collapse = h.intake != nil && in.ResourceType == integration.ResourceDatasource
 	if !integration.KnownResourceType(in.ResourceType) {
 		ans := dispatch.UnsupportedAnswer(in.ResourceType)
 		return writeAnswer(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
@@ -281,6 +283,8 @@ func (h *Handler) answerGuard(w http.ResponseWriter, a answer, d guard.Decision)
 	switch d.Verdict {
 	case guard.Duplicate:
 		return writeAnswer(w, a.with(outcomeDuplicate, http.StatusOK), answers.Duplicate), true
+	case guard.Collapsed:
+		return writeAnswer(w, a.with(outcomeCollapsed, http.StatusOK), answers.Invoked), true
 	case guard.Limited:
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
 		return writeAnswer(w, a.with(outcomeRateLimited, http.StatusTooManyRequests), h.limitedMsg), true
@@ -362,7 +366,7 @@ func (a answer) with(o outcome, status int) answer {
 // duplicate). Triggered webhooks are for the access log. It never logs a
 // secret or the body.
 func (h *Handler) log(r *http.Request, a answer) {
-	if a.outcome == outcomeEnqueued || a.outcome == outcomeDispatched {
+	if a.outcome == outcomeEnqueued || a.outcome == outcomeCollapsed || a.outcome == outcomeDispatched {
 		return
 	}
 	lvl := zapcore.DebugLevel

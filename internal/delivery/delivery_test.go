@@ -571,3 +571,94 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 		}
 	}
 }
+
+// TestReindexCollapse: a datasource reindex triggered while one of the same
+// webhook is queued and not yet started is covered by it; once a worker
+// takes the queued one, the next trigger is queued again. One round trip
+// (Admit) and two (guard.Redis, then Enqueue, as on a cluster) alike.
+func TestReindexCollapse(t *testing.T) {
+	reindex := func(delivery string) Entry {
+		e := entry(delivery)
+		e.Job.WebhookID, e.Job.ResourceType, e.Job.ResourceID = "ds", "datasource", "ds-1"
+		return e
+	}
+	g := guard.Config{ReplayWindow: time.Hour, CollapseTTL: time.Hour}
+	for name, admit := range map[string]func(q *Queue, r *testenv.Redis, id string) guard.Verdict{
+		"one round trip": func(q *Queue, _ *testenv.Redis, id string) guard.Verdict {
+			d, err := q.Admit(context.Background(), g, "ds", guard.Delivery{ID: id, Collapse: true}, reindex(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.Verdict
+		},
+		"two round trips": func(q *Queue, r *testenv.Redis, id string) guard.Verdict {
+			d, err := guard.NewRedis(r.Client, testConfig.Space, g).Check(context.Background(), "ds", guard.Delivery{ID: id, Collapse: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Verdict == guard.Admit {
+				if err := q.Enqueue(context.Background(), reindex(id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return d.Verdict
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := testenv.StartRedis(t)
+			q := NewQueue(r.Client, testConfig)
+			ctx := context.Background()
+			for _, step := range []struct {
+				delivery string
+				want     guard.Verdict
+			}{{"r-1", guard.Admit}, {"r-2", guard.Collapsed}, {"r-3", guard.Collapsed}, {"r-2", guard.Duplicate}} {
+				if got := admit(q, r, step.delivery); got != step.want {
+					t.Fatalf("%s: verdict %d, want %d", step.delivery, got, step.want)
+				}
+			}
+			if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 1 {
+				t.Fatalf("%d reindexes queued, want 1", n)
+			}
+			s := newScripted(succeed)
+			start(t, q, s, Events{})
+			testenv.Eventually(t, "the queued reindex to be dispatched", func() bool { return s.count("r-1") == 1 })
+			if r.Client.Exists(ctx, "t:{ds}:reindex").Val() != 0 {
+				t.Error("the marker outlived the reindex's start")
+			}
+			if got := admit(q, r, "r-4"); got != guard.Admit {
+				t.Fatalf("after the reindex started: verdict %d, want it queued", got)
+			}
+			testenv.Eventually(t, "the next reindex to be dispatched", func() bool { return s.count("r-4") == 1 })
+			if s.count("r-2")+s.count("r-3") != 0 {
+				t.Error("a collapsed trigger was dispatched")
+			}
+		})
+	}
+}
+
+// TestCollapseRolledBack: a reindex that could not be queued leaves no
+// marker, so the sender's retry is queued.
+func TestCollapseRolledBack(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxLength = 1
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	if err := q.Enqueue(ctx, entry("filler")); err != nil {
+		t.Fatal(err)
+	}
+	g := guard.Config{ReplayWindow: time.Hour, CollapseTTL: time.Hour}
+	if _, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-1", Collapse: true}, entry("r-1")); !errors.Is(err, ErrFull) {
+		t.Fatalf("full queue: %v", err)
+	}
+	red := guard.NewRedis(r.Client, testConfig.Space, g)
+	if d, err := red.Check(ctx, "ds", guard.Delivery{ID: "r-2", Collapse: true}); err != nil || d.Verdict != guard.Admit {
+		t.Fatalf("check: %+v %v", d, err)
+	}
+	if err := red.Forget(ctx, "ds", guard.Delivery{ID: "r-2", Collapse: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Client.Exists(ctx, "t:{ds}:reindex", "t:{ds}:seen:r-2").Val(); n != 0 {
+		t.Errorf("%d markers left after a refused or forgotten reindex", n)
+	}
+}

@@ -5,22 +5,25 @@
 -- KEYS[1] the rate-limit counter
 -- KEYS[2] the delivery's marker, checked and set
 -- KEYS[3] a marker set unchecked (the body's digest of a delivery with an id)
--- KEYS[4] the stream to append to; absent: nothing is appended
+-- KEYS[4] the webhook's queued-reindex marker, checked and set
+-- KEYS[5] the stream to append to; absent: nothing is appended
 -- (An unused key is a placeholder on the same cluster slot.)
 -- ARGV[1] limit per window (0: none)    ARGV[2] window, ms
 -- ARGV[3] replay window, ms             ARGV[4] "1": check and set KEYS[2]
--- ARGV[5] "1": set KEYS[3]              ARGV[6] the stream's most entries (0: none)
--- ARGV[7..] the entry's fields and values
+-- ARGV[5] "1": set KEYS[3]              ARGV[6] "1": collapse into KEYS[4]
+-- ARGV[7] KEYS[4]'s time to live, ms    ARGV[8] the stream's most entries (0: none)
+-- ARGV[9..] the entry's fields and values
 --
--- Returns {1, 0} for a duplicate, {2, ms} when limited for ms more, {0, 0}
--- when admitted (and appended); the error STREAMFULL when the stream is
--- full, with nothing recorded. The marker is set (NX) before the limit is
+-- Returns {1, 0} for a duplicate, {2, ms} when limited for ms more, {3, 0}
+-- when admitted and covered by a queued reindex (KEYS[4] exists: nothing
+-- is appended), {0, 0} when admitted (and appended, KEYS[4] set); the error
+-- STREAMFULL when the stream is full, with nothing recorded. The marker is set (NX) before the limit is
 -- counted and removed again when the request is limited, so a duplicate is
 -- not counted and a limited delivery's retry after the window is admitted.
-local append = #KEYS == 4
+local append = #KEYS == 5
 if append then
-  local cap = tonumber(ARGV[6])
-  if cap > 0 and redis.call('XLEN', KEYS[4]) >= cap then
+  local cap = tonumber(ARGV[8])
+  if cap > 0 and redis.call('XLEN', KEYS[5]) >= cap then
     return redis.error_reply('STREAMFULL stream is full')
   end
 end
@@ -49,8 +52,15 @@ end
 if ARGV[5] == '1' then
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 end
+local collapse = ARGV[6] == '1'
+if collapse then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    return {3, 0}
+  end
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[7])
+end
 if append then
-  local ok, err = pcall(redis.call, 'XADD', KEYS[4], '*', unpack(ARGV, 7))
+  local ok, err = pcall(redis.call, 'XADD', KEYS[5], '*', unpack(ARGV, 9))
   if not ok then
     -- not appended: the sender's retry must not be a duplicate
     if replay then
@@ -58,6 +68,9 @@ if append then
     end
     if ARGV[5] == '1' then
       redis.call('DEL', KEYS[3])
+    end
+    if collapse then
+      redis.call('DEL', KEYS[4])
     end
     return redis.error_reply(type(err) == 'table' and err.err or tostring(err))
   end

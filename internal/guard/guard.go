@@ -25,6 +25,10 @@ const (
 	Duplicate
 	// Limited says the webhook is over its rate limit.
 	Limited
+	// Collapsed says the request is admitted and covered by a reindex of
+	// the same webhook that is queued and not yet started: nothing more is
+	// queued.
+	Collapsed
 )
 
 // Decision is a Verdict and, for Limited, when the window ends.
@@ -41,6 +45,9 @@ type Config struct {
 	Window time.Duration
 	// ReplayWindow is how long a delivery id is remembered; 0: no replay guard.
 	ReplayWindow time.Duration
+	// CollapseTTL bounds how long a queued reindex covers later triggers,
+	// should no worker ever take it (the queue's max_age).
+	CollapseTTL time.Duration
 }
 
 // Off reports whether neither guard is on.
@@ -64,6 +71,10 @@ type Delivery struct {
 	// Digest is "sha256:<hex>" of the body of an authenticated request;
 	// "" for an unauthenticated one.
 	Digest string
+	// Collapse says the request triggers a datasource reindex, which one
+	// queued and not yet started covers (Redis guards only, for a request
+	// that is queued).
+	Collapse bool
 }
 
 // NewDelivery returns the Delivery of a request whose sender gave

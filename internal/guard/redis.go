@@ -34,11 +34,11 @@ type Append struct {
 }
 
 // admission is what the admit script checks and records for one request:
-// the keys it touches, and whether it checks the delivery's marker and
-// records the other one.
+// the keys it touches, whether it checks the delivery's marker and records
+// the other one, and whether it collapses a reindex into a queued one.
 type admission struct {
-	rate, marker, also string
-	check, record      bool
+	rate, marker, also, reindex string
+	check, record, collapse     bool
 }
 
 // admission returns what the script checks and records for delivery d of
@@ -48,6 +48,10 @@ func (c Config) admission(space keyspace.Space, id string, d Delivery) admission
 	a := admission{rate: space.Rate(id)}
 	a.marker, a.check = c.marker(space, id, a.rate, d.Key())
 	a.also, a.record = c.marker(space, id, a.rate, d.also())
+	a.reindex, a.collapse = a.rate, d.Collapse
+	if d.Collapse {
+		a.reindex = space.Reindex(id)
+	}
 	return a
 }
 
@@ -67,13 +71,14 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		}
 		return "0"
 	}
-	keys := append(make([]string, 0, 4), a.rate, a.marker, a.also)
-	args := make([]any, 0, 6+len(appendFields(app)))
+	keys := append(make([]string, 0, 5), a.rate, a.marker, a.also, a.reindex)
+	args := make([]any, 0, 8+len(appendFields(app)))
 	args = append(args,
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
 		max(c.ReplayWindow.Milliseconds(), 1),
 		flag(a.check), flag(a.record),
+		flag(a.collapse), max(c.CollapseTTL.Milliseconds(), 1),
 	)
 	if app != nil {
 		keys = append(keys, app.Stream)
@@ -115,7 +120,7 @@ func AdmitAndAppend(ctx context.Context, r redis.Scripter, space keyspace.Space,
 // AppendUnguarded appends app with no guard, in the same script (for a
 // Redis Cluster, after Redis.Check has admitted the request).
 func AppendUnguarded(ctx context.Context, r redis.Scripter, app Append) error {
-	a := admission{rate: app.Stream, marker: app.Stream, also: app.Stream}
+	a := admission{rate: app.Stream, marker: app.Stream, also: app.Stream, reindex: app.Stream}
 	_, err := runAdmit(ctx, r, Config{}, a, &app)
 	return err
 }
@@ -148,7 +153,7 @@ func NewRedis(client redis.UniversalClient, space keyspace.Space, cfg Config) *R
 
 // Check implements Guard with one EVALSHA.
 func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, error) {
-	if g.cfg.Off() {
+	if g.cfg.Off() && !d.Collapse {
 		return Decision{Verdict: Admit}, nil
 	}
 	decision, err := runAdmit(ctx, g.requests, g.cfg, g.cfg.admission(g.space, id, d), nil)
@@ -160,12 +165,12 @@ func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, err
 
 // Forget implements Guard.
 func (g *Redis) Forget(ctx context.Context, id string, d Delivery) error {
-	if g.cfg.ReplayWindow <= 0 {
-		return nil
-	}
 	var keys []string
+	if d.Collapse {
+		keys = append(keys, g.space.Reindex(id))
+	}
 	for _, k := range []string{d.Key(), d.also()} {
-		if k != "" {
+		if k != "" && g.cfg.ReplayWindow > 0 {
 			keys = append(keys, g.space.Seen(id, k))
 		}
 	}

@@ -48,6 +48,11 @@ func (s Space) Rate(id string) string { return s.Record(id) + ":rl" }
 // replayKey, as seen.
 func (s Space) Seen(id, replayKey string) string { return s.Record(id) + ":seen:" + replayKey }
 
+// Reindex is the key that says a datasource reindex of webhook id is
+// queued and not yet started: a trigger that arrives meanwhile is covered
+// by it.
+func (s Space) Reindex(id string) string { return s.Record(id) + ":reindex" }
+
 // Changed is the channel announcing the id of every record written or
 // deleted.
 func (s Space) Changed() string { return s.Prefix + "changed" }

@@ -10,6 +10,7 @@ func TestNames(t *testing.T) {
 		s.Record("gh-42"):               "codemie:webhooks:{gh-42}",
 		s.Rate("gh-42"):                 "codemie:webhooks:{gh-42}:rl",
 		s.Seen("gh-42", "d-1"):          "codemie:webhooks:{gh-42}:seen:d-1",
+		s.Reindex("gh-42"):              "codemie:webhooks:{gh-42}:reindex",
 		s.Changed():                     "codemie:webhooks:changed",
 		s.Deliveries():                  "codemie:webhooks:deliveries",
 		s.Retry():                       "codemie:webhooks:deliveries:retry",
