@@ -453,12 +453,15 @@ func TestWorkersOff(t *testing.T) {
 
 // TestReindexTriggersCollapse: while a reindex of a datasource is queued,
 // more triggers of its webhook are answered as accepted and covered by it:
-// the queue holds one reindex, and the metrics count the others.
+// the queue holds one reindex, and the metrics count the others. (On a Redis
+// Cluster nothing collapses: the marker must be set with the entry.)
 func TestReindexTriggersCollapse(t *testing.T) {
 	r := testenv.StartRedis(t)
 	api := testenv.StartCodeMie(t)
 	addWebhook(t, r, "ds", "datasource", "ds-provider")
 	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, "workers off"))
+	const collapsed = `caddy_codemie_webhooks_requests_total{outcome="collapsed"}`
+	before := max(metricValue(t, c, collapsed), 0) // -1: not counted yet
 	for i := range 3 {
 		status, _, answer := postSigned(t, c, "ds", "push-"+strconv.Itoa(i), `{}`)
 		if status != http.StatusOK || answer != invoked {
@@ -468,7 +471,7 @@ func TestReindexTriggersCollapse(t *testing.T) {
 	if length, _, _ := queueState(t, r); length != 1 {
 		t.Errorf("%d reindexes queued, want 1", length)
 	}
-	if v := metricValue(t, c, `caddy_codemie_webhooks_requests_total{outcome="collapsed"}`); v != 2 {
+	if v := metricValue(t, c, collapsed) - before; v != 2 {
 		t.Errorf("%v triggers counted as collapsed, want 2", v)
 	}
 	// Another resource type is never collapsed.

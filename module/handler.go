@@ -76,9 +76,8 @@ const (
 	// flight before handing them back to the queue.
 	drainTimeout = 30 * time.Second
 	// collapseWindow bounds how long a queued datasource reindex covers
-	// later triggers of its webhook: should its marker outlive it (a worker
-	// of an earlier version takes it, or Redis loses the end), at worst one
-	// more reindex is queued per window.
+	// later triggers of its webhook: a reindex that waits longer in the
+	// queue gets a second one queued behind it.
 	collapseWindow = 10 * time.Minute
 )
 

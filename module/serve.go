@@ -132,8 +132,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if *h.ReplayWindow > 0 { // without the replay guard, no digest of the body
 		a.delivery = guard.NewDelivery(a.deliveryID, in.HasAuth(), payload)
 	}
-	// A queued reindex of the datasource covers another trigger.
-	a.delivery.Collapse = h.intake != nil && in.ResourceType == integration.ResourceDatasource
+	// A queued reindex of the datasource covers another trigger (where the
+	// guard and the enqueue are one script: not on a Redis Cluster).
+	a.delivery.Collapse = h.intake != nil && h.intake.OneRoundTrip() && in.ResourceType == integration.ResourceDatasource
 	if !integration.KnownResourceType(in.ResourceType) {
 		ans := dispatch.UnsupportedAnswer(in.ResourceType)
 		return writeAnswer(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)

@@ -573,92 +573,84 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 }
 
 // TestReindexCollapse: a datasource reindex triggered while one of the same
-// webhook is queued and not yet started is covered by it; once a worker
-// takes the queued one, the next trigger is queued again. One round trip
-// (Admit) and two (guard.Redis, then Enqueue, as on a cluster) alike.
+// webhook is queued and not yet taken is covered by it; once a worker takes
+// the queued one, the next trigger is queued again.
 func TestReindexCollapse(t *testing.T) {
-	reindex := func(delivery string) Entry {
-		e := entry(delivery)
-		e.Job.WebhookID, e.Job.ResourceType, e.Job.ResourceID = "ds", "datasource", "ds-1"
-		return e
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	g := guard.Config{Limit: 100, Window: time.Minute, ReplayWindow: time.Hour, CollapseTTL: time.Hour}
+	admit := func(id string) guard.Verdict {
+		t.Helper()
+		d, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: id, Collapse: true}, reindexEntry(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Verdict
 	}
-	g := guard.Config{ReplayWindow: time.Hour, CollapseTTL: time.Hour}
-	for name, admit := range map[string]func(q *Queue, r *testenv.Redis, id string) guard.Verdict{
-		"one round trip": func(q *Queue, _ *testenv.Redis, id string) guard.Verdict {
-			d, err := q.Admit(context.Background(), g, "ds", guard.Delivery{ID: id, Collapse: true}, reindex(id))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d.Verdict
-		},
-		"two round trips": func(q *Queue, r *testenv.Redis, id string) guard.Verdict {
-			d, err := guard.NewRedis(r.Client, testConfig.Space, g).Check(context.Background(), "ds", guard.Delivery{ID: id, Collapse: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Verdict == guard.Admit {
-				if err := q.Enqueue(context.Background(), reindex(id)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return d.Verdict
-		},
-	} {
-		t.Run(name, func(t *testing.T) {
-			r := testenv.StartRedis(t)
-			q := NewQueue(r.Client, testConfig)
-			ctx := context.Background()
-			for _, step := range []struct {
-				delivery string
-				want     guard.Verdict
-			}{{"r-1", guard.Admit}, {"r-2", guard.Collapsed}, {"r-3", guard.Collapsed}, {"r-2", guard.Duplicate}} {
-				if got := admit(q, r, step.delivery); got != step.want {
-					t.Fatalf("%s: verdict %d, want %d", step.delivery, got, step.want)
-				}
-			}
-			if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 1 {
-				t.Fatalf("%d reindexes queued, want 1", n)
-			}
-			s := newScripted(succeed)
-			start(t, q, s, Events{})
-			testenv.Eventually(t, "the queued reindex to be dispatched", func() bool { return s.count("r-1") == 1 })
-			if r.Client.Exists(ctx, "t:{ds}:reindex").Val() != 0 {
-				t.Error("the marker outlived the reindex's start")
-			}
-			if got := admit(q, r, "r-4"); got != guard.Admit {
-				t.Fatalf("after the reindex started: verdict %d, want it queued", got)
-			}
-			testenv.Eventually(t, "the next reindex to be dispatched", func() bool { return s.count("r-4") == 1 })
-			if s.count("r-2")+s.count("r-3") != 0 {
-				t.Error("a collapsed trigger was dispatched")
-			}
-		})
+	for _, step := range []struct {
+		delivery string
+		want     guard.Verdict
+	}{{"r-1", guard.Admit}, {"r-2", guard.Collapsed}, {"r-3", guard.Collapsed}, {"r-2", guard.Duplicate}} {
+		if got := admit(step.delivery); got != step.want {
+			t.Fatalf("%s: verdict %d, want %d", step.delivery, got, step.want)
+		}
+	}
+	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 1 {
+		t.Fatalf("%d reindexes queued, want 1", n)
+	}
+	// A workflow of another webhook never collapses.
+	if d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "w-1"}, entry("w-1")); err != nil || d.Verdict != guard.Admit {
+		t.Fatalf("workflow: %+v %v", d, err)
+	}
+	s := newScripted(succeed)
+	start(t, q, s, Events{})
+	testenv.Eventually(t, "the queued reindex to be dispatched", func() bool { return s.count("r-1") == 1 })
+	// The marker is still there, but its entry has been taken.
+	if got := admit("r-4"); got != guard.Admit {
+		t.Fatalf("after the reindex was taken: verdict %d, want it queued", got)
+	}
+	testenv.Eventually(t, "the next reindex to be dispatched", func() bool { return s.count("r-4") == 1 })
+	if s.count("r-2")+s.count("r-3") != 0 {
+		t.Error("a collapsed trigger was dispatched")
 	}
 }
 
-// TestCollapseRolledBack: a reindex that could not be queued leaves no
-// marker, so the sender's retry is queued.
-func TestCollapseRolledBack(t *testing.T) {
+// TestCollapseChecksItsMarker: a marker naming an entry that is gone (the
+// stream deleted, or another stream's id) covers nothing; a limited or
+// refused trigger sets none.
+func TestCollapseChecksItsMarker(t *testing.T) {
 	r := testenv.StartRedis(t)
 	cfg := testConfig
-	cfg.MaxLength = 1
+	cfg.MaxLength = 2
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
-	if err := q.Enqueue(ctx, entry("filler")); err != nil {
-		t.Fatal(err)
+	g := guard.Config{Limit: 1, Window: time.Minute, ReplayWindow: time.Hour, CollapseTTL: time.Hour}
+	r.Client.Set(ctx, "t:{ds}:reindex", "1700000000000-0", 0)
+	if d, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-1", Collapse: true}, reindexEntry("r-1")); err != nil || d.Verdict != guard.Admit {
+		t.Fatalf("with a stale marker: %+v %v, want it queued", d, err)
 	}
-	g := guard.Config{ReplayWindow: time.Hour, CollapseTTL: time.Hour}
-	if _, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-1", Collapse: true}, entry("r-1")); !errors.Is(err, ErrFull) {
-		t.Fatalf("full queue: %v", err)
+	marker := r.Client.Get(ctx, "t:{ds}:reindex").Val()
+	if marker == "1700000000000-0" || len(r.Client.XRange(ctx, "t:deliveries", marker, marker).Val()) != 1 {
+		t.Errorf("the marker %q does not name the queued entry", marker)
 	}
-	red := guard.NewRedis(r.Client, testConfig.Space, g)
-	if d, err := red.Check(ctx, "ds", guard.Delivery{ID: "r-2", Collapse: true}); err != nil || d.Verdict != guard.Admit {
-		t.Fatalf("check: %+v %v", d, err)
+	// Over the limit: refused before the marker is looked at.
+	if d, _ := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-2", Collapse: true}, reindexEntry("r-2")); d.Verdict != guard.Limited {
+		t.Errorf("over the limit: verdict %d", d.Verdict)
 	}
-	if err := red.Forget(ctx, "ds", guard.Delivery{ID: "r-2", Collapse: true}); err != nil {
-		t.Fatal(err)
+	// An entry the stream refuses (odd fields) sets no marker and no seen marker.
+	r.Client.Del(ctx, "t:{ds}:reindex", "t:{ds}:rl")
+	app := guard.Append{Stream: "t:deliveries", Group: keyspace.Group, Fields: []any{"only-a-name"}}
+	if _, err := guard.AdmitAndAppend(ctx, r.Client, testConfig.Space, g, "ds", guard.Delivery{ID: "r-3", Collapse: true}, app); err == nil {
+		t.Fatal("an odd number of fields was appended")
 	}
-	if n := r.Client.Exists(ctx, "t:{ds}:reindex", "t:{ds}:seen:r-2").Val(); n != 0 {
-		t.Errorf("%d markers left after a refused or forgotten reindex", n)
+	if n := r.Client.Exists(ctx, "t:{ds}:reindex", "t:{ds}:seen:r-3").Val(); n != 0 {
+		t.Errorf("%d markers left by a trigger that was not queued", n)
 	}
+}
+
+func reindexEntry(delivery string) Entry {
+	e := entry(delivery)
+	e.Job.WebhookID, e.Job.ResourceType, e.Job.ResourceID = "ds", "datasource", "ds-1"
+	return e
 }

@@ -123,7 +123,7 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) error {
 
 // appendOf is what appends e to the stream.
 func (q *Queue) appendOf(e Entry) guard.Append {
-	return guard.Append{Stream: q.stream, MaxLength: q.cfg.MaxLength, Fields: e.values()}
+	return guard.Append{Stream: q.stream, Group: keyspace.Group, MaxLength: q.cfg.MaxLength, Fields: e.values()}
 }
 
 // enqueueError is ErrFull when the queue was full, else err in context.

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
-	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 )
 
@@ -214,20 +213,6 @@ func (w *Workers) start(m redis.XMessage) {
 	}()
 }
 
-// startReindex ends, for a datasource reindex being taken, the marker that
-// made later triggers of its webhook collapse into it: a trigger from now
-// on may carry changes this reindex will not see, and is queued.
-func (w *Workers) startReindex(ctx context.Context, e Entry) {
-	if e.Job.ResourceType != integration.ResourceDatasource {
-		return
-	}
-	if err := w.q.client.Del(ctx, w.q.cfg.Space.Reindex(e.Job.WebhookID)).Err(); err != nil {
-		// The marker expires after max_age; meanwhile triggers collapse
-		// into this reindex, whose changes they may miss.
-		w.logger.Warn("ending a queued reindex's marker", zap.String("webhook_id", e.Job.WebhookID), zap.Error(err))
-	}
-}
-
 // process makes one attempt at m and records the outcome.
 func (w *Workers) process(m redis.XMessage) {
 	// Finishing an entry must not be cut short by a stop.
@@ -237,7 +222,6 @@ func (w *Workers) process(m redis.XMessage) {
 		w.bury(ctx, m.ID, m.Values, Entry{}, 0, dispatch.Result{Step: "decode", Reason: err.Error()})
 		return
 	}
-	w.startReindex(ctx, e)
 	attempt := e.Attempts + 1
 	if age := w.now().Sub(e.ReceivedAt); w.q.cfg.MaxAge > 0 && age > w.q.cfg.MaxAge {
 		w.bury(ctx, m.ID, m.Values, e, e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + age.Round(time.Second).String()})

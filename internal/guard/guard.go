@@ -45,8 +45,8 @@ type Config struct {
 	Window time.Duration
 	// ReplayWindow is how long a delivery id is remembered; 0: no replay guard.
 	ReplayWindow time.Duration
-	// CollapseTTL bounds how long a queued reindex covers later triggers,
-	// should no worker ever take it (the queue's max_age).
+	// CollapseTTL is how long a queued reindex's marker is kept, at most:
+	// past it, a trigger queues another reindex.
 	CollapseTTL time.Duration
 }
 
@@ -72,8 +72,8 @@ type Delivery struct {
 	// "" for an unauthenticated one.
 	Digest string
 	// Collapse says the request triggers a datasource reindex, which one
-	// queued and not yet started covers (Redis guards only, for a request
-	// that is queued).
+	// queued and not yet taken covers (AdmitAndAppend only: the marker is
+	// set with the entry, in one script).
 	Collapse bool
 }
 

@@ -27,6 +27,9 @@ var ErrStreamFull = errors.New("stream is full")
 type Append struct {
 	// Stream is the key of the stream.
 	Stream string
+	// Group is the stream's consumer group: a request collapses into a
+	// queued entry only until the group has read it.
+	Group string
 	// MaxLength is the most entries the stream may hold; 0: no limit.
 	MaxLength int64
 	// Fields are the entry's field names and values, alternating.
@@ -72,17 +75,17 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		return "0"
 	}
 	keys := append(make([]string, 0, 5), a.rate, a.marker, a.also, a.reindex)
-	args := make([]any, 0, 8+len(appendFields(app)))
+	args := make([]any, 0, 9+len(appendFields(app)))
 	args = append(args,
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
 		max(c.ReplayWindow.Milliseconds(), 1),
 		flag(a.check), flag(a.record),
-		flag(a.collapse), max(c.CollapseTTL.Milliseconds(), 1),
+		flag(a.collapse && app != nil), max(c.CollapseTTL.Milliseconds(), 1),
 	)
 	if app != nil {
 		keys = append(keys, app.Stream)
-		args = append(append(args, app.MaxLength), app.Fields...)
+		args = append(append(args, app.Group, app.MaxLength), app.Fields...)
 	}
 	return keys, args
 }
@@ -153,7 +156,7 @@ func NewRedis(client redis.UniversalClient, space keyspace.Space, cfg Config) *R
 
 // Check implements Guard with one EVALSHA.
 func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, error) {
-	if g.cfg.Off() && !d.Collapse {
+	if g.cfg.Off() {
 		return Decision{Verdict: Admit}, nil
 	}
 	decision, err := runAdmit(ctx, g.requests, g.cfg, g.cfg.admission(g.space, id, d), nil)
@@ -165,12 +168,12 @@ func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, err
 
 // Forget implements Guard.
 func (g *Redis) Forget(ctx context.Context, id string, d Delivery) error {
-	var keys []string
-	if d.Collapse {
-		keys = append(keys, g.space.Reindex(id))
+	if g.cfg.ReplayWindow <= 0 {
+		return nil
 	}
+	var keys []string
 	for _, k := range []string{d.Key(), d.also()} {
-		if k != "" && g.cfg.ReplayWindow > 0 {
+		if k != "" {
 			keys = append(keys, g.space.Seen(id, k))
 		}
 	}
