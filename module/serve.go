@@ -134,7 +134,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 	// A queued reindex of the datasource covers another trigger (where the
 	// guard and the enqueue are one script: not on a Redis Cluster).
-	a.delivery.Collapse = h.intake != nil && h.intake.OneRoundTrip() && in.ResourceType == integration.ResourceDatasource
+	a.delivery.Collapse = in.ResourceType == integration.ResourceDatasource && h.intake != nil && h.intake.OneRoundTrip()
 	if !integration.KnownResourceType(in.ResourceType) {
 		ans := dispatch.UnsupportedAnswer(in.ResourceType)
 		return writeAnswer(w, a.with(outcomeUnsupported, ans.Status), ans.Detail)
