@@ -88,10 +88,12 @@ func (e *env) dispatchRun(opts options) (Dispatch, error) {
 	defer srv.Close()
 	e.slowAt = l.Addr().String()
 
+	// Each webhook triggers a workflow of its own, as teams' webhooks do:
+	// max_in_flight bounds each.
 	ctx := context.Background()
 	for i := range res.Webhooks + 1 {
 		err := e.rdb.HSet(ctx, space("w").Record(dispatchWebhook(i)), "is_enabled", "true", "resource_type", "workflow",
-			"resource_id", "wf-1", "github_webhook_secret", benchSecret).Err()
+			"resource_id", "wf-"+strconv.Itoa(i), "github_webhook_secret", benchSecret).Err()
 		if err != nil {
 			return res, err
 		}

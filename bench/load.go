@@ -126,9 +126,16 @@ func requestPathCalls(before, after map[string]int64) int64 {
 // dispatches (workers off) is dropped.
 func (e *env) settle(l string) error {
 	ctx := context.Background()
-	stream := space(l).Deliveries()
+	stream := space(l).Queue()
 	if l == "c0" {
-		return e.rdb.Del(ctx, stream).Err()
+		// the stream and its schedule: lanes, ring
+		iter := e.rdb.Scan(ctx, 0, stream+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := e.rdb.Del(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for e.rdb.XLen(ctx, stream).Val() > 0 {

@@ -339,7 +339,7 @@ func TestStalledRedisRunsNoScriptTwice(t *testing.T) {
 	stallRedis(t, r, 5, func() { postAll(t, c, 20) })
 	ctx := context.Background()
 	testenv.Eventually(t, "every queued webhook to be dispatched", func() bool {
-		info, err := r.Client.XInfoStream(ctx, "codemie:webhooks:deliveries").Result()
+		info, err := r.Client.XInfoStream(ctx, "{codemie:webhooks:queue}").Result()
 		if err != nil {
 			return false
 		}

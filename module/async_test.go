@@ -28,8 +28,8 @@ func asyncSite(redisAddr, apiURL, extra string) string {
 func queueState(t *testing.T, r *testenv.Redis) (length, retrying, dead int64) {
 	t.Helper()
 	ctx := context.Background()
-	return r.Client.XLen(ctx, "codemie:webhooks:deliveries").Val(),
-		r.Client.ZCard(ctx, "codemie:webhooks:deliveries:retry").Val(),
+	return r.Client.XLen(ctx, "{codemie:webhooks:queue}").Val(),
+		r.Client.ZCard(ctx, "{codemie:webhooks:queue}:due").Val(),
 		r.Client.XLen(ctx, "codemie:webhooks:dead").Val()
 }
 

@@ -127,6 +127,8 @@ func (wh *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				return positiveIntInto(&wh.Workers)(s)
 			})
+		case "max_in_flight":
+			err = oneArg(d, positiveIntInto(&wh.MaxInFlight))
 		case "retry":
 			wh.Retry, err = parseRetry(d)
 		case "claim_after":

@@ -73,7 +73,7 @@ func TestRedisCluster(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, "the queue to empty", func() bool {
-		return cl.Client.XLen(ctx, "codemie:webhooks:deliveries").Val() == 0
+		return cl.Client.XLen(ctx, "{codemie:webhooks:queue}").Val() == 0
 	})
 }
 

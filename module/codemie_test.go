@@ -194,7 +194,7 @@ func TestForwardToCodeMiesWebhook(t *testing.T) {
 		t.Fatalf("gitlab: %d %s", status, answer)
 	}
 	testenv.Eventually(t, "CodeMie's refusals to be retried", func() bool { _, retrying, _ := queueState(t, r); return retrying > 0 || len(api.Calls()) >= 2 })
-	msgs, _ := r.Client.XRange(ctx, "codemie:webhooks:deliveries", "-", "+").Result()
+	msgs, _ := r.Client.XRange(ctx, "{codemie:webhooks:queue}", "-", "+").Result()
 	for _, m := range msgs {
 		fw, _ := m.Values["forward"].(string)
 		if !strings.HasPrefix(fw, "enc:v1:") || strings.Contains(fw, glToken) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strings"
 	"time"
 
@@ -66,6 +65,8 @@ const (
 	DefaultFirstBackoff = time.Second
 	DefaultMaxBackoff   = time.Hour
 	DefaultClaimAfter   = time.Minute
+	DefaultWorkers      = 512
+	DefaultMaxInFlight  = 64
 	DefaultMaxQueue     = 1_000_000
 	DefaultMaxAge       = 72 * time.Hour
 	// Bounds of the dead stream.
@@ -179,8 +180,15 @@ type Handler struct {
 
 	// Workers is how many queued webhooks this instance dispatches at once:
 	// with calls that take T seconds, it delivers about Workers/T a second.
-	// Default: 4 x GOMAXPROCS.
+	// A dispatch in flight is a goroutine waiting on HTTP (tens of KB).
+	// Default: 512.
 	Workers int `json:"workers,omitempty"`
+
+	// MaxInFlight is how many queued webhooks for one resource (an
+	// assistant, a workflow, a datasource) are dispatched at once, across
+	// every instance of the same Redis and key prefix; more wait, without
+	// holding up other resources. Default: 64.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 
 	// NoWorkers makes this instance only take webhooks in: other instances
 	// of the same Redis and key prefix dispatch them. For scaling intake
@@ -325,7 +333,8 @@ func (h *Handler) setDefaults() {
 			h.Delivery = DeliveryAsync
 		}
 	}
-	defaultTo(&h.Workers, 4*runtime.GOMAXPROCS(0))
+	defaultTo(&h.Workers, DefaultWorkers)
+	defaultTo(&h.MaxInFlight, DefaultMaxInFlight)
 	if h.Retry == nil {
 		h.Retry = &Retry{}
 	}
@@ -494,8 +503,8 @@ func (h *Handler) Validate() error {
 		return errors.New("delivery async needs redis: an integrations file allows only delivery sync")
 	case validDelivery(h.Delivery) != nil:
 		return fmt.Errorf("delivery: %v", validDelivery(h.Delivery))
-	case h.Workers < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
-		return errors.New("workers, max_queue, max_age and claim_after must not be negative")
+	case h.Workers < 0 || h.MaxInFlight < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
+		return errors.New("workers, max_in_flight, max_queue, max_age and claim_after must not be negative")
 	}
 	return nil
 }

@@ -2,11 +2,13 @@ package module
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/body"
+	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 )
 
 // outcome is how a request ended; it labels caddy_codemie_webhooks_requests_total.
@@ -89,6 +91,9 @@ var metrics struct {
 	queueRetrying *prometheus.GaugeVec
 	queueDead     *prometheus.GaugeVec
 	queueOldest   *prometheus.GaugeVec
+	// Per webhook, for the delivery.TopWebhooks with the most waiting.
+	webhookWaiting *prometheus.GaugeVec
+	webhookOldest  *prometheus.GaugeVec
 }
 
 const namespace, subsystem = "caddy", "codemie_webhooks"
@@ -120,8 +125,10 @@ func gauge(name, help string, value func() float64) {
 	metrics.collectors = append(metrics.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts(name, help)), value))
 }
 
-func queueGauge(name, help string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(name, help)), []string{"queue"})
+func queueGauge(name, help string) *prometheus.GaugeVec { return gaugeVec(name, help, "queue") }
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(name, help)), labels)
 	metrics.collectors = append(metrics.collectors, g)
 	return g
 }
@@ -163,11 +170,15 @@ func registerMetrics(reg prometheus.Registerer) error {
 		metrics.syncSettings = plainGauge("sync_settings", "Webhook settings CodeMie listed at the last sync.")
 		metrics.syncChanges = counter("sync_changes_total", "Integrations created, updated or deleted by syncs from CodeMie.")
 		metrics.syncErrors = counter("sync_errors_total", "Syncs from CodeMie that failed.")
-		metrics.queueLength = queueGauge("queue_length", "Webhooks in the delivery stream: waiting, in flight or waiting to retry.")
-		metrics.queuePending = queueGauge("queue_pending", "Webhooks read by a worker and not yet finished.")
+		metrics.queueLength = queueGauge("queue_length", "Webhooks in the delivery queue: waiting, in flight or waiting to retry.")
+		metrics.queuePending = queueGauge("queue_pending", "Webhooks being dispatched.")
 		metrics.queueRetrying = queueGauge("queue_retrying", "Webhooks waiting for their next attempt.")
 		metrics.queueDead = queueGauge("queue_dead", "Webhooks in the dead stream.")
-		metrics.queueOldest = queueGauge("queue_oldest_age_seconds", "Age of the oldest webhook in the delivery stream.")
+		metrics.queueOldest = queueGauge("queue_oldest_age_seconds", "Age of the oldest webhook in the delivery queue.")
+		metrics.webhookWaiting = gaugeVec("queue_webhook_waiting",
+			fmt.Sprintf("Webhooks waiting to be dispatched, for the %d webhooks with the most.", delivery.TopWebhooks), "queue", "webhook")
+		metrics.webhookOldest = gaugeVec("queue_webhook_oldest_age_seconds",
+			fmt.Sprintf("Age of the oldest webhook waiting, for the %d webhooks with the most waiting.", delivery.TopWebhooks), "queue", "webhook")
 		metrics.collectors = append(metrics.collectors, metrics.dispatchDuration, metrics.deliveryAge)
 	})
 	for _, c := range metrics.collectors {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
@@ -45,6 +46,7 @@ func (h *Handler) startQueue(ctx caddy.Context) {
 		MaxBackoff:   time.Duration(h.Retry.Max),
 		ClaimAfter:   time.Duration(h.ClaimAfter),
 		Workers:      h.Workers,
+		MaxInFlight:  h.MaxInFlight,
 		Consumer:     consumer,
 		Dead: delivery.DeadLimits{
 			MaxEntries: h.DeadLetters.MaxEntries,
@@ -90,6 +92,13 @@ func (h *Handler) pollStats(ctx context.Context) {
 			metrics.queueRetrying.WithLabelValues(name).Set(float64(s.Retrying))
 			metrics.queueDead.WithLabelValues(name).Set(float64(s.Dead))
 			metrics.queueOldest.WithLabelValues(name).Set(s.OldestAgeSeconds)
+			queue := prometheus.Labels{"queue": name}
+			metrics.webhookWaiting.DeletePartialMatch(queue)
+			metrics.webhookOldest.DeletePartialMatch(queue)
+			for _, w := range s.Webhooks {
+				metrics.webhookWaiting.WithLabelValues(name, w.WebhookID).Set(float64(w.Waiting))
+				metrics.webhookOldest.WithLabelValues(name, w.WebhookID).Set(w.OldestAgeSeconds)
+			}
 		}
 		select {
 		case <-ctx.Done():

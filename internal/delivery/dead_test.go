@@ -344,15 +344,28 @@ func (h *onFirstReplay) DialHook(next redis.DialHook) redis.DialHook {
 
 func (h *onFirstReplay) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if args := cmd.Args(); cmd.Name() == "xadd" && len(args) > 1 && args[1] == h.stream {
-			h.once.Do(h.fn)
-		}
+		h.seen(cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (h *onFirstReplay) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.seen(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// seen runs fn once cmd is the first to name the stream.
+func (h *onFirstReplay) seen(cmd redis.Cmder) {
+	for _, a := range cmd.Args() {
+		if a == h.stream {
+			h.once.Do(h.fn)
+			return
+		}
+	}
 }
 
 // TestReplayAllStopsAtStart: entries that die while replay-all runs (here
@@ -366,7 +379,7 @@ func TestReplayAllStopsAtStart(t *testing.T) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = client.Close() })
-	client.AddHook(&onFirstReplay{stream: "t:deliveries", fn: func() {
+	client.AddHook(&onFirstReplay{stream: "{t:queue}", fn: func() {
 		for i := range 100 {
 			b.bury(t, entry(fmt.Sprint("during-", i)))
 		}
@@ -379,101 +392,67 @@ func TestReplayAllStopsAtStart(t *testing.T) {
 	if len(ids) != 100 || !strings.HasPrefix(ids[0], "during-") {
 		t.Errorf("%d dead letters left, first %v; want the 100 that died during the call", len(ids), ids[:min(len(ids), 1)])
 	}
-	if l := r.Client.XLen(ctx, "t:deliveries").Val(); l != 150 {
+	if l := r.Client.XLen(ctx, "{t:queue}").Val(); l != 150 {
 		t.Errorf("%d entries queued, want 150", l)
 	}
 }
 
-// consumers lists the group's consumers and what each holds.
-func consumers(t *testing.T, r *testenv.Redis) map[string]redis.XInfoConsumer {
-	t.Helper()
-	list, err := r.Client.XInfoConsumers(context.Background(), "t:deliveries", keyspace.Group).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]redis.XInfoConsumer{}
-	for _, c := range list {
-		out[c.Name] = c
-	}
-	return out
-}
-
-// TestForgetConsumers: consumers that hold nothing and stay silent are
-// removed from the group, never one that holds entries, nor this
-// instance's own.
-func TestForgetConsumers(t *testing.T) {
+// TestAdoptEarlierQueue: what the earlier versions' queue holds and no
+// consumer is dispatching (an unread entry, one held by a consumer gone
+// silent, a due retry) is delivered, attempts counted; an entry that cannot
+// be read becomes a dead letter; the emptied stream is deleted.
+func TestAdoptEarlierQueue(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	cfg := testConfig
-	cfg.ClaimAfter = time.Hour // the held entry stays with its holder
-	cfg.ForgetConsumersAfter = 50 * time.Millisecond
-	cfg.Consumer = "own"
-	q := NewQueue(r.Client, cfg)
-	if err := q.ensureGroup(ctx); err != nil {
+	space := keyspace.Space{Prefix: "t:"}
+	legacy, retry := space.Deliveries(), space.Retry()
+	if err := r.Client.XGroupCreateMkStream(ctx, legacy, keyspace.Group, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		if err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := func(consumer string) []redis.XMessage {
+	add := func(values ...any) string {
 		t.Helper()
-		s, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: keyspace.Group, Consumer: consumer,
-			Streams: []string{"t:deliveries", ">"}, Count: 1, Block: -1}).Result()
-		if errors.Is(err, redis.Nil) {
-			return nil
-		}
+		id, err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: legacy, Values: values}).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s[0].Messages
+		return id
 	}
-	done := read("gone")
-	if len(done) != 1 {
-		t.Fatal("gone read nothing")
-	}
-	r.Client.XAck(ctx, "t:deliveries", keyspace.Group, done[0].ID)
-	if len(read("holder")) != 1 {
-		t.Fatal("holder read nothing")
-	}
-	if err := r.Client.XGroupCreateConsumer(ctx, "t:deliveries", keyspace.Group, "own").Err(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, "every consumer to be idle past the threshold", func() bool {
-		cs := consumers(t, r)
-		for _, name := range []string{"gone", "holder", "own"} {
-			if cs[name].Idle <= 2*cfg.ForgetConsumersAfter {
-				return false
-			}
+	read := func(consumer string) {
+		t.Helper()
+		if err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: keyspace.Group, Consumer: consumer,
+			Streams: []string{legacy, ">"}, Count: 1, Block: -1}).Err(); err != nil {
+			t.Fatal(err)
 		}
-		return true
+	}
+	add(entry("held-by-ghost").values()...)
+	read("ghost")
+	retried := add(entry("retried").values()...)
+	read("old-instance")
+	r.Client.XAck(ctx, legacy, keyspace.Group, retried)
+	r.Client.ZAdd(ctx, retry, redis.Z{Score: 0, Member: retried + "|2"})
+	add(entry("unread").values()...)
+	add("not-an-entry", "x")
+
+	cfg := testConfig
+	cfg.ClaimAfter = 100 * time.Millisecond
+	q := NewQueue(r.Client, cfg)
+	s := newScripted(succeed)
+	var dead atomic.Int32
+	start(t, q, s, Events{Dead: func() { dead.Add(1) }})
+	testenv.Eventually(t, "every adoptable entry to be delivered", func() bool {
+		return s.count("held-by-ghost") == 1 && s.count("retried") == 1 && s.count("unread") == 1
 	})
-	w := &Workers{q: q, logger: zap.NewNop()}
-	w.forgetConsumers(ctx)
-	cs := consumers(t, r)
-	if _, ok := cs["gone"]; ok {
-		t.Error("a silent consumer holding nothing stayed in the group")
+	testenv.Eventually(t, "the unreadable entry to die and the old stream to go", func() bool {
+		return dead.Load() == 1 && r.Client.Exists(ctx, legacy, retry).Val() == 0
+	})
+	if n := r.Client.XLen(ctx, space.Queue()).Val(); n != 0 {
+		t.Errorf("%d entries left in the queue", n)
 	}
-	if cs["holder"].Pending != 1 {
-		t.Errorf("a consumer holding an entry was removed: %+v", cs)
-	}
-	if _, ok := cs["own"]; !ok {
-		t.Error("this instance's own consumer was removed")
+	dl, _, err := q.DeadLetters(ctx, "", 10)
+	if err != nil || len(dl) != 1 || dl[0].LastStep != "decode" {
+		t.Errorf("dead letters %+v, %v; want the unreadable entry", dl, err)
 	}
 
-	// The workers do it on their own.
-	if err := r.Client.XGroupCreateConsumer(ctx, "t:deliveries", keyspace.Group, "gone-too").Err(); err != nil {
-		t.Fatal(err)
-	}
-	start(t, q, newScripted(succeed), Events{})
-	testenv.Eventually(t, "the workers to remove the silent consumer", func() bool {
-		_, ok := consumers(t, r)["gone-too"]
-		return !ok
-	})
-	if cs := consumers(t, r); cs["holder"].Pending != 1 {
-		t.Errorf("the workers removed a consumer holding an entry: %+v", cs)
-	}
 }
 
 // TestOmittedHeadersNotStored: a header named in omit is not kept, even
@@ -491,7 +470,7 @@ func TestOmittedHeadersNotStored(t *testing.T) {
 	if err := q.Enqueue(ctx, NewEntry(job, h, []string{"User-Agent", "x-github-event"}, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := r.Client.XRange(ctx, "t:deliveries", "-", "+").Result()
+	msgs, err := r.Client.XRange(ctx, "{t:queue}", "-", "+").Result()
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("%d entries, %v", len(msgs), err)
 	}

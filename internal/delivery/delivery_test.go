@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
@@ -239,7 +238,7 @@ func TestQueueFull(t *testing.T) {
 	if err := q.Enqueue(ctx, entry("3")); !errors.Is(err, ErrFull) {
 		t.Errorf("third entry: %v, want ErrFull", err)
 	}
-	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 2 {
+	if n := r.Client.XLen(ctx, "{t:queue}").Val(); n != 2 {
 		t.Errorf("stream length %d, want 2: nothing dropped, nothing added", n)
 	}
 	r.Stop()
@@ -273,16 +272,12 @@ func TestReclaimFromSilentConsumer(t *testing.T) {
 	r := testenv.StartRedis(t)
 	q := NewQueue(r.Client, testConfig)
 	ctx := context.Background()
-	if err := q.ensureGroup(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := q.Enqueue(ctx, entry("orphan")); err != nil {
 		t.Fatal(err)
 	}
-	// A consumer reads the entry and goes silent, as a killed process does.
-	msgs, err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: keyspace.Group, Consumer: "ghost", Streams: []string{"t:deliveries", ">"}, Count: 10}).Result()
-	if err != nil || len(msgs[0].Messages) != 1 {
-		t.Fatalf("ghost read: %v %v", msgs, err)
+	// An instance takes the entry and goes silent, as a killed process does.
+	if got, _, err := q.take(ctx, 10); err != nil || len(got) != 1 {
+		t.Fatalf("ghost take: %v %v", got, err)
 	}
 	var delivered atomic.Int32
 	s := newScripted(succeed)
@@ -311,7 +306,7 @@ func TestStopWaitsForInFlight(t *testing.T) {
 	go func() { w.Stop(time.Minute); close(stopped) }()
 	close(gate)
 	<-stopped
-	if n := r.Client.XLen(context.Background(), "t:deliveries").Val(); n != 0 {
+	if n := r.Client.XLen(context.Background(), "{t:queue}").Val(); n != 0 {
 		t.Errorf("Stop returned before the in-flight entry was finished: stream length %d", n)
 	}
 }
@@ -369,14 +364,14 @@ func TestHeartbeatKeepsLongDispatch(t *testing.T) {
 	// For three claim_after periods the entry stays with its consumer.
 	until := time.Now().Add(3 * cfg.ClaimAfter)
 	for time.Now().Before(until) {
-		p, err := r.Client.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: "t:deliveries", Group: keyspace.Group, Start: "-", End: "+", Count: 10}).Result()
-		if err != nil || len(p) != 1 || p[0].Consumer != "test-a" {
-			t.Fatalf("pending %+v, %v: want the entry held by test-a", p, err)
+		n, err := r.Client.ZCard(context.Background(), "{t:queue}:leases").Result()
+		if err != nil || n != 1 || long.count("long") != 1 {
+			t.Fatalf("%d leases, %v, %d attempts: want the entry held by its first taker", n, err, long.count("long"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	close(gate)
-	testenv.Eventually(t, "the entry to finish", func() bool { return r.Client.XLen(context.Background(), "t:deliveries").Val() == 0 })
+	testenv.Eventually(t, "the entry to finish", func() bool { return r.Client.XLen(context.Background(), "{t:queue}").Val() == 0 })
 	if n := other.count("long"); n != 0 {
 		t.Errorf("another consumer dispatched a held entry %d times", n)
 	}
@@ -459,7 +454,7 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 	if n := calls() - before; n != 3 {
 		t.Errorf("%d Redis round trips for 3 admissions, want 3 (one EVALSHA each)", n)
 	}
-	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 2 {
+	if n := r.Client.XLen(ctx, "{t:queue}").Val(); n != 2 {
 		t.Errorf("%d entries queued, want 2 (warm and d-1)", n)
 	}
 	if r.Client.Exists(ctx, "t:{wh}:seen:d-2").Val() != 0 {
@@ -517,7 +512,7 @@ func TestAdmitFailedEnqueueForgets(t *testing.T) {
 	cfg.MaxLength = 0
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
-	r.Client.Set(ctx, "t:deliveries", "not a stream", 0)
+	r.Client.Set(ctx, "{t:queue}", "not a stream", 0)
 	g := guard.Config{ReplayWindow: time.Hour}
 	_, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
 	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
@@ -549,7 +544,7 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 		}},
 		{"enqueue", func(ctx context.Context) error { err := q.Enqueue(ctx, entry("d-2")); return err }},
 	} {
-		before := r.Client.XLen(bg, "t:deliveries").Val()
+		before := r.Client.XLen(bg, "{t:queue}").Val()
 		if err := r.Client.Do(bg, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -566,7 +561,7 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("%s: %v", call.name, err)
 		}
-		if n := r.Client.XLen(bg, "t:deliveries").Val(); n != before+1 {
+		if n := r.Client.XLen(bg, "{t:queue}").Val(); n != before+1 {
 			t.Errorf("%s: %d entries queued, want %d", call.name, n, before+1)
 		}
 	}
@@ -596,7 +591,7 @@ func TestReindexCollapse(t *testing.T) {
 			t.Fatalf("%s: verdict %d, want %d", step.delivery, got, step.want)
 		}
 	}
-	if n := r.Client.XLen(ctx, "t:deliveries").Val(); n != 1 {
+	if n := r.Client.XLen(ctx, "{t:queue}").Val(); n != 1 {
 		t.Fatalf("%d reindexes queued, want 1", n)
 	}
 	// A workflow of another webhook never collapses.
@@ -630,8 +625,8 @@ func TestCollapseChecksItsMarker(t *testing.T) {
 	if d, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-1", Collapse: true}, reindexEntry("r-1")); err != nil || d.Verdict != guard.Admit {
 		t.Fatalf("with a stale marker: %+v %v, want it queued", d, err)
 	}
-	marker := r.Client.Get(ctx, "t:{ds}:reindex").Val()
-	if marker == "1700000000000-0" || len(r.Client.XRange(ctx, "t:deliveries", marker, marker).Val()) != 1 {
+	marker := ticket(r.Client.Get(ctx, "t:{ds}:reindex").Val())
+	if id := marker.entryID(); id == "1700000000000-0" || len(r.Client.XRange(ctx, "{t:queue}", id, id).Val()) != 1 {
 		t.Errorf("the marker %q does not name the queued entry", marker)
 	}
 	// Over the limit: refused before the marker is looked at.
@@ -640,7 +635,8 @@ func TestCollapseChecksItsMarker(t *testing.T) {
 	}
 	// An entry the stream refuses (odd fields) sets no marker and no seen marker.
 	r.Client.Del(ctx, "t:{ds}:reindex", "t:{ds}:rl")
-	app := guard.Append{Stream: "t:deliveries", Group: keyspace.Group, Fields: []any{"only-a-name"}}
+	app := q.appendOf(reindexEntry("r-3"))
+	app.Fields = []any{"only-a-name"}
 	if _, err := guard.AdmitAndAppend(ctx, r.Client, testConfig.Space, g, "ds", guard.Delivery{ID: "r-3", Collapse: true}, app); err == nil {
 		t.Fatal("an odd number of fields was appended")
 	}

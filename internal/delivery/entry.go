@@ -285,11 +285,10 @@ type DeadLetter struct {
 
 // decodeDeadLetter reads a dead letter from its stream fields, all but
 // the body, whose length is bodyBytes.
-func decodeDeadLetter(id string, fields streamFields, bodyBytes int) (DeadLetter, error) {
-	e, err := decodeEntry(id, fields)
-	if err != nil {
-		return DeadLetter{}, err
-	}
+func decodeDeadLetter(id string, fields streamFields, bodyBytes int) DeadLetter {
+	// One that could not be read (the reason it died) is listed with
+	// what can be.
+	e, _ := decodeEntry(id, fields)
 	str := fields.str
 	deadAt, _ := strconv.ParseInt(str(fieldDeadAt), 10, 64)
 	status, _ := strconv.Atoi(str(fieldLastStatus))
@@ -298,5 +297,5 @@ func decodeDeadLetter(id string, fields streamFields, bodyBytes int) (DeadLetter
 		UserID: e.Job.UserID, DeliveryID: e.Job.DeliveryID, ReceivedAt: e.ReceivedAt, DeadAt: time.UnixMilli(deadAt),
 		Attempts: e.Attempts, LastStatus: status, LastStep: str(fieldLastStep), LastReason: str(fieldLastReason),
 		Headers: e.Headers, BodyBytes: bodyBytes,
-	}, nil
+	}
 }

@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,14 +42,13 @@ type Config struct {
 	ClaimAfter time.Duration
 	// Workers is how many entries one instance dispatches at once.
 	Workers int
-	// Consumer names this instance in the consumer group; unique per
-	// process, the same across config reloads.
+	// MaxInFlight is how many entries for one resource (an assistant, a
+	// workflow, a datasource) may be dispatched at once, across every
+	// instance; others for it wait in their lanes. 0: no limit.
+	MaxInFlight int
+	// Consumer names this instance in the consumer group of the earlier
+	// versions' queue, whose entries it adopts; unique per process.
 	Consumer string
-	// ForgetConsumersAfter is how long a consumer of the group that holds
-	// no entries may stay silent before it is removed from the group:
-	// every process has a consumer of its own, and those of processes long
-	// gone would otherwise stay forever. 0: 10 x ClaimAfter, at least 1h.
-	ForgetConsumersAfter time.Duration
 	// Dead bounds the dead stream.
 	Dead DeadLimits
 }
@@ -66,27 +67,36 @@ type DeadLimits struct {
 
 // Queue is the Redis side of durable delivery.
 type Queue struct {
-	client    redis.UniversalClient
-	requests  redis.Scripter // for scripts run concurrently: batched into shared round trips
-	cfg       Config
-	stream    string
-	retry     string
-	dead      string
-	deadBytes string // the dead stream's size in bytes, on its cluster slot
+	client   redis.UniversalClient
+	requests redis.Scripter // for scripts run concurrently: batched into shared round trips
+	cfg      Config
+	// The stream and its schedule (lanes.go), on one cluster slot.
+	stream, ring, leases, due, lanePrefix, busyPrefix string
+	dead                                              string
+	deadBytes                                         string // the dead stream's size in bytes, on its cluster slot
 }
 
 // NewQueue returns the queue in cfg.Space.
 func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
+	s := cfg.Space
 	return &Queue{
-		client:    client,
-		requests:  redisconn.Batching(client),
-		cfg:       cfg,
-		stream:    cfg.Space.Deliveries(),
-		retry:     cfg.Space.Retry(),
-		dead:      cfg.Space.Dead(),
-		deadBytes: cfg.Space.DeadBytes(),
+		client:     client,
+		requests:   redisconn.Batching(client),
+		cfg:        cfg,
+		stream:     s.Queue(),
+		ring:       s.Ring(),
+		leases:     s.Leases(),
+		due:        s.Due(),
+		lanePrefix: s.LanePrefix(),
+		busyPrefix: s.BusyPrefix(),
+		dead:       s.Dead(),
+		deadBytes:  s.DeadBytes(),
 	}
 }
+
+// lease is how long a dispatch holds its entry without renewing the lease
+// before the entry is handed back for another instance to take.
+func (q *Queue) lease() time.Duration { return max(q.cfg.ClaimAfter, 10*time.Millisecond) }
 
 // Name identifies the queue, for the admin API: its key prefix.
 func (q *Queue) Name() string { return q.cfg.Space.Prefix }
@@ -121,9 +131,12 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) error {
 	return nil
 }
 
-// appendOf is what appends e to the stream.
+// appendOf is what appends e to the stream, its ticket to its lane.
 func (q *Queue) appendOf(e Entry) guard.Append {
-	return guard.Append{Stream: q.stream, Group: keyspace.Group, MaxLength: q.cfg.MaxLength, Fields: e.values()}
+	return guard.Append{
+		Stream: q.stream, Lane: q.lanePrefix + e.Job.WebhookID, Ring: q.ring, Member: e.Job.WebhookID,
+		TicketTail: ticketTail(e, q.cfg.MaxInFlight), MaxLength: q.cfg.MaxLength, Fields: e.values(),
+	}
 }
 
 // enqueueError is ErrFull when the queue was full, else err in context.
@@ -134,61 +147,104 @@ func enqueueError(webhookID string, err error) error {
 	return fmt.Errorf("enqueueing delivery of webhook %q: %w", webhookID, err)
 }
 
-// ensureGroup creates the consumer group (and the stream) if missing. The
-// group starts at the stream's beginning, so nothing enqueued before it
-// existed is skipped.
-func (q *Queue) ensureGroup(ctx context.Context) error {
-	err := q.client.XGroupCreateMkStream(ctx, q.stream, keyspace.Group, "0").Err()
-	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-		return fmt.Errorf("creating consumer group: %w", err)
-	}
-	return nil
-}
-
 // Stats describe the queue.
 type Stats struct {
-	// Length counts entries in the deliveries stream: waiting, in flight,
-	// or waiting to retry.
+	// Length counts entries in the queue: waiting, in flight, or waiting
+	// to retry.
 	Length int64 `json:"length"`
-	// Pending counts entries read by a consumer and not yet finished.
+	// Pending counts entries being dispatched.
 	Pending int64 `json:"pending"`
 	// Retrying counts entries waiting for their next attempt.
 	Retrying int64 `json:"retrying"`
 	// Dead counts entries in the dead stream.
 	Dead int64 `json:"dead"`
-	// OldestAgeSeconds is the age of the oldest entry in the deliveries
-	// stream; 0 when it is empty.
+	// OldestAgeSeconds is the age of the oldest entry in the queue; 0 when
+	// it is empty.
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	// Webhooks are the webhooks with the most entries waiting, most first:
+	// at most TopWebhooks of them.
+	Webhooks []WebhookStats `json:"webhooks"`
+}
+
+// WebhookStats describe one webhook's lane.
+type WebhookStats struct {
+	WebhookID string `json:"webhook_id"`
+	// Waiting counts the webhook's entries waiting to be dispatched (not
+	// in flight, not waiting to retry).
+	Waiting int64 `json:"waiting"`
+	// OldestAgeSeconds is the age of the oldest of them.
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 }
+
+// TopWebhooks is how many webhooks Stats lists: the bound on the metrics'
+// per-webhook label values.
+const TopWebhooks = 10
+
+// maxLanesRead is how many lanes of the ring Stats reads, at most.
+const maxLanesRead = 10000
+
+// lanesScript returns the id of the queue's oldest entry ("" when it is
+// empty), and for up to ARGV[2] lanes of the ring, {webhook id, tickets,
+// the first ticket}. KEYS[1] the stream, KEYS[2] the ring; ARGV[1] the
+// lane prefix. No entry's body leaves Redis.
+var lanesScript = redis.NewScript(`
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+local out = {}
+for _, webhook in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)) do
+  local lane = ARGV[1] .. webhook
+  out[#out + 1] = {webhook, redis.call('LLEN', lane), redis.call('LINDEX', lane, 0) or ''}
+end
+return {first and first[1] or '', out}
+`)
 
 // Stats reads the queue's figures in one pipeline.
 func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	var (
-		length, retrying, dead *redis.IntCmd
-		pending                *redis.XPendingCmd
-		oldest                 *redis.XMessageSliceCmd
+		length, pending, retrying, dead *redis.IntCmd
+		lanes                           *redis.Cmd
 	)
 	_, err := q.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		length = p.XLen(ctx, q.stream)
-		pending = p.XPending(ctx, q.stream, keyspace.Group)
-		retrying = p.ZCard(ctx, q.retry)
+		pending = p.ZCard(ctx, q.leases)
+		retrying = p.ZCard(ctx, q.due)
 		dead = p.XLen(ctx, q.dead)
-		oldest = p.XRangeN(ctx, q.stream, "-", "+", 1)
+		lanes = lanesScript.Eval(ctx, p, []string{q.stream, q.ring}, q.lanePrefix, maxLanesRead)
 		return nil
 	})
-	if err != nil && !redis.HasErrorPrefix(err, "NOGROUP") {
+	if err != nil {
 		return Stats{}, fmt.Errorf("reading queue stats: %w", err)
 	}
-	s := Stats{Length: length.Val(), Retrying: retrying.Val(), Dead: dead.Val()}
-	if p := pending.Val(); p != nil {
-		s.Pending = p.Count
+	s := Stats{Length: length.Val(), Pending: pending.Val(), Retrying: retrying.Val(), Dead: dead.Val()}
+	reply, _ := lanes.Val().([]any)
+	if len(reply) != 2 {
+		return Stats{}, fmt.Errorf("reading queue stats: unexpected reply %v", lanes.Val())
 	}
-	if msgs := oldest.Val(); len(msgs) == 1 {
-		if t, ok := idTime(msgs[0].ID); ok {
-			s.OldestAgeSeconds = max(time.Since(t).Seconds(), 0)
+	first, _ := reply[0].(string)
+	s.OldestAgeSeconds = ageSeconds(first)
+	rows, _ := reply[1].([]any)
+	for _, r := range rows {
+		row, _ := r.([]any)
+		if len(row) != 3 {
+			continue
 		}
+		id, _ := row[0].(string)
+		n, _ := row[1].(int64)
+		t, _ := row[2].(string)
+		s.Webhooks = append(s.Webhooks, WebhookStats{WebhookID: id, Waiting: n, OldestAgeSeconds: ageSeconds(ticket(t).entryID())})
 	}
+	slices.SortFunc(s.Webhooks, func(a, b WebhookStats) int {
+		return cmp.Or(cmp.Compare(b.Waiting, a.Waiting), cmp.Compare(a.WebhookID, b.WebhookID))
+	})
+	s.Webhooks = s.Webhooks[:min(len(s.Webhooks), TopWebhooks)]
 	return s, nil
+}
+
+// ageSeconds is the age of the stream entry id; 0 for none.
+func ageSeconds(id string) float64 {
+	if t, ok := idTime(id); ok {
+		return max(time.Since(t).Seconds(), 0)
+	}
+	return 0
 }
 
 // idTime is when a stream entry id was made.
@@ -309,11 +365,7 @@ func (q *Queue) deadLetters(ctx context.Context, after, last string, count int64
 				fields[name] = flat[i+1]
 			}
 		}
-		dl, err := decodeDeadLetter(id, fields, int(bodyBytes))
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, dl)
+		out = append(out, decodeDeadLetter(id, fields, int(bodyBytes)))
 	}
 	next := ""
 	if int64(len(out)) == count && count > 0 {
@@ -364,7 +416,7 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 		return err
 	}
 	e.Attempts = 0
-	if err := q.client.XAdd(ctx, &redis.XAddArgs{Stream: q.stream, Values: e.values()}).Err(); err != nil {
+	if err := q.Enqueue(ctx, e); err != nil {
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
 	if _, err := q.deleteDead(ctx, id); err != nil {

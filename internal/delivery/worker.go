@@ -5,7 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
-	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 )
 
 // Events are told what happened to entries, for metrics.
@@ -32,9 +30,14 @@ type Events struct {
 // DispatchFunc makes one attempt at delivering a job.
 type DispatchFunc func(ctx context.Context, job dispatch.Job) dispatch.Result
 
-// readBlock is how long one read waits for new entries; it bounds how long
-// stopping takes.
+// readBlock is how long an idle instance waits for a lane to fill before
+// it looks again; it bounds how long stopping takes.
 const readBlock = 500 * time.Millisecond
+
+// fullPoll is how long an instance waits before it looks again when every
+// waiting lane's resource has its max in flight (and none of its own
+// dispatches ended meanwhile).
+const fullPoll = 50 * time.Millisecond
 
 // Workers dispatch the queue's entries until stopped.
 type Workers struct {
@@ -45,22 +48,23 @@ type Workers struct {
 	now      func() time.Time
 
 	stopOnce     sync.Once
-	stop         context.CancelFunc // stops reading, reclaiming and retrying
+	stop         context.CancelFunc // stops taking, reclaiming and retrying
 	loops        sync.WaitGroup
 	abort        context.CancelFunc // cancels dispatches still running after the drain
 	dispatchCtx  context.Context
 	inflight     sync.WaitGroup
 	slots        chan struct{}
+	ended        chan struct{} // a dispatch ended (buffered: a wake-up, not a count)
 	heartbeatEnd chan struct{}
 
 	mu   sync.Mutex
-	held map[string]struct{} // entries this instance is dispatching
+	held map[ticket]struct{} // tickets this instance is dispatching
 }
 
-// Start starts q's workers: readers of new entries, a reclaimer of entries
-// whose consumer went silent, a mover of entries due for retry, a remover
-// of consumers long gone, and a heartbeat that keeps this instance's
-// entries from being reclaimed.
+// Start starts q's workers: a taker of entries from the lanes, a reclaimer
+// of entries whose lease ended (and adopter of the earlier versions'
+// queue), a mover of entries due for retry, and a heartbeat that renews
+// this instance's leases.
 func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger) *Workers {
 	ctx, stop := context.WithCancel(context.Background())
 	dctx, abort := context.WithCancel(context.Background())
@@ -68,22 +72,22 @@ func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger
 		q: q, dispatch: dispatchFn, events: events, logger: logger, now: time.Now,
 		stop: stop, abort: abort, dispatchCtx: dctx,
 		slots:        make(chan struct{}, max(q.cfg.Workers, 1)),
+		ended:        make(chan struct{}, 1),
 		heartbeatEnd: make(chan struct{}),
-		held:         map[string]struct{}{},
+		held:         map[ticket]struct{}{},
 	}
-	w.loops.Add(4)
-	go w.readLoop(ctx)
+	w.loops.Add(3)
+	go w.takeLoop(ctx)
 	go w.every(ctx, max(q.cfg.ClaimAfter/2, 10*time.Millisecond), w.reclaim)
 	go w.every(ctx, min(max(q.cfg.FirstBackoff/4, 10*time.Millisecond), 250*time.Millisecond), w.moveDue)
-	go w.every(ctx, max(w.forgetAfter()/4, 10*time.Millisecond), w.forgetConsumers)
 	go w.heartbeat(max(q.cfg.ClaimAfter/3, 5*time.Millisecond))
 	return w
 }
 
 // Stop stops taking entries and waits up to drain for the dispatches in
-// flight to finish. Those still running then are cancelled and left
-// pending, for a consumer to reclaim after ClaimAfter: nothing is lost, and
-// nothing finished is dispatched twice.
+// flight to finish. Those still running then are cancelled and handed back
+// to the front of their lanes (or, if Redis cannot be told, left to their
+// lease's end): nothing is lost, and nothing finished is dispatched twice.
 func (w *Workers) Stop(drain time.Duration) {
 	w.stopOnce.Do(func() { w.drain(drain) })
 }
@@ -119,45 +123,55 @@ func (w *Workers) every(ctx context.Context, interval time.Duration, fn func(con
 	}
 }
 
-// readLoop reads new entries as dispatch slots free up.
-func (w *Workers) readLoop(ctx context.Context) {
+// takeLoop takes entries from the lanes as dispatch slots free up.
+func (w *Workers) takeLoop(ctx context.Context) {
 	defer w.loops.Done()
 	backoff := 50 * time.Millisecond
-	groupReady := false
 	for ctx.Err() == nil {
-		if !groupReady {
-			if err := w.q.ensureGroup(ctx); err != nil {
-				w.pause(ctx, &backoff, "creating the consumer group", err)
-				continue
-			}
-			groupReady = true
-		}
 		n := w.acquire(ctx)
 		if n == 0 {
 			return
 		}
-		streams, err := w.q.client.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: keyspace.Group, Consumer: w.q.cfg.Consumer, Streams: []string{w.q.stream, ">"},
-			Count: int64(n), Block: readBlock,
-		}).Result()
-		got := 0
-		if err == nil {
-			for _, s := range streams {
-				for _, m := range s.Messages {
-					w.start(m)
-					got++
-				}
-			}
+		got, lanes, err := w.q.take(ctx, n)
+		for _, t := range got {
+			w.start(t)
 		}
-		w.release(n - got)
+		w.release(n - len(got))
 		switch {
-		case err == nil || errors.Is(err, redis.Nil) || ctx.Err() != nil:
-			backoff = 50 * time.Millisecond
-		case redis.HasErrorPrefix(err, "NOGROUP"):
-			groupReady = false
+		case err != nil:
+			if ctx.Err() == nil {
+				w.pause(ctx, &backoff, "taking deliveries", err)
+			}
+			continue
+		case len(got) == n:
+			// more may be waiting
+		case lanes > 0:
+			w.wait(ctx, fullPoll) // every waiting lane's resource is full
 		default:
-			w.pause(ctx, &backoff, "reading deliveries", err)
+			w.waitForLane(ctx)
 		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+// wait waits for one of this instance's dispatches to end, or d.
+func (w *Workers) wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.ended:
+	case <-t.C:
+	}
+}
+
+// waitForLane waits up to readBlock for a lane to join the ring. Moving
+// the ring's head to its tail changes nothing but the turn, which is
+// anyone's.
+func (w *Workers) waitForLane(ctx context.Context) {
+	err := w.q.client.BLMove(ctx, w.q.ring, w.q.ring, "LEFT", "RIGHT", readBlock).Err()
+	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+		w.wait(ctx, readBlock) // Redis is down: the next take says so
 	}
 }
 
@@ -197,80 +211,81 @@ func (w *Workers) release(n int) {
 	}
 }
 
-// start dispatches m in a slot already taken.
-func (w *Workers) start(m redis.XMessage) {
+// start dispatches t in a slot already taken.
+func (w *Workers) start(t taken) {
 	w.mu.Lock()
-	w.held[m.ID] = struct{}{}
+	w.held[t.ticket] = struct{}{}
 	w.mu.Unlock()
 	w.inflight.Add(1)
 	go func() {
 		defer w.inflight.Done()
-		defer w.release(1)
-		w.process(m)
+		w.process(t)
 		w.mu.Lock()
-		delete(w.held, m.ID)
+		delete(w.held, t.ticket)
 		w.mu.Unlock()
+		w.release(1)
+		select {
+		case w.ended <- struct{}{}:
+		default:
+		}
 	}()
 }
 
-// process makes one attempt at m and records the outcome.
-func (w *Workers) process(m redis.XMessage) {
+// process makes one attempt at t and records the outcome.
+func (w *Workers) process(t taken) {
 	// Finishing an entry must not be cut short by a stop.
 	ctx := context.WithoutCancel(w.dispatchCtx)
-	e, err := decodeEntry(m.ID, m.Values)
+	e, err := decodeEntry(t.ticket.entryID(), t.fields)
 	if err != nil {
-		w.bury(ctx, m.ID, m.Values, Entry{}, 0, dispatch.Result{Step: "decode", Reason: err.Error()})
+		w.bury(ctx, t.ticket, t.fields, Entry{}, 0, dispatch.Result{Step: "decode", Reason: err.Error()})
 		return
 	}
 	attempt := e.Attempts + 1
 	if age := w.now().Sub(e.ReceivedAt); w.q.cfg.MaxAge > 0 && age > w.q.cfg.MaxAge {
-		w.bury(ctx, m.ID, m.Values, e, e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + age.Round(time.Second).String()})
+		w.bury(ctx, t.ticket, t.fields, e, e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + age.Round(time.Second).String()})
 		return
 	}
 	res := w.dispatch(w.dispatchCtx, e.Job)
 	if w.dispatchCtx.Err() != nil && res.Class != dispatch.Success {
-		return // cancelled by Stop: left pending, to be reclaimed
+		w.handBack(ctx, t.ticket) // cancelled by Stop
+		return
 	}
 	switch {
 	case res.Class == dispatch.Success:
-		w.finish(ctx, m.ID)
+		w.finish(ctx, t.ticket)
 		if w.events.Delivered != nil {
 			w.events.Delivered(w.now().Sub(e.ReceivedAt))
 		}
 	case res.Class == dispatch.Retryable && attempt < w.q.cfg.Attempts:
-		w.retryLater(ctx, m.ID, e, attempt, res)
+		w.retryLater(ctx, t.ticket, e, attempt, res)
 	default:
-		w.bury(ctx, m.ID, m.Values, e, attempt, res)
+		w.bury(ctx, t.ticket, t.fields, e, attempt, res)
 	}
 }
 
-// finishScript acknowledges an entry and deletes it, atomically.
-// KEYS[1] the stream; ARGV[1] the group; ARGV[2] the entry id.
-var finishScript = redis.NewScript(`
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('XDEL', KEYS[1], ARGV[2])
-`)
-
-// finish removes a delivered entry. Concurrent dispatches' finishes share
-// round trips, as requests' scripts do.
-func (w *Workers) finish(ctx context.Context, id string) {
-	if err := finishScript.Run(ctx, w.q.requests, []string{w.q.stream}, keyspace.Group, id).Err(); err != nil {
-		w.logger.Error("finishing a delivered entry; it will be reclaimed and dispatched again",
-			zap.String("entry", id), zap.Error(err))
+// finish removes a finished entry.
+func (w *Workers) finish(ctx context.Context, t ticket) {
+	if err := w.q.finish(ctx, t); err != nil {
+		w.logger.Error("finishing an entry; it will be dispatched again when its lease ends",
+			zap.String("entry", t.entryID()), zap.Error(err))
 	}
 }
 
-// retryLater schedules the entry's next attempt, then acknowledges it; it
+// handBack puts t back at the front of its lane, for any instance to take.
+func (w *Workers) handBack(ctx context.Context, t ticket) {
+	if _, err := w.q.handBack(ctx, string(t)); err != nil {
+		w.logger.Warn("handing back an entry; it will be taken again when its lease ends",
+			zap.String("entry", t.entryID()), zap.Error(err))
+	}
+}
+
+// retryLater schedules the entry's next attempt and ends its lease; it
 // stays in the stream until the attempt is due.
-func (w *Workers) retryLater(ctx context.Context, id string, e Entry, attempt int, res dispatch.Result) {
+func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int, res dispatch.Result) {
 	wait := w.backoff(attempt, res.RetryAfter)
-	due := w.now().Add(wait).UnixMilli()
-	if err := w.q.client.ZAdd(ctx, w.q.retry, redis.Z{Score: float64(due), Member: id + "|" + strconv.Itoa(attempt)}).Err(); err != nil {
-		w.logger.Error("scheduling a retry; the entry will be reclaimed instead", zap.String("entry", id), zap.Error(err))
+	if err := w.q.schedule(ctx, t, attempt, w.now().Add(wait).UnixMilli()); err != nil {
+		w.logger.Error("scheduling a retry; the entry will be taken again when its lease ends", zap.String("entry", t.entryID()), zap.Error(err))
 		return
-	}
-	if err := w.q.client.XAck(ctx, w.q.stream, keyspace.Group, id).Err(); err != nil {
-		w.logger.Warn("acknowledging an entry scheduled for retry", zap.String("entry", id), zap.Error(err))
 	}
 	if w.events.Retried != nil {
 		w.events.Retried()
@@ -336,7 +351,17 @@ return dropped
 // bury moves an entry to the dead stream with why it failed, releases its
 // delivery from the replay guard, then removes it from the queue. e is the
 // entry as decoded (zero if it was not).
-func (w *Workers) bury(ctx context.Context, id string, values map[string]any, e Entry, attempts int, res dispatch.Result) {
+func (w *Workers) bury(ctx context.Context, t ticket, values streamFields, e Entry, attempts int, res dispatch.Result) {
+	if !w.deadLetter(ctx, t.entryID(), values, e, attempts, res) {
+		return
+	}
+	w.releaseDelivery(ctx, t.entryID(), e)
+	w.finish(ctx, t)
+}
+
+// deadLetter appends entry id to the dead stream, with why it failed, and
+// reports whether it did.
+func (w *Workers) deadLetter(ctx context.Context, id string, values streamFields, e Entry, attempts int, res dispatch.Result) bool {
 	limits := w.q.cfg.Dead
 	args := make([]any, 0, 2*len(values)+13)
 	args = append(args, max(limits.MaxEntries, 0), max(limits.MaxAge.Milliseconds(), 0), max(limits.MaxBytes, 0))
@@ -354,11 +379,9 @@ func (w *Workers) bury(ctx context.Context, id string, values map[string]any, e 
 		fieldLastReason, res.Reason)
 	dropped, err := buryScript.Run(ctx, w.q.client, []string{w.q.dead, w.q.deadBytes}, args...).Int64()
 	if err != nil {
-		w.logger.Error("moving an entry to the dead stream; it will be reclaimed instead", zap.String("entry", id), zap.Error(err))
-		return
+		w.logger.Error("moving an entry to the dead stream; it will be dispatched again instead", zap.String("entry", id), zap.Error(err))
+		return false
 	}
-	w.releaseDelivery(ctx, id, e)
-	w.finish(ctx, id)
 	if w.events.Dead != nil {
 		w.events.Dead()
 	}
@@ -373,6 +396,7 @@ func (w *Workers) bury(ctx context.Context, id string, values map[string]any, e 
 			zap.Int64("dropped", dropped), zap.Int64("max_entries", limits.MaxEntries),
 			zap.Duration("max_age", limits.MaxAge), zap.Int64("max_bytes", limits.MaxBytes))
 	}
+	return true
 }
 
 // releaseDelivery removes the replay guard's marker of a dead entry's
@@ -390,137 +414,46 @@ func (w *Workers) releaseDelivery(ctx context.Context, id string, e Entry) {
 	}
 }
 
-// reclaim takes over entries that have been in flight for ClaimAfter
-// without their consumer's heartbeat: that consumer stopped or died.
+// reclaim hands back the entries whose lease ended without being renewed
+// (their instance stopped or died), and adopts what the earlier versions'
+// queue holds.
 func (w *Workers) reclaim(ctx context.Context) {
-	start := "0-0"
 	for ctx.Err() == nil {
-		n := w.acquire(ctx)
-		if n == 0 {
-			return
-		}
-		msgs, next, err := w.q.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: w.q.stream, Group: keyspace.Group, Consumer: w.q.cfg.Consumer,
-			MinIdle: w.q.cfg.ClaimAfter, Start: start, Count: int64(n),
-		}).Result()
+		moved, err := w.q.handBack(ctx)
 		if err != nil {
-			w.release(n)
-			if !redis.HasErrorPrefix(err, "NOGROUP") && ctx.Err() == nil {
+			if ctx.Err() == nil {
 				w.logger.Warn("reclaiming deliveries", zap.Error(err))
 			}
 			return
 		}
-		for _, m := range msgs {
-			w.logger.Info("reclaimed a delivery from a silent consumer", zap.String("entry", m.ID))
-			w.start(m)
+		for _, t := range moved {
+			w.logger.Info("reclaimed a delivery whose lease ended", zap.String("entry", ticket(t).entryID()))
 		}
-		w.release(n - len(msgs))
-		if next == "0-0" || next == "" {
+		if len(moved) < 100 {
+			break
+		}
+	}
+	w.adopt(ctx)
+}
+
+// moveDue puts entries whose retry is due back at the end of their lanes.
+func (w *Workers) moveDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := w.q.moveDue(ctx, w.now().UnixMilli(), 16)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.logger.Warn("moving due retries", zap.Error(err))
+			}
 			return
 		}
-		start = next
-	}
-}
-
-// forgetConsumersScript removes from group ARGV[1] of stream KEYS[1] the
-// consumers that hold no entries and have been idle for more than ARGV[2]
-// ms, except ARGV[3] (this instance's). One script, so that no consumer
-// reads an entry between the check and its removal: the entry would leave
-// the group's pending list with it, and nothing would ever reclaim it.
-// Returns the names removed.
-var forgetConsumersScript = redis.NewScript(`
-local gone = {}
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local f = {}
-  for i = 1, #c, 2 do
-    f[c[i]] = c[i + 1]
-  end
-  if f['name'] ~= ARGV[3] and f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
-    gone[#gone + 1] = f['name']
-  end
-end
-return gone
-`)
-
-// forgetAfter is how long a consumer holding nothing may stay idle before
-// forgetConsumers removes it.
-func (w *Workers) forgetAfter() time.Duration {
-	if d := w.q.cfg.ForgetConsumersAfter; d > 0 {
-		return d
-	}
-	return max(10*w.q.cfg.ClaimAfter, time.Hour)
-}
-
-// forgetConsumers removes from the group the consumers of processes that
-// are gone: those holding no entries and idle for forgetAfter. A consumer
-// that holds entries stays until they are reclaimed.
-func (w *Workers) forgetConsumers(ctx context.Context) {
-	gone, err := forgetConsumersScript.Run(ctx, w.q.client, []string{w.q.stream},
-		keyspace.Group, w.forgetAfter().Milliseconds(), w.q.cfg.Consumer).StringSlice()
-	if err != nil {
-		if ctx.Err() == nil && !redis.HasErrorPrefix(err, "NOGROUP") && !redis.HasErrorPrefix(err, "ERR no such key") {
-			w.logger.Warn("removing silent consumers from the group", zap.Error(err))
-		}
-		return
-	}
-	if len(gone) > 0 {
-		w.logger.Info("removed silent consumers holding nothing from the group", zap.Strings("consumers", gone))
-	}
-}
-
-// claimDueScript takes up to ARGV[3] retries due at ARGV[1] (ms) and pushes
-// each ARGV[2] ms into the future: a lease, so that another instance takes
-// them over if this one dies before moving them.
-var claimDueScript = redis.NewScript(`
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(due) do
-  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[2]), m)
-end
-return due
-`)
-
-// moveDue puts entries whose retry is due back at the end of the stream,
-// as new entries with their attempts counted. The copy is appended before
-// the original and the schedule are removed, so a crash can only move an
-// entry twice.
-func (w *Workers) moveDue(ctx context.Context) {
-	lease := max(w.q.cfg.ClaimAfter, time.Second).Milliseconds()
-	members, err := claimDueScript.Run(ctx, w.q.client, []string{w.q.retry}, w.now().UnixMilli(), lease, 100).StringSlice()
-	if err != nil {
-		if ctx.Err() == nil {
-			w.logger.Warn("moving due retries", zap.Error(err))
-		}
-		return
-	}
-	for _, member := range members {
-		if err := w.moveOne(ctx, member); err != nil {
-			w.logger.Warn("moving a due retry; another attempt follows", zap.String("retry", member), zap.Error(err))
+		if n < 16 {
+			return
 		}
 	}
 }
 
-func (w *Workers) moveOne(ctx context.Context, member string) error {
-	id, n, _ := strings.Cut(member, "|")
-	msgs, err := w.q.client.XRange(ctx, w.q.stream, id, id).Result()
-	if err != nil {
-		return err
-	}
-	if len(msgs) == 1 {
-		values := msgs[0].Values
-		values[fieldAttempts] = n
-		if err := w.q.client.XAdd(ctx, &redis.XAddArgs{Stream: w.q.stream, Values: values}).Err(); err != nil {
-			return err
-		}
-		if err := w.q.client.XDel(ctx, w.q.stream, id).Err(); err != nil {
-			return err
-		}
-	}
-	return w.q.client.ZRem(ctx, w.q.retry, member).Err()
-}
-
-// heartbeat resets the idle time of the entries this instance holds, so
-// they are not reclaimed while their dispatch runs (which may take minutes).
+// heartbeat renews the leases of the entries this instance holds, so they
+// are not handed back while their dispatch runs (which may take minutes).
 func (w *Workers) heartbeat(interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -531,21 +464,19 @@ func (w *Workers) heartbeat(interval time.Duration) {
 		case <-t.C:
 		}
 		w.mu.Lock()
-		ids := make([]string, 0, len(w.held))
-		for id := range w.held {
-			ids = append(ids, id)
+		tickets := make([]string, 0, len(w.held))
+		for t := range w.held {
+			tickets = append(tickets, string(t))
 		}
 		w.mu.Unlock()
-		if len(ids) == 0 {
+		if len(tickets) == 0 {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(interval, 2*time.Second))
-		err := w.q.client.XClaimJustID(ctx, &redis.XClaimArgs{
-			Stream: w.q.stream, Group: keyspace.Group, Consumer: w.q.cfg.Consumer, Messages: ids,
-		}).Err()
+		err := w.q.renew(ctx, tickets)
 		cancel()
 		if err != nil {
-			w.logger.Warn("keeping in-flight deliveries claimed", zap.Error(err))
+			w.logger.Warn("renewing the leases of in-flight deliveries", zap.Error(err))
 		}
 	}
 }

@@ -7,13 +7,15 @@
 -- KEYS[3] a marker set unchecked (the body's digest of a delivery with an id)
 -- KEYS[4] the webhook's queued-reindex marker: the id of its queued entry
 -- KEYS[5] the stream to append to; absent: nothing is appended
+-- KEYS[6] the webhook's lane, KEYS[7] the ring of lanes (with KEYS[5])
 -- (An unused key is a placeholder on the same cluster slot.)
 -- ARGV[1] limit per window (0: none)    ARGV[2] window, ms
 -- ARGV[3] replay window, ms             ARGV[4] "1": check and set KEYS[2]
 -- ARGV[5] "1": set KEYS[3]              ARGV[6] "1": collapse into KEYS[4] (with KEYS[5])
--- ARGV[7] KEYS[4]'s time to live, ms    ARGV[8] the stream's consumer group
+-- ARGV[7] KEYS[4]'s time to live, ms    ARGV[8] the ticket's tail, after the entry id
 -- ARGV[9] the stream's most entries (0: none)
--- ARGV[10..] the entry's fields and values
+-- ARGV[10] the lane's member of the ring
+-- ARGV[11..] the entry's fields and values
 --
 -- Returns {1, 0} for a duplicate, {2, ms} when limited for ms more, {3, 0}
 -- when admitted and covered by a queued entry (nothing appended), {0, 0}
@@ -22,37 +24,12 @@
 -- counted and removed again when the request is limited, so a duplicate is
 -- not counted and a limited delivery's retry after the window is admitted.
 --
--- A request collapses when KEYS[4] names an entry still in the stream that
--- the consumer group has not read yet: the marker checks itself, so one that
--- outlives its entry (taken, deleted, or the stream recreated) covers nothing.
+-- An appended entry's ticket (its id and ARGV[8]) joins the end of its
+-- lane, and the lane joins the ring if it was empty. A request collapses
+-- when KEYS[4] holds a ticket still waiting in the lane: the marker checks
+-- itself, so one that outlives its entry (taken, deleted) covers nothing.
 
--- taken reports whether the group has read up to stream entry id (or the
--- entry is gone).
-local function taken(stream, group, id)
-  if #redis.call('XRANGE', stream, id, id) == 0 then
-    return true
-  end
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream)
-  if not ok then
-    return false
-  end
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  for _, g in ipairs(groups) do
-    local name, last
-    for i = 1, #g, 2 do
-      if g[i] == 'name' then name = g[i + 1] end
-      if g[i] == 'last-delivered-id' then last = g[i + 1] end
-    end
-    if name == group and last then
-      local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
-      lms, lseq = tonumber(lms), tonumber(lseq)
-      return lms > tonumber(ms) or (lms == tonumber(ms) and lseq >= tonumber(seq))
-    end
-  end
-  return false
-end
-
-local append = #KEYS == 5
+local append = #KEYS == 7
 if append then
   local cap = tonumber(ARGV[9])
   if cap > 0 and redis.call('XLEN', KEYS[5]) >= cap then
@@ -87,12 +64,12 @@ end
 local collapse = append and ARGV[6] == '1'
 if collapse then
   local queued = redis.call('GET', KEYS[4])
-  if queued and not taken(KEYS[5], ARGV[8], queued) then
+  if queued and redis.call('LPOS', KEYS[6], queued) then
     return {3, 0}
   end
 end
 if append then
-  local ok, id = pcall(redis.call, 'XADD', KEYS[5], '*', unpack(ARGV, 10))
+  local ok, id = pcall(redis.call, 'XADD', KEYS[5], '*', unpack(ARGV, 11))
   if not ok then
     -- not appended: the sender's retry must not be a duplicate
     if replay then
@@ -103,8 +80,12 @@ if append then
     end
     return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
   end
+  local ticket = id .. ARGV[8]
+  if redis.call('RPUSH', KEYS[6], ticket) == 1 then
+    redis.call('RPUSH', KEYS[7], ARGV[10])
+  end
   if collapse then
-    redis.call('SET', KEYS[4], id, 'PX', ARGV[7])
+    redis.call('SET', KEYS[4], ticket, 'PX', ARGV[7])
   end
 end
 return {0, 0}

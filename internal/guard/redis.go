@@ -23,13 +23,20 @@ var admitScript = redis.NewScript(admitLua)
 var ErrStreamFull = errors.New("stream is full")
 
 // Append is what the admit script appends to a stream once a request is
-// admitted, in the same atomic step.
+// admitted, in the same atomic step: the entry, and its ticket (the entry's
+// id followed by TicketTail) at the end of a lane, which joins a ring when
+// it was empty.
 type Append struct {
 	// Stream is the key of the stream.
 	Stream string
-	// Group is the stream's consumer group: a request collapses into a
-	// queued entry only until the group has read it.
-	Group string
+	// Lane is the key of the list the ticket joins; a request collapses
+	// into a queued entry only while its ticket is in the lane.
+	Lane string
+	// Ring is the key of the list of lanes holding tickets; Member stands
+	// for Lane in it.
+	Ring, Member string
+	// TicketTail follows the entry's id in its ticket.
+	TicketTail string
 	// MaxLength is the most entries the stream may hold; 0: no limit.
 	MaxLength int64
 	// Fields are the entry's field names and values, alternating.
@@ -74,8 +81,8 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		}
 		return "0"
 	}
-	keys := append(make([]string, 0, 5), a.rate, a.marker, a.also, a.reindex)
-	args := make([]any, 0, 9+len(appendFields(app)))
+	keys := append(make([]string, 0, 7), a.rate, a.marker, a.also, a.reindex)
+	args := make([]any, 0, 10+len(appendFields(app)))
 	args = append(args,
 		max(c.Limit, 0),
 		max(c.Window.Milliseconds(), 1),
@@ -84,8 +91,8 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		flag(a.collapse && app != nil), max(c.CollapseTTL.Milliseconds(), 1),
 	)
 	if app != nil {
-		keys = append(keys, app.Stream)
-		args = append(append(args, app.Group, app.MaxLength), app.Fields...)
+		keys = append(keys, app.Stream, app.Lane, app.Ring)
+		args = append(append(args, app.TicketTail, app.MaxLength, app.Member), app.Fields...)
 	}
 	return keys, args
 }

@@ -15,8 +15,8 @@ import "strings"
 // DefaultPrefix is the key prefix used when none is configured.
 const DefaultPrefix = "codemie:webhooks:"
 
-// Group is the delivery stream's consumer group, which every instance's
-// workers join.
+// Group is the consumer group of Deliveries, the queue of earlier
+// versions.
 const Group = "dispatchers"
 
 // Space is the key space under one key prefix.
@@ -57,11 +57,52 @@ func (s Space) Reindex(id string) string { return s.Record(id) + ":reindex" }
 // deleted.
 func (s Space) Changed() string { return s.Prefix + "changed" }
 
-// Deliveries is the stream of queued webhooks.
+// Queue is the stream that holds queued webhooks, each an entry until it
+// is delivered or dead. Its name carries a hash tag, so that the keys named
+// after it (Lane, Ring, Leases, Busy, Due) are on its cluster slot and one
+// script can use them all.
+func (s Space) Queue() string {
+	if q := s.Prefix + "queue"; hashedPart(q) != q {
+		return q
+	}
+	return "{" + s.Prefix + "queue}"
+}
+
+// Lane is the list of webhook id's entries waiting to be dispatched, oldest
+// first. Each member is an entry's ticket (internal/delivery).
+func (s Space) Lane(id string) string { return s.LanePrefix() + id }
+
+// LanePrefix is what every Lane starts with, for the scripts that name a
+// lane from a ticket.
+func (s Space) LanePrefix() string { return s.Queue() + ":lane:" }
+
+// Ring is the list of the webhooks whose lane holds entries, each once:
+// dispatchers take from them in turn.
+func (s Space) Ring() string { return s.Queue() + ":ring" }
+
+// Leases is the sorted set of the tickets of entries being dispatched,
+// scored by when their lease ends (Unix ms): one not renewed by then is
+// handed back to its lane.
+func (s Space) Leases() string { return s.Queue() + ":leases" }
+
+// Busy is the sorted set of the tickets in flight on one resource (named
+// "<resource type>:<resource id>"), scored as in Leases: the count that
+// max_in_flight bounds across instances.
+func (s Space) Busy(resource string) string { return s.BusyPrefix() + resource }
+
+// BusyPrefix is what every Busy starts with.
+func (s Space) BusyPrefix() string { return s.Queue() + ":busy:" }
+
+// Due is the sorted set of entries waiting for their next attempt, scored
+// by when it is due (Unix ms).
+func (s Space) Due() string { return s.Queue() + ":due" }
+
+// Deliveries is the stream of queued webhooks of versions before Queue,
+// read by the consumer group Group. Instances adopt what is left in it.
 func (s Space) Deliveries() string { return s.Prefix + "deliveries" }
 
-// Retry is the sorted set of queued webhooks waiting for their next
-// attempt, scored by when it is due.
+// Retry is Deliveries' sorted set of entries waiting for their next
+// attempt, scored by when it is due. Instances adopt what is left in it.
 func (s Space) Retry() string { return s.Prefix + "deliveries:retry" }
 
 // Dead is the dead-letter stream.

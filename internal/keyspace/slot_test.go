@@ -41,3 +41,17 @@ func TestSameSlotKey(t *testing.T) {
 		t.Errorf("%q: %v", got, err)
 	}
 }
+
+// TestQueueKeysShareASlot: every key named after Queue is on its slot,
+// whatever the prefix, so one script can use them all on a cluster.
+func TestQueueKeysShareASlot(t *testing.T) {
+	for _, prefix := range []string{DefaultPrefix, "{t}:", "a}b:", "x{", "{}:", "p{q}r:"} {
+		s := Space{Prefix: prefix}
+		slot := keySlot(s.Queue())
+		for _, k := range []string{s.Lane("gh-42"), s.Ring(), s.Leases(), s.Busy("assistant:a"), s.Due()} {
+			if keySlot(k) != slot {
+				t.Errorf("prefix %q: %q is not on the slot of %q", prefix, k, s.Queue())
+			}
+		}
+	}
+}

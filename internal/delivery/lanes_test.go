@@ -1,0 +1,175 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+// entryFor is an entry of webhook webhook for resource workflow:resource.
+func entryFor(webhook, resource, delivery string) Entry {
+	e := entry(delivery)
+	e.Job.WebhookID, e.Job.ResourceID = webhook, resource
+	return e
+}
+
+// TestScriptsCompile loads every script of the package, so that one that
+// does not compile fails here rather than on the path that first runs it.
+func TestScriptsCompile(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for name, s := range map[string]*redis.Script{
+		"take": takeScript, "renew": renewScript, "finish": finishScript, "schedule": scheduleScript,
+		"moveDue": moveDueScript, "handBack": handBackScript, "lanes": lanesScript, "bury": buryScript,
+		"listDead": listDeadScript, "deleteDead": deleteDeadScript, "lastDead": lastDeadScript,
+		"dropEmptyLegacy": dropEmptyLegacyScript,
+	} {
+		if err := s.Load(context.Background(), r.Client).Err(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestQuietWebhookNotBehindBacklog: with one dispatch slot and 200 entries
+// of one webhook queued ahead of a quiet webhook's one, the quiet one is
+// the second dispatched: the lanes take turns.
+func TestQuietWebhookNotBehindBacklog(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.Workers = 1
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	for i := range 200 {
+		if err := q.Enqueue(ctx, entryFor("noisy", "wf-1", fmt.Sprint("n-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Enqueue(ctx, entryFor("quiet", "wf-2", "q-1")); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	s := newScripted(func(job dispatch.Job, _ int) dispatch.Result {
+		mu.Lock()
+		order = append(order, job.DeliveryID)
+		mu.Unlock()
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	start(t, q, s, Events{})
+	testenv.Eventually(t, "the quiet webhook's delivery", func() bool { return s.count("q-1") == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if i := indexOf(order, "q-1"); i > 1 {
+		t.Errorf("the quiet webhook's delivery was dispatched %dth, after %v", i+1, order[:i])
+	}
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestMaxInFlightAcrossInstances: two instances with 8 slots each never
+// have more than max_in_flight dispatches of one resource running at once,
+// fed by three webhooks; another resource's entries are dispatched
+// meanwhile, not held up behind the full one.
+func TestMaxInFlightAcrossInstances(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.Workers, cfg.MaxInFlight = 8, 3
+	ctx := context.Background()
+	var running, peak atomic.Int32
+	gate := make(chan struct{})
+	s := newScripted(func(job dispatch.Job, _ int) dispatch.Result {
+		if job.ResourceID == "busy" {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			<-gate
+		}
+		return dispatch.Result{Class: dispatch.Success}
+	})
+	var queues []*Queue
+	for _, consumer := range []string{"a", "b"} {
+		c := cfg
+		c.Consumer = consumer
+		queues = append(queues, NewQueue(r.Client, c))
+	}
+	for i := range 30 {
+		if err := queues[0].Enqueue(ctx, entryFor(fmt.Sprint("wh-", i%3), "busy", fmt.Sprint("b-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range queues {
+		w := q.Start(s.dispatch, Events{}, zap.NewNop())
+		defer w.Stop(0)
+	}
+	testenv.Eventually(t, "3 dispatches of the busy resource", func() bool { return running.Load() == 3 })
+	for i := range 10 {
+		if err := queues[1].Enqueue(ctx, entryFor("other", "free", fmt.Sprint("f-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, "the free resource's entries, while the busy one is full", func() bool {
+		for i := range 10 {
+			if s.count(fmt.Sprint("f-", i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	close(gate)
+	testenv.Eventually(t, "every entry to be delivered", func() bool {
+		st, err := queues[0].Stats(ctx)
+		return err == nil && st.Length == 0
+	})
+	if p := peak.Load(); p != 3 {
+		t.Errorf("peak of %d dispatches of one resource at once, want max_in_flight 3", p)
+	}
+	for i := range 30 {
+		if n := s.count(fmt.Sprint("b-", i)); n != 1 {
+			t.Errorf("b-%d dispatched %d times", i, n)
+		}
+	}
+}
+
+// TestStatsPerWebhook: the stats list the webhooks with the most waiting,
+// most first, at most TopWebhooks of them.
+func TestStatsPerWebhook(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	for i := range 12 {
+		for j := range i + 1 {
+			if err := q.Enqueue(ctx, entryFor(fmt.Sprintf("wh-%02d", i), "wf", fmt.Sprint(i, "-", j))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Length != 78 || len(st.Webhooks) != TopWebhooks {
+		t.Fatalf("length %d, %d webhooks listed; want 78, %d", st.Length, len(st.Webhooks), TopWebhooks)
+	}
+	for i, w := range st.Webhooks {
+		if want := fmt.Sprintf("wh-%02d", 11-i); w.WebhookID != want || w.Waiting != int64(12-i) {
+			t.Errorf("webhook %d: %+v, want %s with %d waiting", i, w, want, 12-i)
+		}
+	}
+}
