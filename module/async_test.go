@@ -17,6 +17,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+	"github.com/codemie-edge/caddy-webhooks/module"
 )
 
 // asyncSite is the handler with durable delivery and a fast retry policy.
@@ -482,4 +483,49 @@ func TestReindexTriggersCollapse(t *testing.T) {
 	if length, _, _ := queueState(t, r); length != 3 {
 		t.Errorf("%d entries queued, want the reindex and two workflow runs", length)
 	}
+}
+
+// TestQueueVisiblePerWebhook: the admin stats and the metrics show the
+// webhooks with the most waiting, and each queued entry carries the
+// default max_in_flight of its resource.
+func TestQueueVisiblePerWebhook(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	addWebhook(t, r, "wf", "workflow", "wf-1")
+	addWebhook(t, r, "wf2", "workflow", "wf-2")
+	adminPort, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, "workers off"), fmt.Sprintf("admin 127.0.0.1:%d", adminPort))
+	for i, id := range []string{"wf", "wf", "wf", "wf2"} {
+		if status, _, _ := postSigned(t, c, id, fmt.Sprint("d-", i), `{}`); status != 200 {
+			t.Fatal(status)
+		}
+	}
+	lane := r.Client.LRange(context.Background(), "{codemie:webhooks:queue}:lane:wf", 0, -1).Val()
+	if len(lane) != 3 || !strings.HasSuffix(lane[0], fmt.Sprintf("|%d|wf|workflow:wf-1", module.DefaultMaxInFlight)) {
+		t.Errorf("lane of wf: %q", lane)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/codemie-webhooks/stats", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		Webhooks []struct {
+			WebhookID string `json:"webhook_id"`
+			Waiting   int64  `json:"waiting"`
+		} `json:"webhooks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	if len(stats.Webhooks) != 2 || stats.Webhooks[0].WebhookID != "wf" || stats.Webhooks[0].Waiting != 3 || stats.Webhooks[1].Waiting != 1 {
+		t.Errorf("stats per webhook %+v", stats.Webhooks)
+	}
+	testenv.Eventually(t, "the per-webhook gauges (refreshed every 5 s)", func() bool {
+		return metricValue(t, c, `caddy_codemie_webhooks_queue_webhook_waiting{queue="codemie:webhooks:",webhook="wf"}`) == 3 &&
+			metricValue(t, c, `caddy_codemie_webhooks_queue_webhook_waiting{queue="codemie:webhooks:",webhook="wf2"}`) == 1
+	})
 }

@@ -92,8 +92,11 @@ for _ = 1, tonumber(ARGV[5]) do
   else
     local id, limit, _, resource = parse(t)
     local busy = busyPrefix .. (resource or '')
-    redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
     limit = tonumber(limit) or 0
+    if limit > 0 and redis.call('ZCARD', busy) >= limit then
+      -- leases that ended (their instance died) count no more
+      redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+    end
     if limit > 0 and redis.call('ZCARD', busy) >= limit then
       full = full + 1
     else
