@@ -23,77 +23,129 @@ import (
 // only adopt it twice. Once both are empty, they are deleted.
 
 // adoptBatch is how many entries of each kind one adoption round moves.
-const adoptBatch = 16
+const adoptBatch = 64
 
 // dropEmptyLegacyScript deletes the earlier versions' stream KEYS[1] if it
-// is empty (a retry waiting in their retry set keeps its entry there).
+// is empty (a retry waiting in their retry set keeps its entry there) and
+// no consumer of group ARGV[1] but ARGV[3] (this instance's) has shown
+// life for ARGV[2] ms: an instance of an earlier version reads every
+// 500 ms, and deleting the stream under it would only make it create the
+// stream again.
 var dropEmptyLegacyScript = redis.NewScript(`
-if redis.call('XLEN', KEYS[1]) == 0 then
-  return redis.call('DEL', KEYS[1])
+if redis.call('XLEN', KEYS[1]) ~= 0 then
+  return 0
 end
-return 0
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if ok then
+  for _, c in ipairs(consumers) do
+    local f = {}
+    for i = 1, #c, 2 do
+      f[c[i]] = c[i + 1]
+    end
+    if f['name'] ~= ARGV[3] and f['idle'] < tonumber(ARGV[2]) then
+      return 0
+    end
+  end
+end
+return redis.call('DEL', KEYS[1])
 `)
 
-// adopt moves up to adoptBatch of each kind of entry from the earlier
-// versions' queue into this one.
+// claimLegacyDueScript takes up to ARGV[3] members of the earlier
+// versions' retry set KEYS[1] due at ARGV[1] (ms) and pushes each ARGV[2]
+// ms into the future, as their own mover does, so that an instance of
+// either version moves each once.
+var claimLegacyDueScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, m in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[2]), m)
+end
+return due
+`)
+
+// adopt moves what the earlier versions' queue holds into this one, a
+// batch of each kind at a time, until a round finds less than a batch.
 func (w *Workers) adopt(ctx context.Context) {
 	legacy, retry := w.q.cfg.Space.Deliveries(), w.q.cfg.Space.Retry()
-	n, err := w.q.client.Exists(ctx, legacy, retry).Result()
-	if err != nil || n == 0 {
-		return
-	}
-	var msgs []redis.XMessage
-	streams, err := w.q.client.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: keyspace.Group, Consumer: w.q.cfg.Consumer, Streams: []string{legacy, ">"}, Count: adoptBatch, Block: -1,
-	}).Result()
-	for _, s := range streams {
-		msgs = append(msgs, s.Messages...)
-	}
-	if err == nil || errors.Is(err, redis.Nil) {
-		claimed, _, _ := w.q.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: legacy, Group: keyspace.Group, Consumer: w.q.cfg.Consumer,
-			MinIdle: w.q.lease(), Start: "0-0", Count: adoptBatch,
-		}).Result()
-		msgs = append(msgs, claimed...)
-	}
-	for _, m := range msgs {
-		w.adoptOne(ctx, legacy, m, -1)
-	}
-	w.adoptDue(ctx, legacy, retry)
-	if len(msgs) == 0 {
-		// Only once the retry set is empty: its members name entries of the stream.
-		if c, err := w.q.client.ZCard(ctx, retry).Result(); err == nil && c == 0 {
-			_ = dropEmptyLegacyScript.Run(ctx, w.q.client, []string{legacy}).Err()
+	for ctx.Err() == nil {
+		n, err := w.q.client.Exists(ctx, legacy, retry).Result()
+		if err != nil || n == 0 {
+			return
+		}
+		msgs := w.legacyEntries(ctx, legacy)
+		for _, m := range msgs {
+			w.adoptOne(ctx, legacy, m, -1)
+		}
+		due := w.adoptDue(ctx, legacy, retry)
+		if len(msgs) == 0 && due == 0 {
+			if c, err := w.q.client.ZCard(ctx, retry).Result(); err == nil && c == 0 {
+				_ = dropEmptyLegacyScript.Run(ctx, w.q.client, []string{legacy}, keyspace.Group, 2*w.q.lease().Milliseconds(), w.q.cfg.Consumer).Err()
+			}
+		}
+		if len(msgs) < adoptBatch && due < adoptBatch {
+			return
 		}
 	}
 }
 
-// adoptDue adopts the retries of the earlier versions' queue that are due.
-func (w *Workers) adoptDue(ctx context.Context, legacy, retry string) {
-	members, err := w.q.client.ZRangeByScore(ctx, retry, &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(w.now().UnixMilli(), 10), Count: adoptBatch,
+// legacyEntries reads a batch of the earlier versions' entries that no
+// consumer is dispatching: unread ones, and those of consumers silent for
+// a lease. A stream recreated without its group (by an earlier version's
+// enqueue after it was deleted) gets the group back, from its start.
+func (w *Workers) legacyEntries(ctx context.Context, legacy string) []redis.XMessage {
+	read := func() ([]redis.XStream, error) {
+		return w.q.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: keyspace.Group, Consumer: w.q.cfg.Consumer, Streams: []string{legacy, ">"}, Count: adoptBatch, Block: -1,
+		}).Result()
+	}
+	streams, err := read()
+	if redis.HasErrorPrefix(err, "NOGROUP") {
+		if err := w.q.client.XGroupCreate(ctx, legacy, keyspace.Group, "0").Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			return nil
+		}
+		streams, err = read()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil
+	}
+	var msgs []redis.XMessage
+	for _, s := range streams {
+		msgs = append(msgs, s.Messages...)
+	}
+	claimed, _, _ := w.q.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: legacy, Group: keyspace.Group, Consumer: w.q.cfg.Consumer,
+		MinIdle: w.q.lease(), Start: "0-0", Count: adoptBatch,
 	}).Result()
+	return append(msgs, claimed...)
+}
+
+// adoptDue adopts the retries of the earlier versions' queue that are due,
+// and returns how many it claimed.
+func (w *Workers) adoptDue(ctx context.Context, legacy, retry string) int {
+	members, err := claimLegacyDueScript.Run(ctx, w.q.client, []string{retry},
+		w.now().UnixMilli(), w.q.lease().Milliseconds(), adoptBatch).StringSlice()
 	if err != nil {
-		return
+		return 0
 	}
 	for _, member := range members {
 		id, n, _ := strings.Cut(member, "|")
 		attempts, err := strconv.Atoi(n)
 		msgs, rerr := w.q.client.XRange(ctx, legacy, id, id).Result()
 		if err != nil || rerr != nil {
-			continue
+			continue // its claim ends, and it is tried again
 		}
 		if len(msgs) == 1 && !w.adoptOne(ctx, legacy, msgs[0], attempts) {
 			continue
 		}
-		w.q.client.ZRem(ctx, retry, member)
+		w.q.client.ZRem(context.WithoutCancel(ctx), retry, member)
 	}
+	return len(members)
 }
 
 // adoptOne appends legacy entry m to the queue, with attempts made (-1:
-// as the entry says), then removes it from the earlier versions' stream;
-// it reports whether it did.
+// as the entry says), or to the dead stream if it cannot be read, then
+// removes it from the earlier versions' stream; it reports whether it did.
 func (w *Workers) adoptOne(ctx context.Context, legacy string, m redis.XMessage, attempts int) bool {
+	ctx = context.WithoutCancel(ctx) // once appended, it must leave the old stream
 	e, err := decodeEntry(m.ID, m.Values)
 	switch {
 	case err != nil:

@@ -486,3 +486,30 @@ func TestOmittedHeadersNotStored(t *testing.T) {
 		t.Errorf("kept headers %v, want Content-Type alone", e.Headers)
 	}
 }
+
+// TestAdoptWithoutGroupAndInBulk: a stream of the earlier versions without
+// its consumer group (recreated by an earlier version's enqueue after it
+// was deleted) is adopted, and a backlog of 300 is adopted at once, not a
+// batch per claim_after.
+func TestAdoptWithoutGroupAndInBulk(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	legacy := keyspace.Space{Prefix: "t:"}.Deliveries()
+	for i := range 300 {
+		if err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: legacy, Values: entry(fmt.Sprint("old-", i)).values()}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig
+	cfg.ClaimAfter, cfg.Workers = time.Hour, 64 // one adoption round in the test's time
+	s := newScripted(succeed)
+	start(t, NewQueue(r.Client, cfg), s, Events{})
+	testenv.Eventually(t, "the 300 to be delivered", func() bool {
+		for i := range 300 {
+			if s.count(fmt.Sprint("old-", i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}

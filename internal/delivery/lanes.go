@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,23 +12,27 @@ import (
 
 // The queue's schedule. Each entry of the stream has a ticket,
 //
-//	<entry id>|<max in flight>|<webhook id>|<resource type>:<resource id>
+//	<entry id>|<webhook id>|<resource type>:<resource id>
 //
 // which is in exactly one place while the entry is queued: its webhook's
 // lane (waiting), the leases (being dispatched, with the resource's busy
-// set), or the due set (waiting to retry). A lane is in the ring while it
-// holds tickets. Dispatchers take from the lanes in the ring's turn, one
-// ticket per lane, skipping a lane whose resource already has its max in
-// flight: a backlog on one webhook delays no other, and no resource gets
-// more calls at once than its limit, across every instance. Every move of
-// a ticket is one script on the stream's cluster slot (keyspace.Queue).
+// set), or the due set (waiting to retry). A lane that holds tickets is in
+// the ring, or, while its first ticket's resource has its max in flight,
+// parked on that resource; the waiting set counts each lane's tickets.
+// Dispatchers take from the lanes in the ring's turn, one ticket per lane:
+// a backlog on one webhook delays no other. A lane whose resource is full
+// is parked rather than visited again, and each lease of that resource
+// that ends brings one parked lane back to the ring: no resource gets more
+// calls at once than its limit, across every instance, and nobody polls.
+// Every move of a ticket is one script on the stream's cluster slot
+// (keyspace.Queue).
 
 // ticket is an entry's ticket.
 type ticket string
 
 // ticketTail is what follows entry e's id in its ticket.
-func ticketTail(e Entry, maxInFlight int) string {
-	return "|" + strconv.Itoa(max(maxInFlight, 0)) + "|" + e.Job.WebhookID + "|" + e.Job.ResourceType + ":" + e.Job.ResourceID
+func ticketTail(e Entry) string {
+	return "|" + e.Job.WebhookID + "|" + e.Job.ResourceType + ":" + e.Job.ResourceID
 }
 
 // entryID is the stream id of the ticket's entry.
@@ -36,30 +41,43 @@ func (t ticket) entryID() string {
 	return id
 }
 
-// ticketLua reads tickets, in every script that moves them: KEYS and ARGV
-// are each script's own, and lanePrefix and busyPrefix are set from them.
+// ticketLua reads and moves tickets, in every script that moves them: KEYS
+// and ARGV are each script's own, and the prefixes are set from them.
 const ticketLua = `
-local lanePrefix, busyPrefix
+local lanePrefix, busyPrefix, parkedPrefix
 
 local function parse(t)
-  return string.match(t, '^([^|]+)|(%d+)|([^|]*)|(.*)$')
+  local id, webhook, resource = string.match(t, '^([^|]+)|([^|]*)|(.*)$')
+  return id, webhook or '', resource or ''
 end
 
 -- ready puts ticket t at the front (LPUSH) or back (RPUSH) of its lane,
 -- and the lane in the ring if it was empty.
-local function ready(ring, t, push)
-  local _, _, webhook = parse(t)
-  webhook = webhook or ''
-  if redis.call(push, lanePrefix .. webhook, t) == 1 then
+local function ready(ring, waiting, t, push)
+  local _, webhook = parse(t)
+  local n = redis.call(push, lanePrefix .. webhook, t)
+  if n == 1 then
     redis.call('RPUSH', ring, webhook)
+  end
+  redis.call('ZADD', waiting, n, webhook)
+end
+
+-- unpark brings up to n lanes parked on resource back to the ring.
+local function unpark(ring, resource, n)
+  for _ = 1, n do
+    if not redis.call('LMOVE', parkedPrefix .. resource, ring, 'LEFT', 'RIGHT') then
+      return
+    end
   end
 end
 
--- release takes t off the leases and its resource's busy set; false when
--- it held no lease.
-local function release(leases, t)
-  local _, _, _, resource = parse(t)
-  redis.call('ZREM', busyPrefix .. (resource or ''), t)
+-- release ends t's lease and its place in its resource's busy set, which
+-- brings a lane parked on the resource back; false when it held no lease.
+local function release(leases, ring, t)
+  local _, _, resource = parse(t)
+  if redis.call('ZREM', busyPrefix .. resource, t) == 1 then
+    unpark(ring, resource, 1)
+  end
   return redis.call('ZREM', leases, t) == 1
 end
 
@@ -69,43 +87,54 @@ local function nowMs()
 end
 `
 
-// takeScript takes up to ARGV[4] tickets, one per lane in the ring's turn,
-// visiting at most ARGV[5] lanes, and leases each for ARGV[3] ms. A lane
-// whose next ticket's resource has its max in flight keeps its turn.
-// KEYS[1] the stream, KEYS[2] the ring, KEYS[3] the leases; ARGV[1] the
-// lane prefix, ARGV[2] the busy prefix. Returns {lanes still in the ring,
-// {ticket, entry fields}...}; a ticket whose entry is gone is dropped.
+// takeScript takes up to ARGV[6] tickets, one per lane in the ring's turn,
+// visiting at most ARGV[7] lanes, and leases each for ARGV[4] ms. A lane
+// whose first ticket's resource has ARGV[5] in flight (0: no limit) is
+// parked on it. KEYS[1] the stream, KEYS[2] the ring, KEYS[3] the leases,
+// KEYS[4] the waiting set; ARGV[1..3] the lane, busy and parked prefixes.
+// Returns {lanes in the ring, {ticket, entry fields}...}; a ticket whose
+// entry is gone is dropped.
 var takeScript = redis.NewScript(ticketLua + `
-lanePrefix, busyPrefix = ARGV[1], ARGV[2]
-local now, lease, want = nowMs(), tonumber(ARGV[3]), tonumber(ARGV[4])
-local out, full = {}, 0
-for _ = 1, tonumber(ARGV[5]) do
-  local lanes = redis.call('LLEN', KEYS[2])
-  if #out >= want or lanes == 0 or full >= lanes then
+lanePrefix, busyPrefix, parkedPrefix = ARGV[1], ARGV[2], ARGV[3]
+local now, lease, limit, want = nowMs(), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {}
+for _ = 1, tonumber(ARGV[7]) do
+  if #out >= want then
     break
   end
+  -- the ring's head, now at its tail: RPOP takes it out of the ring
   local webhook = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
+  if not webhook then
+    break
+  end
   local lane = lanePrefix .. webhook
   local t = redis.call('LINDEX', lane, 0)
   if not t then
-    redis.call('LREM', KEYS[2], -1, webhook)
+    redis.call('RPOP', KEYS[2])
+    redis.call('ZREM', KEYS[4], webhook)
   else
-    local id, limit, _, resource = parse(t)
-    local busy = busyPrefix .. (resource or '')
-    limit = tonumber(limit) or 0
-    if limit > 0 and redis.call('ZCARD', busy) >= limit then
+    local id, _, resource = parse(t)
+    local busy = busyPrefix .. resource
+    local full = limit > 0 and redis.call('ZCARD', busy) >= limit
+    if full then
       -- leases that ended (their instance died) count no more
-      redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+      local ended = redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+      unpark(KEYS[2], resource, ended)
+      full = redis.call('ZCARD', busy) >= limit
     end
-    if limit > 0 and redis.call('ZCARD', busy) >= limit then
-      full = full + 1
+    if full then
+      redis.call('RPOP', KEYS[2])
+      redis.call('RPUSH', parkedPrefix .. resource, webhook)
     else
-      full = 0
       redis.call('LPOP', lane)
-      if redis.call('LLEN', lane) == 0 then
-        redis.call('LREM', KEYS[2], -1, webhook)
+      local left = redis.call('LLEN', lane)
+      if left == 0 then
+        redis.call('RPOP', KEYS[2])
+        redis.call('ZREM', KEYS[4], webhook)
+      else
+        redis.call('ZADD', KEYS[4], left, webhook)
       end
-      local e = id and redis.call('XRANGE', KEYS[1], id, id)[1]
+      local e = redis.call('XRANGE', KEYS[1], id, id)[1]
       if e then
         redis.call('ZADD', KEYS[3], now + lease, t)
         redis.call('ZADD', busy, now + lease, t)
@@ -124,10 +153,10 @@ type taken struct {
 }
 
 // take leases up to n entries, one per lane in turn, and reports how many
-// lanes still hold tickets.
+// lanes are in the ring (not parked).
 func (q *Queue) take(ctx context.Context, n int) ([]taken, int64, error) {
-	reply, err := takeScript.Run(ctx, q.client, []string{q.stream, q.ring, q.leases},
-		q.lanePrefix, q.busyPrefix, q.lease().Milliseconds(), n, n+256).Slice()
+	reply, err := takeScript.Run(ctx, q.client, []string{q.stream, q.ring, q.leases, q.waiting},
+		q.lanePrefix, q.busyPrefix, q.parkedPrefix, q.lease().Milliseconds(), max(q.cfg.MaxInFlight, 0), n, n+64).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("taking deliveries: %w", err)
 	}
@@ -164,9 +193,9 @@ local expires = nowMs() + tonumber(ARGV[1])
 for i = 3, #ARGV do
   local t = ARGV[i]
   if redis.call('ZSCORE', KEYS[1], t) then
-    local _, _, _, resource = parse(t)
+    local _, _, resource = parse(t)
     redis.call('ZADD', KEYS[1], expires, t)
-    redis.call('ZADD', busyPrefix .. (resource or ''), expires, t)
+    redis.call('ZADD', busyPrefix .. resource, expires, t)
   end
 end
 return 0
@@ -183,11 +212,12 @@ func (q *Queue) renew(ctx context.Context, tickets []string) error {
 }
 
 // finishScript removes a finished entry (delivered, or moved to the dead
-// stream) and its ticket's lease. KEYS[1] the stream, KEYS[2] the leases;
-// ARGV[1] the ticket, ARGV[2] the busy prefix.
+// stream) and its ticket's lease. KEYS[1] the stream, KEYS[2] the leases,
+// KEYS[3] the ring; ARGV[1] the ticket, ARGV[2..3] the busy and parked
+// prefixes.
 var finishScript = redis.NewScript(ticketLua + `
-busyPrefix = ARGV[2]
-release(KEYS[2], ARGV[1])
+busyPrefix, parkedPrefix = ARGV[2], ARGV[3]
+release(KEYS[2], KEYS[3], ARGV[1])
 local id = parse(ARGV[1])
 return redis.call('XDEL', KEYS[1], id)
 `)
@@ -195,28 +225,42 @@ return redis.call('XDEL', KEYS[1], id)
 // finish removes ticket t's entry. Concurrent dispatches' finishes share
 // round trips, as requests' scripts do.
 func (q *Queue) finish(ctx context.Context, t ticket) error {
-	return finishScript.Run(ctx, q.requests, []string{q.stream, q.leases}, string(t), q.busyPrefix).Err()
+	return finishScript.Run(ctx, q.requests, []string{q.stream, q.leases, q.ring}, string(t), q.busyPrefix, q.parkedPrefix).Err()
 }
 
 // scheduleScript moves ticket ARGV[1] from the leases to the due set, as
-// member ARGV[2] scored ARGV[3] (ms). KEYS[1] the leases, KEYS[2] the due
-// set; ARGV[4] the busy prefix.
+// member ARGV[2] scored ARGV[3] (ms), if it still holds its lease (else
+// its entry is already back in its lane, or taken again). KEYS[1] the
+// leases, KEYS[2] the due set, KEYS[3] the ring; ARGV[4..5] the busy and
+// parked prefixes. Returns 1 when it moved it.
 var scheduleScript = redis.NewScript(ticketLua + `
-busyPrefix = ARGV[4]
-release(KEYS[1], ARGV[1])
-return redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+busyPrefix, parkedPrefix = ARGV[4], ARGV[5]
+if not release(KEYS[1], KEYS[3], ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
 `)
+
+// errLeaseLost says an entry's lease ended before its attempt did: the
+// entry is back in its lane or with another instance, which decides.
+var errLeaseLost = errors.New("its lease ended during the attempt; the entry was handed back")
 
 // schedule sets ticket t's next attempt, its attempt+1st, for dueMs.
 func (q *Queue) schedule(ctx context.Context, t ticket, attempt int, dueMs int64) error {
 	member := strconv.Itoa(attempt) + "|" + string(t)
-	return scheduleScript.Run(ctx, q.client, []string{q.leases, q.due}, string(t), member, dueMs, q.busyPrefix).Err()
+	moved, err := scheduleScript.Run(ctx, q.client, []string{q.leases, q.due, q.ring},
+		string(t), member, dueMs, q.busyPrefix, q.parkedPrefix).Int()
+	if err == nil && moved == 0 {
+		err = errLeaseLost
+	}
+	return err
 }
 
 // moveDueScript puts up to ARGV[2] entries due at ARGV[1] (ms) back at the
 // end of their lanes, each as a new entry with its attempts counted, and
 // returns how many it moved. KEYS[1] the due set, KEYS[2] the stream,
-// KEYS[3] the ring; ARGV[3] the lane prefix.
+// KEYS[3] the ring, KEYS[4] the waiting set; ARGV[3] the lane prefix.
 var moveDueScript = redis.NewScript(ticketLua + `
 lanePrefix = ARGV[3]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -236,7 +280,7 @@ for _, m in ipairs(due) do
     fields[#fields + 1] = attempts
     local moved = redis.call('XADD', KEYS[2], '*', unpack(fields))
     redis.call('XDEL', KEYS[2], id)
-    ready(KEYS[3], moved .. string.sub(t, #id + 1), 'RPUSH')
+    ready(KEYS[3], KEYS[4], moved .. string.sub(t, #id + 1), 'RPUSH')
   end
   redis.call('ZREM', KEYS[1], m)
 end
@@ -246,7 +290,7 @@ return #due
 // moveDue moves up to n entries whose retry is due at nowMs back to their
 // lanes, and returns how many it moved.
 func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
-	moved, err := moveDueScript.Run(ctx, q.client, []string{q.due, q.stream, q.ring}, nowMs, n, q.lanePrefix).Int()
+	moved, err := moveDueScript.Run(ctx, q.client, []string{q.due, q.stream, q.ring, q.waiting}, nowMs, n, q.lanePrefix).Int()
 	if err != nil {
 		return 0, fmt.Errorf("moving due retries: %w", err)
 	}
@@ -254,21 +298,21 @@ func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
 }
 
 // handBackScript puts tickets back at the front of their lanes: those
-// ARGV[3..], or, when ARGV[3] is absent, up to 100 whose lease has ended.
+// ARGV[4..], or, when ARGV[4] is absent, up to 100 whose lease has ended.
 // Only tickets that hold a lease move. KEYS[1] the leases, KEYS[2] the
-// ring; ARGV[1] the lane prefix, ARGV[2] the busy prefix. Returns the
-// tickets moved.
+// ring, KEYS[3] the waiting set; ARGV[1..3] the lane, busy and parked
+// prefixes. Returns the tickets moved.
 var handBackScript = redis.NewScript(ticketLua + `
-lanePrefix, busyPrefix = ARGV[1], ARGV[2]
-local tickets = {unpack(ARGV, 3)}
+lanePrefix, busyPrefix, parkedPrefix = ARGV[1], ARGV[2], ARGV[3]
+local tickets = {unpack(ARGV, 4)}
 if #tickets == 0 then
   tickets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowMs(), 'LIMIT', 0, 100)
 end
 local moved = {}
 for i = #tickets, 1, -1 do
   local t = tickets[i]
-  if release(KEYS[1], t) then
-    ready(KEYS[2], t, 'LPUSH')
+  if release(KEYS[1], KEYS[2], t) then
+    ready(KEYS[2], KEYS[3], t, 'LPUSH')
     moved[#moved + 1] = t
   end
 end
@@ -278,12 +322,12 @@ return moved
 // handBack puts tickets back at the front of their lanes, or, with none,
 // those whose lease has ended; it returns those it moved.
 func (q *Queue) handBack(ctx context.Context, tickets ...string) ([]string, error) {
-	args := make([]any, 0, 2+len(tickets))
-	args = append(args, q.lanePrefix, q.busyPrefix)
+	args := make([]any, 0, 3+len(tickets))
+	args = append(args, q.lanePrefix, q.busyPrefix, q.parkedPrefix)
 	for _, t := range tickets {
 		args = append(args, t)
 	}
-	moved, err := handBackScript.Run(ctx, q.client, []string{q.leases, q.ring}, args...).StringSlice()
+	moved, err := handBackScript.Run(ctx, q.client, []string{q.leases, q.ring, q.waiting}, args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("handing back deliveries: %w", err)
 	}

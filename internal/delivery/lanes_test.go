@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ func TestScriptsCompile(t *testing.T) {
 		"take": takeScript, "renew": renewScript, "finish": finishScript, "schedule": scheduleScript,
 		"moveDue": moveDueScript, "handBack": handBackScript, "lanes": lanesScript, "bury": buryScript,
 		"listDead": listDeadScript, "deleteDead": deleteDeadScript, "lastDead": lastDeadScript,
-		"dropEmptyLegacy": dropEmptyLegacyScript,
+		"dropEmptyLegacy": dropEmptyLegacyScript, "claimLegacyDue": claimLegacyDueScript,
 	} {
 		if err := s.Load(context.Background(), r.Client).Err(); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -171,5 +172,64 @@ func TestStatsPerWebhook(t *testing.T) {
 		if want := fmt.Sprintf("wh-%02d", 11-i); w.WebhookID != want || w.Waiting != int64(12-i) {
 			t.Errorf("webhook %d: %+v, want %s with %d waiting", i, w, want, 12-i)
 		}
+	}
+}
+
+// TestParkedLaneBackAfterLeaseEnds: with max_in_flight 1, a lane whose
+// resource is held by an instance that died is parked, and comes back when
+// that lease ends and the entry is handed back: both are delivered.
+func TestParkedLaneBackAfterLeaseEnds(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxInFlight = 1
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	for _, e := range []Entry{entryFor("a", "shared", "a-1"), entryFor("b", "shared", "b-1")} {
+		if err := q.Enqueue(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An instance takes a-1 and dies; b-1's lane is parked on the resource.
+	if got, _, err := q.take(ctx, 1); err != nil || len(got) != 1 {
+		t.Fatalf("ghost take: %v %v", got, err)
+	}
+	if got, lanes, err := q.take(ctx, 1); err != nil || len(got) != 0 || lanes != 0 {
+		t.Fatalf("take while the resource is full: %v, %d lanes in the ring, %v", got, lanes, err)
+	}
+	if parked := r.Client.LRange(ctx, "{t:queue}:parked:workflow:shared", 0, -1).Val(); len(parked) != 1 || parked[0] != "b" {
+		t.Fatalf("parked %v, want b", parked)
+	}
+	s := newScripted(succeed)
+	start(t, q, s, Events{})
+	testenv.Eventually(t, "both entries to be delivered", func() bool { return s.count("a-1") == 1 && s.count("b-1") == 1 })
+	testenv.Eventually(t, "the schedule to be empty", func() bool {
+		n := r.Client.Exists(ctx, "{t:queue}:ring", "{t:queue}:waiting", "{t:queue}:leases", "{t:queue}:parked:workflow:shared",
+			"{t:queue}:busy:workflow:shared", "{t:queue}:lane:a", "{t:queue}:lane:b").Val()
+		return n == 0
+	})
+}
+
+// TestScheduleNeedsTheLease: an attempt that ends after its lease did (the
+// entry handed back meanwhile) schedules no retry: the ticket stays in one
+// place.
+func TestScheduleNeedsTheLease(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	if err := q.Enqueue(ctx, entry("late")); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := q.take(ctx, 1)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("take: %v %v", got, err)
+	}
+	if moved, err := q.handBack(ctx, string(got[0].ticket)); err != nil || len(moved) != 1 {
+		t.Fatalf("hand back: %v %v", moved, err)
+	}
+	if err := q.schedule(ctx, got[0].ticket, 1, 0); !errors.Is(err, errLeaseLost) {
+		t.Errorf("schedule without the lease: %v, want errLeaseLost", err)
+	}
+	if n := r.Client.ZCard(ctx, "{t:queue}:due").Val(); n != 0 {
+		t.Errorf("%d due: the ticket is in its lane and the due set", n)
 	}
 }

@@ -1,11 +1,9 @@
 package delivery
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,26 +69,29 @@ type Queue struct {
 	requests redis.Scripter // for scripts run concurrently: batched into shared round trips
 	cfg      Config
 	// The stream and its schedule (lanes.go), on one cluster slot.
-	stream, ring, leases, due, lanePrefix, busyPrefix string
-	dead                                              string
-	deadBytes                                         string // the dead stream's size in bytes, on its cluster slot
+	stream, ring, waiting, leases, due   string
+	lanePrefix, busyPrefix, parkedPrefix string
+	dead                                 string
+	deadBytes                            string // the dead stream's size in bytes, on its cluster slot
 }
 
 // NewQueue returns the queue in cfg.Space.
 func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
 	s := cfg.Space
 	return &Queue{
-		client:     client,
-		requests:   redisconn.Batching(client),
-		cfg:        cfg,
-		stream:     s.Queue(),
-		ring:       s.Ring(),
-		leases:     s.Leases(),
-		due:        s.Due(),
-		lanePrefix: s.LanePrefix(),
-		busyPrefix: s.BusyPrefix(),
-		dead:       s.Dead(),
-		deadBytes:  s.DeadBytes(),
+		client:       client,
+		requests:     redisconn.Batching(client),
+		cfg:          cfg,
+		stream:       s.Queue(),
+		ring:         s.Ring(),
+		waiting:      s.Waiting(),
+		leases:       s.Leases(),
+		due:          s.Due(),
+		lanePrefix:   s.LanePrefix(),
+		busyPrefix:   s.BusyPrefix(),
+		parkedPrefix: s.ParkedPrefix(),
+		dead:         s.Dead(),
+		deadBytes:    s.DeadBytes(),
 	}
 }
 
@@ -134,8 +135,8 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) error {
 // appendOf is what appends e to the stream, its ticket to its lane.
 func (q *Queue) appendOf(e Entry) guard.Append {
 	return guard.Append{
-		Stream: q.stream, Lane: q.lanePrefix + e.Job.WebhookID, Ring: q.ring, Member: e.Job.WebhookID,
-		TicketTail: ticketTail(e, q.cfg.MaxInFlight), MaxLength: q.cfg.MaxLength, Fields: e.values(),
+		Stream: q.stream, Lane: q.lanePrefix + e.Job.WebhookID, Ring: q.ring, Waiting: q.waiting, Member: e.Job.WebhookID,
+		TicketTail: ticketTail(e), MaxLength: q.cfg.MaxLength, Fields: e.values(),
 	}
 }
 
@@ -180,17 +181,15 @@ type WebhookStats struct {
 // per-webhook label values.
 const TopWebhooks = 10
 
-// maxLanesRead is how many lanes of the ring Stats reads, at most.
-const maxLanesRead = 10000
-
 // lanesScript returns the id of the queue's oldest entry ("" when it is
-// empty), and for up to ARGV[2] lanes of the ring, {webhook id, tickets,
-// the first ticket}. KEYS[1] the stream, KEYS[2] the ring; ARGV[1] the
-// lane prefix. No entry's body leaves Redis.
+// empty), and for the ARGV[2] lanes with the most tickets, {webhook id,
+// tickets, the first ticket}. KEYS[1] the stream, KEYS[2] the waiting set;
+// ARGV[1] the lane prefix. No entry's body leaves Redis.
 var lanesScript = redis.NewScript(`
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
 local out = {}
-for _, webhook in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)) do
+local top = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+for _, webhook in ipairs(top) do
   local lane = ARGV[1] .. webhook
   out[#out + 1] = {webhook, redis.call('LLEN', lane), redis.call('LINDEX', lane, 0) or ''}
 end
@@ -208,7 +207,7 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 		pending = p.ZCard(ctx, q.leases)
 		retrying = p.ZCard(ctx, q.due)
 		dead = p.XLen(ctx, q.dead)
-		lanes = lanesScript.Eval(ctx, p, []string{q.stream, q.ring}, q.lanePrefix, maxLanesRead)
+		lanes = lanesScript.Eval(ctx, p, []string{q.stream, q.waiting}, q.lanePrefix, TopWebhooks)
 		return nil
 	})
 	if err != nil {
@@ -232,10 +231,6 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 		t, _ := row[2].(string)
 		s.Webhooks = append(s.Webhooks, WebhookStats{WebhookID: id, Waiting: n, OldestAgeSeconds: ageSeconds(ticket(t).entryID())})
 	}
-	slices.SortFunc(s.Webhooks, func(a, b WebhookStats) int {
-		return cmp.Or(cmp.Compare(b.Waiting, a.Waiting), cmp.Compare(a.WebhookID, b.WebhookID))
-	})
-	s.Webhooks = s.Webhooks[:min(len(s.Webhooks), TopWebhooks)]
 	return s, nil
 }
 

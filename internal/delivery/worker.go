@@ -34,11 +34,6 @@ type DispatchFunc func(ctx context.Context, job dispatch.Job) dispatch.Result
 // it looks again; it bounds how long stopping takes.
 const readBlock = 500 * time.Millisecond
 
-// fullPoll is how long an instance waits before it looks again when every
-// waiting lane's resource has its max in flight (and none of its own
-// dispatches ended meanwhile).
-const fullPoll = 50 * time.Millisecond
-
 // Workers dispatch the queue's entries until stopped.
 type Workers struct {
 	q        *Queue
@@ -54,7 +49,6 @@ type Workers struct {
 	dispatchCtx  context.Context
 	inflight     sync.WaitGroup
 	slots        chan struct{}
-	ended        chan struct{} // a dispatch ended (buffered: a wake-up, not a count)
 	heartbeatEnd chan struct{}
 
 	mu   sync.Mutex
@@ -72,7 +66,6 @@ func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger
 		q: q, dispatch: dispatchFn, events: events, logger: logger, now: time.Now,
 		stop: stop, abort: abort, dispatchCtx: dctx,
 		slots:        make(chan struct{}, max(q.cfg.Workers, 1)),
-		ended:        make(chan struct{}, 1),
 		heartbeatEnd: make(chan struct{}),
 		held:         map[ticket]struct{}{},
 	}
@@ -108,17 +101,17 @@ func (w *Workers) drain(drain time.Duration) {
 	close(w.heartbeatEnd)
 }
 
-// every runs fn at each interval until ctx is done.
+// every runs fn at once, then at each interval, until ctx is done.
 func (w *Workers) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	defer w.loops.Done()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		fn(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fn(ctx)
 		}
 	}
 }
@@ -132,7 +125,8 @@ func (w *Workers) takeLoop(ctx context.Context) {
 		if n == 0 {
 			return
 		}
-		got, lanes, err := w.q.take(ctx, n)
+		// Not cut short by a stop: what Redis leased is dispatched.
+		got, lanes, err := w.q.take(context.WithoutCancel(ctx), n)
 		for _, t := range got {
 			w.start(t)
 		}
@@ -143,35 +137,24 @@ func (w *Workers) takeLoop(ctx context.Context) {
 				w.pause(ctx, &backoff, "taking deliveries", err)
 			}
 			continue
-		case len(got) == n:
-			// more may be waiting
-		case lanes > 0:
-			w.wait(ctx, fullPoll) // every waiting lane's resource is full
-		default:
+		case lanes == 0:
 			w.waitForLane(ctx)
 		}
 		backoff = 50 * time.Millisecond
 	}
 }
 
-// wait waits for one of this instance's dispatches to end, or d.
-func (w *Workers) wait(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-w.ended:
-	case <-t.C:
-	}
-}
-
-// waitForLane waits up to readBlock for a lane to join the ring. Moving
-// the ring's head to its tail changes nothing but the turn, which is
-// anyone's.
+// waitForLane waits up to readBlock for a lane to join the ring: a new
+// entry's, a retry's, or one parked on a resource that has room again.
+// Moving the ring's head to its tail changes nothing but the turn, which
+// is anyone's.
 func (w *Workers) waitForLane(ctx context.Context) {
 	err := w.q.client.BLMove(ctx, w.q.ring, w.q.ring, "LEFT", "RIGHT", readBlock).Err()
 	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
-		w.wait(ctx, readBlock) // Redis is down: the next take says so
+		select { // Redis is down: the next take says so
+		case <-ctx.Done():
+		case <-time.After(readBlock):
+		}
 	}
 }
 
@@ -224,10 +207,6 @@ func (w *Workers) start(t taken) {
 		delete(w.held, t.ticket)
 		w.mu.Unlock()
 		w.release(1)
-		select {
-		case w.ended <- struct{}{}:
-		default:
-		}
 	}()
 }
 
@@ -246,8 +225,8 @@ func (w *Workers) process(t taken) {
 		return
 	}
 	res := w.dispatch(w.dispatchCtx, e.Job)
-	if w.dispatchCtx.Err() != nil && res.Class != dispatch.Success {
-		w.handBack(ctx, t.ticket) // cancelled by Stop
+	if w.dispatchCtx.Err() != nil && res.Class == dispatch.Retryable {
+		w.handBack(ctx, t.ticket) // cancelled by Stop: the attempt does not count
 		return
 	}
 	switch {
@@ -283,7 +262,11 @@ func (w *Workers) handBack(ctx context.Context, t ticket) {
 // stays in the stream until the attempt is due.
 func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int, res dispatch.Result) {
 	wait := w.backoff(attempt, res.RetryAfter)
-	if err := w.q.schedule(ctx, t, attempt, w.now().Add(wait).UnixMilli()); err != nil {
+	switch err := w.q.schedule(ctx, t, attempt, w.now().Add(wait).UnixMilli()); {
+	case errors.Is(err, errLeaseLost):
+		w.logger.Warn("delivery failed; not scheduling a retry", zap.String("entry", t.entryID()), zap.Error(err))
+		return
+	case err != nil:
 		w.logger.Error("scheduling a retry; the entry will be taken again when its lease ends", zap.String("entry", t.entryID()), zap.Error(err))
 		return
 	}

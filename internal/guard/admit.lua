@@ -7,7 +7,8 @@
 -- KEYS[3] a marker set unchecked (the body's digest of a delivery with an id)
 -- KEYS[4] the webhook's queued-reindex marker: the id of its queued entry
 -- KEYS[5] the stream to append to; absent: nothing is appended
--- KEYS[6] the webhook's lane, KEYS[7] the ring of lanes (with KEYS[5])
+-- KEYS[6] the webhook's lane, KEYS[7] the ring of lanes, KEYS[8] the set of
+-- lanes' lengths (with KEYS[5])
 -- (An unused key is a placeholder on the same cluster slot.)
 -- ARGV[1] limit per window (0: none)    ARGV[2] window, ms
 -- ARGV[3] replay window, ms             ARGV[4] "1": check and set KEYS[2]
@@ -25,11 +26,12 @@
 -- not counted and a limited delivery's retry after the window is admitted.
 --
 -- An appended entry's ticket (its id and ARGV[8]) joins the end of its
--- lane, and the lane joins the ring if it was empty. A request collapses
+-- lane, and the lane joins the ring if it was empty (a lane that holds
+-- tickets is in the ring or parked, internal/delivery/lanes.go). A request collapses
 -- when KEYS[4] holds a ticket still waiting in the lane: the marker checks
 -- itself, so one that outlives its entry (taken, deleted) covers nothing.
 
-local append = #KEYS == 7
+local append = #KEYS == 8
 if append then
   local cap = tonumber(ARGV[9])
   if cap > 0 and redis.call('XLEN', KEYS[5]) >= cap then
@@ -64,7 +66,7 @@ end
 local collapse = append and ARGV[6] == '1'
 if collapse then
   local queued = redis.call('GET', KEYS[4])
-  if queued and redis.call('LPOS', KEYS[6], queued) then
+  if queued and redis.call('LPOS', KEYS[6], queued, 'RANK', -1) then
     return {3, 0}
   end
 end
@@ -81,9 +83,11 @@ if append then
     return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
   end
   local ticket = id .. ARGV[8]
-  if redis.call('RPUSH', KEYS[6], ticket) == 1 then
+  local n = redis.call('RPUSH', KEYS[6], ticket)
+  if n == 1 then
     redis.call('RPUSH', KEYS[7], ARGV[10])
   end
+  redis.call('ZADD', KEYS[8], n, ARGV[10])
   if collapse then
     redis.call('SET', KEYS[4], ticket, 'PX', ARGV[7])
   end

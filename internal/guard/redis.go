@@ -32,9 +32,9 @@ type Append struct {
 	// Lane is the key of the list the ticket joins; a request collapses
 	// into a queued entry only while its ticket is in the lane.
 	Lane string
-	// Ring is the key of the list of lanes holding tickets; Member stands
-	// for Lane in it.
-	Ring, Member string
+	// Ring is the key of the list of lanes holding tickets, Waiting the key
+	// of the sorted set of their lengths; Member stands for Lane in both.
+	Ring, Waiting, Member string
 	// TicketTail follows the entry's id in its ticket.
 	TicketTail string
 	// MaxLength is the most entries the stream may hold; 0: no limit.
@@ -81,7 +81,7 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		}
 		return "0"
 	}
-	keys := append(make([]string, 0, 7), a.rate, a.marker, a.also, a.reindex)
+	keys := append(make([]string, 0, 8), a.rate, a.marker, a.also, a.reindex)
 	args := make([]any, 0, 10+len(appendFields(app)))
 	args = append(args,
 		max(c.Limit, 0),
@@ -91,7 +91,7 @@ func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
 		flag(a.collapse && app != nil), max(c.CollapseTTL.Milliseconds(), 1),
 	)
 	if app != nil {
-		keys = append(keys, app.Stream, app.Lane, app.Ring)
+		keys = append(keys, app.Stream, app.Lane, app.Ring, app.Waiting)
 		args = append(append(args, app.TicketTail, app.MaxLength, app.Member), app.Fields...)
 	}
 	return keys, args

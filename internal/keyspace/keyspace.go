@@ -76,9 +76,20 @@ func (s Space) Lane(id string) string { return s.LanePrefix() + id }
 // lane from a ticket.
 func (s Space) LanePrefix() string { return s.Queue() + ":lane:" }
 
-// Ring is the list of the webhooks whose lane holds entries, each once:
-// dispatchers take from them in turn.
+// Ring is the list of the webhooks whose lane holds entries and is not
+// parked, each once: dispatchers take from them in turn.
 func (s Space) Ring() string { return s.Queue() + ":ring" }
+
+// Parked is the list of the webhooks whose lane waits for resource (named
+// as in Busy) to have fewer than its max in flight.
+func (s Space) Parked(resource string) string { return s.ParkedPrefix() + resource }
+
+// ParkedPrefix is what every Parked starts with.
+func (s Space) ParkedPrefix() string { return s.Queue() + ":parked:" }
+
+// Waiting is the sorted set of the webhooks whose lane holds entries,
+// scored by how many.
+func (s Space) Waiting() string { return s.Queue() + ":waiting" }
 
 // Leases is the sorted set of the tickets of entries being dispatched,
 // scored by when their lease ends (Unix ms): one not renewed by then is

@@ -15,6 +15,8 @@ func TestNames(t *testing.T) {
 		s.Queue():                       "{codemie:webhooks:queue}",
 		s.Lane("gh-42"):                 "{codemie:webhooks:queue}:lane:gh-42",
 		s.Ring():                        "{codemie:webhooks:queue}:ring",
+		s.Parked("assistant:a-1"):       "{codemie:webhooks:queue}:parked:assistant:a-1",
+		s.Waiting():                     "{codemie:webhooks:queue}:waiting",
 		s.Leases():                      "{codemie:webhooks:queue}:leases",
 		s.Busy("assistant:a-1"):         "{codemie:webhooks:queue}:busy:assistant:a-1",
 		s.Due():                         "{codemie:webhooks:queue}:due",
