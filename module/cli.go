@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -22,6 +23,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/store/redisstore"
+	"github.com/codemie-edge/caddy-webhooks/internal/verify"
 )
 
 func init() {
@@ -88,6 +90,8 @@ var setFlags = []struct{ flag, field, help string }{
 	{"event-filter", integration.FieldEventFilter, "allowed values of the payload's event field, comma-separated"},
 	{"event-field", integration.FieldEventField, "gjson path of the event field (default type)"},
 	{"graph-validation", integration.FieldGraphValidation, "true: answer Microsoft Graph's validationToken"},
+	{"filter", integration.FieldFilter, "CEL expression over event, action, body, headers and webhook; only deliveries for which it is true are taken"},
+	{"prompt", integration.FieldPrompt, "what an assistant or workflow is given instead of the body: text with {{body.<path>}}, {{event}}, ... references"},
 }
 
 func buildCLI(root *cobra.Command) {
@@ -121,15 +125,17 @@ func buildCLI(root *cobra.Command) {
 	importCmd.Flags().String("format", "edge", "edge: an integrations file; codemie: the settings API's answer or a list of settings rows, imported as sync does")
 	importCmd.Flags().Bool("prune", false, "with --format codemie: also delete the integrations synced before that the export does not hold")
 	importCmd.Flags().Bool("force", false, "with --prune: allow deleting more than half of them")
-	root.AddCommand(set, get, rotate, importCmd, syncCommand(),
+	check := &cobra.Command{Use: "check <id>", Short: "Explains what a request must carry to pass an integration; with --payload, what its filter and prompt make of a delivery (nothing is sent)",
+		Args: cobra.ExactArgs(1), RunE: run((*cli).check)}
+	check.Flags().String("payload", "", "a delivery's body, from this file: shows whether the filter takes it and the prompt it would send")
+	check.Flags().String("event", "", "with --payload: the event header's value (X-GitHub-Event, or X-Gitlab-Event for a GitLab integration)")
+	root.AddCommand(set, get, rotate, importCmd, syncCommand(), check,
 		&cobra.Command{Use: "list", Short: "Lists integrations", Args: cobra.NoArgs, RunE: run((*cli).list)},
 		&cobra.Command{Use: "enable <id>", Short: "Enables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(true))},
 		&cobra.Command{Use: "disable <id>", Short: "Disables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(false))},
 		&cobra.Command{Use: "delete <id>", Short: "Deletes an integration", Args: cobra.ExactArgs(1), RunE: run((*cli).delete)},
 		&cobra.Command{Use: "export", Short: "Prints every integration in the integrations file's format (secrets as stored)",
 			Args: cobra.NoArgs, RunE: run((*cli).export)},
-		&cobra.Command{Use: "check <id>", Short: "Explains what a request must carry to pass an integration",
-			Args: cobra.ExactArgs(1), RunE: run((*cli).check)},
 	)
 }
 
@@ -434,7 +440,7 @@ func (c *cli) export(ctx context.Context, _ caddycmd.Flags, _ []string) error {
 	return printJSON(c.out, records)
 }
 
-func (c *cli) check(ctx context.Context, _ caddycmd.Flags, args []string) error {
+func (c *cli) check(ctx context.Context, fl caddycmd.Flags, args []string) error {
 	fields, err := c.existing(ctx, args[0])
 	if err != nil {
 		return err
@@ -448,6 +454,50 @@ func (c *cli) check(ctx context.Context, _ caddycmd.Flags, args []string) error 
 	if err != nil {
 		return fmt.Errorf("the record does not decode, every request to it is answered 500: %v", err)
 	}
-	_, err = io.WriteString(c.out, in.Explain(fields[integration.FieldAlias], fields[integration.FieldProjectName]))
-	return err
+	if _, err := io.WriteString(c.out, in.Explain(fields[integration.FieldAlias], fields[integration.FieldProjectName])); err != nil {
+		return err
+	}
+	if path := fl.String("payload"); path != "" {
+		return c.dryRun(in, path, fl.String("event"))
+	}
+	return nil
+}
+
+// dryRun prints what in's filter and prompt make of the delivery whose
+// body is in file path, with event as its event header; nothing is sent.
+func (c *cli) dryRun(in *integration.Integration, path, event string) error {
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return errBadInput{err}
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if event != "" {
+		name := verify.HeaderGitHubEvent
+		if in.GitLab != nil {
+			name = verify.HeaderGitLabEvent
+		}
+		h.Set(name, event)
+	}
+	vars := verify.ExpressionVars(in, h, body)
+	fmt.Fprintf(c.out, "\nWith the payload %s (%d bytes), event %q:\n", path, len(body), vars.Event)
+	switch f := in.Filter(); {
+	case f == nil:
+		fmt.Fprintln(c.out, "  filter: none; taken")
+	default:
+		switch ok, err := f.Allows(vars); {
+		case err != nil:
+			fmt.Fprintf(c.out, "  filter: dropped: the expression fails: %v\n", err)
+		case ok:
+			fmt.Fprintln(c.out, "  filter: taken")
+		default:
+			fmt.Fprintln(c.out, "  filter: dropped (false)")
+		}
+	}
+	if p := in.Prompt(); p != nil {
+		text := p.Render(vars)
+		fmt.Fprintf(c.out, "  prompt: %d bytes sent instead of the %d of the body:\n%s\n", len(text), len(body), text)
+	} else {
+		fmt.Fprintf(c.out, "  prompt: none; the body is sent (%d bytes)\n", len(body))
+	}
+	return nil
 }

@@ -91,6 +91,8 @@ var metrics struct {
 	queueRetrying *prometheus.GaugeVec
 	queueDead     *prometheus.GaugeVec
 	queueOldest   *prometheus.GaugeVec
+	// What filter expressions gave: pass, drop, error.
+	expressions *prometheus.CounterVec
 	// Per webhook, for the delivery.TopWebhooks with the most waiting.
 	webhookWaiting *prometheus.GaugeVec
 	webhookOldest  *prometheus.GaugeVec
@@ -175,6 +177,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 		metrics.queueRetrying = queueGauge("queue_retrying", "Webhooks waiting for their next attempt.")
 		metrics.queueDead = queueGauge("queue_dead", "Webhooks in the dead stream.")
 		metrics.queueOldest = queueGauge("queue_oldest_age_seconds", "Age of the oldest webhook in the delivery queue.")
+		metrics.expressions = counterVec("filter_expressions_total",
+			"Integrations' filter expressions evaluated, by result: pass, drop, or error (dropped too).", "result")
 		metrics.webhookWaiting = gaugeVec("queue_webhook_waiting",
 			fmt.Sprintf("Webhooks waiting to be dispatched, for the %d webhooks with the most.", delivery.TopWebhooks), "queue", "webhook")
 		metrics.webhookOldest = gaugeVec("queue_webhook_oldest_age_seconds",

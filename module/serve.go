@@ -118,7 +118,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if v.Outcome == verify.Handshake && v.Status == http.StatusOK {
 		return writeText(w, a.with(outcome(v.Outcome), v.Status), v.Text)
 	}
+	if v.Expression != "" {
+		metrics.expressions.WithLabelValues(v.Expression).Inc()
+	}
+	if v.Expression == verify.ExpressionError {
+		h.logger.Warn("filter expression failed on a delivery; dropped it",
+			zap.String("webhook_id", id), zap.String("delivery_id", a.deliveryID), zap.Error(v.Err))
+	}
 	if v.Outcome != verify.Pass {
+		if v.DroppedBy != "" {
+			a.err = errors.New("dropped by " + v.DroppedBy)
+		}
 		return writeAnswer(w, a.with(outcome(v.Outcome), v.Status), v.Message)
 	}
 	if v.EventID != "" {
@@ -306,6 +316,11 @@ func (h *Handler) job(r *http.Request, a answer, in *integration.Integration, bo
 	}
 	job := dispatch.Job{WebhookID: in.ID, ResourceType: in.ResourceType, ResourceID: in.ResourceID,
 		UserID: in.UserID, DeliveryID: deliveryID, Body: body, ContentType: r.Header.Get("Content-Type")}
+	if p := in.Prompt(); p != nil && !h.Upstream.Forward && in.ResourceType != integration.ResourceDatasource {
+		// The text sent on, and queued, instead of the body.
+		job.Body = []byte(p.Render(verify.ExpressionVars(in, r.Header, body)))
+		job.ContentType = promptContentType
+	}
 	if h.Upstream.Forward {
 		var secureHeader []string
 		if in.SecureHeader != nil {
@@ -316,10 +331,17 @@ func (h *Handler) job(r *http.Request, a answer, in *integration.Integration, bo
 	return job
 }
 
+// promptContentType is the content type of a job whose body is a rendered
+// prompt.
+const promptContentType = "text/plain; charset=utf-8"
+
 // entry is the queue entry of an accepted webhook. The integration's own
 // secret-bearing headers are never kept, whatever they are called.
 func (h *Handler) entry(r *http.Request, a answer, in *integration.Integration, job dispatch.Job) delivery.Entry {
 	e := delivery.NewEntry(job, r.Header, in.SecretHeaders(), time.Now())
+	if job.ContentType == promptContentType {
+		e.Headers["Content-Type"] = promptContentType // the body is the prompt
+	}
 	if key := a.delivery.Key(); key != job.DeliveryID {
 		e.ReplayKey = key
 	}

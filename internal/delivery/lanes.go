@@ -41,10 +41,12 @@ func (t ticket) entryID() string {
 	return id
 }
 
-// ticketLua reads and moves tickets, in every script that moves them: KEYS
-// and ARGV are each script's own, and the prefixes are set from them.
+// ticketLua reads and moves tickets, in every script that moves them. Each
+// such script's ARGV starts with the four names of q.names (the lane, busy
+// and parked prefixes, and the parking set); its own arguments follow, from
+// ARGV[5].
 const ticketLua = `
-local lanePrefix, busyPrefix, parkedPrefix
+local lanePrefix, busyPrefix, parkedPrefix, parking = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local function parse(t)
   local id, webhook, resource = string.match(t, '^([^|]+)|([^|]*)|(.*)$')
@@ -62,12 +64,23 @@ local function ready(ring, waiting, t, push)
   redis.call('ZADD', waiting, n, webhook)
 end
 
+-- park moves webhook's lane, the ring's tail, to those parked on resource.
+local function park(ring, webhook, resource)
+  redis.call('RPOP', ring)
+  redis.call('RPUSH', parkedPrefix .. resource, webhook)
+  redis.call('SADD', parking, resource)
+end
+
 -- unpark brings up to n lanes parked on resource back to the ring.
 local function unpark(ring, resource, n)
+  local parked = parkedPrefix .. resource
   for _ = 1, n do
-    if not redis.call('LMOVE', parkedPrefix .. resource, ring, 'LEFT', 'RIGHT') then
-      return
+    if not redis.call('LMOVE', parked, ring, 'LEFT', 'RIGHT') then
+      break
     end
+  end
+  if n > 0 and redis.call('EXISTS', parked) == 0 then
+    redis.call('SREM', parking, resource)
   end
 end
 
@@ -87,22 +100,26 @@ local function nowMs()
 end
 `
 
-// takeScript takes up to ARGV[6] tickets, one per lane in the ring's turn,
-// visiting at most ARGV[7] lanes, and leases each for ARGV[4] ms. A lane
-// whose first ticket's resource has ARGV[5] in flight (0: no limit) is
+// names are the first four arguments of every script that moves tickets
+// (ticketLua), followed by args.
+func (q *Queue) names(args ...any) []any {
+	return append([]any{q.lanePrefix, q.busyPrefix, q.parkedPrefix, q.parking}, args...)
+}
+
+// takeScript takes up to ARGV[7] tickets, one per lane in the ring's turn,
+// visiting at most ARGV[8] lanes, and leases each for ARGV[5] ms. A lane
+// whose first ticket's resource has ARGV[6] in flight (0: no limit) is
 // parked on it. KEYS[1] the stream, KEYS[2] the ring, KEYS[3] the leases,
-// KEYS[4] the waiting set; ARGV[1..3] the lane, busy and parked prefixes.
-// Returns {lanes in the ring, {ticket, entry fields}...}; a ticket whose
-// entry is gone is dropped.
+// KEYS[4] the waiting set. Returns {lanes in the ring, {ticket, entry
+// fields}...}; a ticket whose entry is gone is dropped.
 var takeScript = redis.NewScript(ticketLua + `
-lanePrefix, busyPrefix, parkedPrefix = ARGV[1], ARGV[2], ARGV[3]
-local now, lease, limit, want = nowMs(), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, lease, limit, want = nowMs(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
-for _ = 1, tonumber(ARGV[7]) do
+for _ = 1, tonumber(ARGV[8]) do
   if #out >= want then
     break
   end
-  -- the ring's head, now at its tail: RPOP takes it out of the ring
+  -- the ring's head, now at its tail until the visit is over
   local webhook = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
   if not webhook then
     break
@@ -115,16 +132,16 @@ for _ = 1, tonumber(ARGV[7]) do
   else
     local id, _, resource = parse(t)
     local busy = busyPrefix .. resource
+    -- room made, for lanes parked on the resource, once the visit is over
+    local room = 0
     local full = limit > 0 and redis.call('ZCARD', busy) >= limit
     if full then
       -- leases that ended (their instance died) count no more
-      local ended = redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
-      unpark(KEYS[2], resource, ended)
+      room = redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
       full = redis.call('ZCARD', busy) >= limit
     end
     if full then
-      redis.call('RPOP', KEYS[2])
-      redis.call('RPUSH', parkedPrefix .. resource, webhook)
+      park(KEYS[2], webhook, resource)
     else
       redis.call('LPOP', lane)
       local left = redis.call('LLEN', lane)
@@ -139,8 +156,11 @@ for _ = 1, tonumber(ARGV[7]) do
         redis.call('ZADD', KEYS[3], now + lease, t)
         redis.call('ZADD', busy, now + lease, t)
         out[#out + 1] = {t, e[2]}
+      else
+        room = room + 1 -- no lease follows: the turn passes on
       end
     end
+    unpark(KEYS[2], resource, room)
   end
 end
 return {redis.call('LLEN', KEYS[2]), out}
@@ -156,7 +176,7 @@ type taken struct {
 // lanes are in the ring (not parked).
 func (q *Queue) take(ctx context.Context, n int) ([]taken, int64, error) {
 	reply, err := takeScript.Run(ctx, q.client, []string{q.stream, q.ring, q.leases, q.waiting},
-		q.lanePrefix, q.busyPrefix, q.parkedPrefix, q.lease().Milliseconds(), max(q.cfg.MaxInFlight, 0), n, n+64).Slice()
+		q.names(q.lease().Milliseconds(), max(q.cfg.MaxInFlight, 0), n, n+64)...).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("taking deliveries: %w", err)
 	}
@@ -184,13 +204,12 @@ func (q *Queue) take(ctx context.Context, n int) ([]taken, int64, error) {
 	return out, lanes, nil
 }
 
-// renewScript extends the leases of the tickets ARGV[3..] that still hold
-// one to ARGV[1] ms from now, and their place in their resource's busy
-// set. KEYS[1] the leases; ARGV[2] the busy prefix.
+// renewScript extends the leases of the tickets ARGV[6..] that still hold
+// one to ARGV[5] ms from now, and their place in their resource's busy
+// set. KEYS[1] the leases.
 var renewScript = redis.NewScript(ticketLua + `
-busyPrefix = ARGV[2]
-local expires = nowMs() + tonumber(ARGV[1])
-for i = 3, #ARGV do
+local expires = nowMs() + tonumber(ARGV[5])
+for i = 6, #ARGV do
   local t = ARGV[i]
   if redis.call('ZSCORE', KEYS[1], t) then
     local _, _, resource = parse(t)
@@ -203,8 +222,7 @@ return 0
 
 // renew extends the leases of tickets.
 func (q *Queue) renew(ctx context.Context, tickets []string) error {
-	args := make([]any, 0, 2+len(tickets))
-	args = append(args, q.lease().Milliseconds(), q.busyPrefix)
+	args := q.names(q.lease().Milliseconds())
 	for _, t := range tickets {
 		args = append(args, t)
 	}
@@ -213,32 +231,29 @@ func (q *Queue) renew(ctx context.Context, tickets []string) error {
 
 // finishScript removes a finished entry (delivered, or moved to the dead
 // stream) and its ticket's lease. KEYS[1] the stream, KEYS[2] the leases,
-// KEYS[3] the ring; ARGV[1] the ticket, ARGV[2..3] the busy and parked
-// prefixes.
+// KEYS[3] the ring; ARGV[5] the ticket.
 var finishScript = redis.NewScript(ticketLua + `
-busyPrefix, parkedPrefix = ARGV[2], ARGV[3]
-release(KEYS[2], KEYS[3], ARGV[1])
-local id = parse(ARGV[1])
+release(KEYS[2], KEYS[3], ARGV[5])
+local id = parse(ARGV[5])
 return redis.call('XDEL', KEYS[1], id)
 `)
 
 // finish removes ticket t's entry. Concurrent dispatches' finishes share
 // round trips, as requests' scripts do.
 func (q *Queue) finish(ctx context.Context, t ticket) error {
-	return finishScript.Run(ctx, q.requests, []string{q.stream, q.leases, q.ring}, string(t), q.busyPrefix, q.parkedPrefix).Err()
+	return finishScript.Run(ctx, q.requests, []string{q.stream, q.leases, q.ring}, q.names(string(t))...).Err()
 }
 
-// scheduleScript moves ticket ARGV[1] from the leases to the due set, as
-// member ARGV[2] scored ARGV[3] (ms), if it still holds its lease (else
+// scheduleScript moves ticket ARGV[5] from the leases to the due set, as
+// member ARGV[6] scored ARGV[7] (ms), if it still holds its lease (else
 // its entry is already back in its lane, or taken again). KEYS[1] the
-// leases, KEYS[2] the due set, KEYS[3] the ring; ARGV[4..5] the busy and
-// parked prefixes. Returns 1 when it moved it.
+// leases, KEYS[2] the due set, KEYS[3] the ring. Returns 1 when it moved
+// it.
 var scheduleScript = redis.NewScript(ticketLua + `
-busyPrefix, parkedPrefix = ARGV[4], ARGV[5]
-if not release(KEYS[1], KEYS[3], ARGV[1]) then
+if not release(KEYS[1], KEYS[3], ARGV[5]) then
   return 0
 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
 return 1
 `)
 
@@ -250,20 +265,19 @@ var errLeaseLost = errors.New("its lease ended during the attempt; the entry was
 func (q *Queue) schedule(ctx context.Context, t ticket, attempt int, dueMs int64) error {
 	member := strconv.Itoa(attempt) + "|" + string(t)
 	moved, err := scheduleScript.Run(ctx, q.client, []string{q.leases, q.due, q.ring},
-		string(t), member, dueMs, q.busyPrefix, q.parkedPrefix).Int()
+		q.names(string(t), member, dueMs)...).Int()
 	if err == nil && moved == 0 {
 		err = errLeaseLost
 	}
 	return err
 }
 
-// moveDueScript puts up to ARGV[2] entries due at ARGV[1] (ms) back at the
+// moveDueScript puts up to ARGV[6] entries due at ARGV[5] (ms) back at the
 // end of their lanes, each as a new entry with its attempts counted, and
 // returns how many it moved. KEYS[1] the due set, KEYS[2] the stream,
-// KEYS[3] the ring, KEYS[4] the waiting set; ARGV[3] the lane prefix.
+// KEYS[3] the ring, KEYS[4] the waiting set.
 var moveDueScript = redis.NewScript(ticketLua + `
-lanePrefix = ARGV[3]
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[5], 'LIMIT', 0, ARGV[6])
 for _, m in ipairs(due) do
   local attempts, t = string.match(m, '^(%d+)|(.*)$')
   local id = t and parse(t)
@@ -290,7 +304,7 @@ return #due
 // moveDue moves up to n entries whose retry is due at nowMs back to their
 // lanes, and returns how many it moved.
 func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
-	moved, err := moveDueScript.Run(ctx, q.client, []string{q.due, q.stream, q.ring, q.waiting}, nowMs, n, q.lanePrefix).Int()
+	moved, err := moveDueScript.Run(ctx, q.client, []string{q.due, q.stream, q.ring, q.waiting}, q.names(nowMs, n)...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("moving due retries: %w", err)
 	}
@@ -298,15 +312,17 @@ func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
 }
 
 // handBackScript puts tickets back at the front of their lanes: those
-// ARGV[4..], or, when ARGV[4] is absent, up to 100 whose lease has ended.
-// Only tickets that hold a lease move. KEYS[1] the leases, KEYS[2] the
-// ring, KEYS[3] the waiting set; ARGV[1..3] the lane, busy and parked
-// prefixes. Returns the tickets moved.
+// ARGV[6..], or, when there are none, up to 100 whose lease has ended. Only
+// tickets that hold a lease move. Then it brings back lanes parked on a
+// resource with room (a raised limit, a lease ended unseen) for ARGV[5]
+// (0: no limit). KEYS[1] the leases, KEYS[2] the ring, KEYS[3] the
+// waiting set. Returns the tickets moved.
 var handBackScript = redis.NewScript(ticketLua + `
-lanePrefix, busyPrefix, parkedPrefix = ARGV[1], ARGV[2], ARGV[3]
-local tickets = {unpack(ARGV, 4)}
-if #tickets == 0 then
-  tickets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowMs(), 'LIMIT', 0, 100)
+local tickets = {unpack(ARGV, 6)}
+local expired = #tickets == 0
+local now = nowMs()
+if expired then
+  tickets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
 end
 local moved = {}
 for i = #tickets, 1, -1 do
@@ -316,14 +332,28 @@ for i = #tickets, 1, -1 do
     moved[#moved + 1] = t
   end
 end
+if expired then
+  local limit = tonumber(ARGV[5])
+  for _, resource in ipairs(redis.call('SMEMBERS', parking)) do
+    local busy = busyPrefix .. resource
+    redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+    local room, count = 0, redis.call('ZCARD', busy)
+    if limit == 0 then
+      room = redis.call('LLEN', parkedPrefix .. resource)
+    elseif limit > count then
+      room = limit - count
+    end
+    unpark(KEYS[2], resource, room)
+  end
+end
 return moved
 `)
 
 // handBack puts tickets back at the front of their lanes, or, with none,
-// those whose lease has ended; it returns those it moved.
+// those whose lease has ended, and the parked lanes that have room back in
+// the ring; it returns the tickets it moved.
 func (q *Queue) handBack(ctx context.Context, tickets ...string) ([]string, error) {
-	args := make([]any, 0, 3+len(tickets))
-	args = append(args, q.lanePrefix, q.busyPrefix, q.parkedPrefix)
+	args := q.names(max(q.cfg.MaxInFlight, 0))
 	for _, t := range tickets {
 		args = append(args, t)
 	}

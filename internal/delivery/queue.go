@@ -71,6 +71,7 @@ type Queue struct {
 	// The stream and its schedule (lanes.go), on one cluster slot.
 	stream, ring, waiting, leases, due   string
 	lanePrefix, busyPrefix, parkedPrefix string
+	parking                              string
 	dead                                 string
 	deadBytes                            string // the dead stream's size in bytes, on its cluster slot
 }
@@ -90,6 +91,7 @@ func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
 		lanePrefix:   s.LanePrefix(),
 		busyPrefix:   s.BusyPrefix(),
 		parkedPrefix: s.ParkedPrefix(),
+		parking:      s.Parking(),
 		dead:         s.Dead(),
 		deadBytes:    s.DeadBytes(),
 	}

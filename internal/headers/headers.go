@@ -5,6 +5,12 @@
 // (docs/codemie-api.md section 5 describes the senders' headers).
 package headers
 
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
+
 // DeliveryID are the headers that carry a sender's delivery id, most
 // specific first; each stays the same when the sender retries or
 // redelivers.
@@ -109,4 +115,18 @@ var Credentials = []string{
 	"X-Hub-Signature-256",
 	"X-Slack-Signature",
 	"X-Zendesk-Webhook-Signature",
+}
+
+// WithoutSecrets returns h without the Credentials and the headers named
+// in secret (an integration's own secret-bearing headers, any case).
+func WithoutSecrets(h http.Header, secret []string) http.Header {
+	out := make(http.Header, len(h))
+	for name, values := range h {
+		if slices.ContainsFunc(Credentials, func(c string) bool { return strings.EqualFold(c, name) }) ||
+			slices.ContainsFunc(secret, func(s string) bool { return strings.EqualFold(s, name) }) {
+			continue
+		}
+		out[name] = values
+	}
+	return out
 }

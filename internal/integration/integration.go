@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/expr"
 	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
@@ -48,6 +49,8 @@ const (
 	FieldEventFilter        = "event_filter"
 	FieldEventField         = "event_field"
 	FieldGraphValidation    = "graph_validation"
+	FieldFilter             = "filter"
+	FieldPrompt             = "prompt"
 )
 
 // Signature schemes of signature_scheme.
@@ -167,6 +170,28 @@ type Sender struct {
 	// GraphValidation answers Microsoft Graph's subscription validation
 	// (a POST with a validationToken query parameter) with the token.
 	GraphValidation bool
+	// Filter takes only the deliveries for which it is true (a CEL
+	// expression, compiled when the record is loaded); nil takes all.
+	Filter *expr.Filter
+	// Prompt is what an assistant or a workflow is given instead of the
+	// body (a template, compiled when the record is loaded); nil: the body.
+	Prompt *expr.Prompt
+}
+
+// Filter is the integration's filter expression; nil when it has none.
+func (in *Integration) Filter() *expr.Filter {
+	if in.Sender == nil {
+		return nil
+	}
+	return in.Sender.Filter
+}
+
+// Prompt is the integration's prompt template; nil when it has none.
+func (in *Integration) Prompt() *expr.Prompt {
+	if in.Sender == nil {
+		return nil
+	}
+	return in.Sender.Prompt
 }
 
 // loggedHeader reports whether name (canonical) is one of headers.Logged.
@@ -289,6 +314,8 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			EventFilter:        splitList(fields[FieldEventFilter]),
 			EventField:         cmp.Or(fields[FieldEventField], DefaultEventField),
 			GraphValidation:    d.boolean(FieldGraphValidation, false),
+			Filter:             d.filter(FieldFilter),
+			Prompt:             d.prompt(FieldPrompt),
 		}
 	}
 	err := d.err
@@ -364,7 +391,7 @@ func PrintableASCII(s string) bool {
 // SenderFields are the fields a Sender is decoded from: the edge's own
 // fields, beyond CodeMie's (which never lists them).
 var SenderFields = []string{FieldSignatureScheme, FieldSignatureSecret, FieldSignatureHeader, FieldSignaturePrefix,
-	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField, FieldGraphValidation}
+	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField, FieldGraphValidation, FieldFilter, FieldPrompt}
 
 // validateSignature checks the signature fields, and turns Standard
 // Webhooks secrets into their keys.
@@ -470,6 +497,32 @@ func (d *decoder) duration(field string, unset time.Duration) time.Duration {
 		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a duration (such as 5m, or seconds)"}
 	}
 	return dur
+}
+
+// filter compiles an expression field; nil when it is unset.
+func (d *decoder) filter(field string) *expr.Filter {
+	v := d.fields[field]
+	if v == "" {
+		return nil
+	}
+	f, err := expr.CompileFilter(v)
+	if err != nil && d.err == nil {
+		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a boolean CEL expression: " + err.Error()}
+	}
+	return f
+}
+
+// prompt compiles a template field; nil when it is unset.
+func (d *decoder) prompt(field string) *expr.Prompt {
+	v := d.fields[field]
+	if v == "" {
+		return nil
+	}
+	p, err := expr.CompilePrompt(v)
+	if err != nil && d.err == nil {
+		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a prompt template: " + err.Error()}
+	}
+	return p
 }
 
 // ParseBool accepts the spellings the backend and its clients write.

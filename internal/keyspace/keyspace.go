@@ -87,6 +87,10 @@ func (s Space) Parked(resource string) string { return s.ParkedPrefix() + resour
 // ParkedPrefix is what every Parked starts with.
 func (s Space) ParkedPrefix() string { return s.Queue() + ":parked:" }
 
+// Parking is the set of the resources (named as in Busy) that have lanes
+// parked on them.
+func (s Space) Parking() string { return s.Queue() + ":parking" }
+
 // Waiting is the sorted set of the webhooks whose lane holds entries,
 // scored by how many.
 func (s Space) Waiting() string { return s.Queue() + ":waiting" }

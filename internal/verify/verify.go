@@ -6,6 +6,7 @@
 package verify
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -18,6 +19,8 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/answer"
+	"github.com/codemie-edge/caddy-webhooks/internal/expr"
+	senderheaders "github.com/codemie-edge/caddy-webhooks/internal/headers"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
@@ -27,6 +30,7 @@ const (
 	HeaderGitHubSignature1   = "X-Hub-Signature"
 	HeaderGitHubEvent        = "X-Github-Event"
 	HeaderGitLabToken        = "X-Gitlab-Token"
+	HeaderGitLabEvent        = "X-Gitlab-Event"
 )
 
 // Outcome names what verification decided; it labels logs and metrics.
@@ -117,7 +121,23 @@ type Result struct {
 	// that has one (Standard Webhooks' webhook-id, Stripe's and Slack's
 	// event ids, Zendesk's invocation id); it feeds the replay guard.
 	EventID string
+	// DroppedBy names the field of the filter that dropped a Filtered
+	// request (github_event_filter, gitlab_event_filter, event_filter,
+	// filter).
+	DroppedBy string
+	// Expression is what the integration's filter expression gave: ""
+	// when it was not evaluated, else ExpressionPass, ExpressionDrop or
+	// ExpressionError (then Err says why).
+	Expression string
+	Err        error
 }
+
+// What a filter expression gave, for Result.Expression.
+const (
+	ExpressionPass  = "pass"
+	ExpressionDrop  = "drop"
+	ExpressionError = "error"
+)
 
 // Check verifies a request against in. Every mechanism the integration
 // configures must pass, whatever headers the request carries; then pings
@@ -151,18 +171,67 @@ func decide(in *integration.Integration, h http.Header, body []byte, opts Option
 		return Result{Outcome: Handshake, Status: http.StatusOK, Text: challenge}
 	case len(in.GitHubEventFilter) > 0 && !GitHubEventAllowed(in.GitHubEventFilter, event, payload(h, body)):
 		if opts.FilteredStatus == http.StatusBadRequest {
-			return Result{Outcome: Filtered, Status: http.StatusBadRequest,
+			return Result{Outcome: Filtered, Status: http.StatusBadRequest, DroppedBy: integration.FieldGitHubEventFilter,
 				Message: answer.EventNotAllowed(truncate(event, maxEventEcho))}
 		}
-		return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut}
+		return filtered(integration.FieldGitHubEventFilter)
 	case in.GitLab != nil && len(in.GitLab.EventFilter) > 0 && !GitLabActionAllowed(in.GitLab.EventFilter, body):
 		// Always 200: GitLab disables hooks that keep answering non-2xx.
-		return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut}
+		return filtered(integration.FieldGitLabEventFilter)
 	case in.Sender != nil && len(in.Sender.EventFilter) > 0 &&
 		!slices.Contains(in.Sender.EventFilter, gjson.GetBytes(payload(h, body), in.Sender.EventField).String()):
-		return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut}
+		return filtered(integration.FieldEventFilter)
+	case in.Filter() != nil:
+		return evaluate(in, h, body)
 	}
 	return Result{Outcome: Pass}
+}
+
+// filtered is a request dropped by the filter in field: 200, as the
+// backend answers.
+func filtered(field string) Result {
+	return Result{Outcome: Filtered, Status: http.StatusOK, Message: answer.FilteredOut, DroppedBy: field}
+}
+
+// evaluate applies the integration's filter expression. An error drops the
+// request, as false does: nothing is dispatched that the filter did not
+// take.
+func evaluate(in *integration.Integration, h http.Header, body []byte) Result {
+	ok, err := in.Filter().Allows(ExpressionVars(in, h, body))
+	switch {
+	case err != nil:
+		r := filtered(integration.FieldFilter)
+		r.Expression, r.Err = ExpressionError, err
+		return r
+	case !ok:
+		r := filtered(integration.FieldFilter)
+		r.Expression = ExpressionDrop
+		return r
+	}
+	return Result{Outcome: Pass, Expression: ExpressionPass}
+}
+
+// ExpressionVars are what in's expressions see of a request: the event
+// (the GitHub or GitLab event header, else the sender's event field), the
+// action, the JSON document, the headers that carry no secret, and the
+// webhook's own fields.
+func ExpressionVars(in *integration.Integration, h http.Header, body []byte) expr.Vars {
+	doc := payload(h, body)
+	event := cmp.Or(single(h, HeaderGitHubEvent), single(h, HeaderGitLabEvent))
+	if event == "" && in.Sender != nil {
+		event = gjson.GetBytes(doc, in.Sender.EventField).String()
+	}
+	action := gjson.GetBytes(doc, "action").String()
+	if h.Get(HeaderGitLabEvent) != "" {
+		action = gjson.GetBytes(doc, "object_attributes.action").String()
+	}
+	if !gjson.ValidBytes(doc) {
+		doc = nil
+	}
+	return expr.Vars{
+		Event: event, Action: action, Body: doc, Headers: senderheaders.WithoutSecrets(h, in.SecretHeaders()),
+		Webhook: map[string]string{"id": in.ID, "resource_type": in.ResourceType, "resource_id": in.ResourceID, "user_id": in.UserID},
+	}
 }
 
 // authenticate runs every configured mechanism, in the CodeMie backend's

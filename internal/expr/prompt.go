@@ -1,0 +1,123 @@
+package expr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+)
+
+// MaxPromptBytes caps a rendered prompt; the rest is cut off.
+const MaxPromptBytes = 64 << 10
+
+// Prompt is a compiled prompt template: text with references in double
+// braces to the variables a filter sees, such as
+//
+//	Review {{body.pull_request.html_url}}: {{body.pull_request.title}}
+//
+// A reference is event, action, body, body.<gjson path>, headers.<name> or
+// webhook.<field>. A string renders as its text, anything else as its JSON;
+// what is missing renders empty. \n in the text is a newline. Templates
+// read the delivery and nothing else.
+type Prompt struct {
+	src   string
+	parts []part
+}
+
+// part is a literal text, or a reference (root set).
+type part struct {
+	text       string
+	root, path string
+}
+
+// CompilePrompt parses src.
+func CompilePrompt(src string) (*Prompt, error) {
+	if len(src) > MaxSourceBytes {
+		return nil, fmt.Errorf("longer than %d bytes", MaxSourceBytes)
+	}
+	p := &Prompt{src: src}
+	rest := src
+	for rest != "" {
+		before, after, found := strings.Cut(rest, "{{")
+		if before != "" {
+			p.parts = append(p.parts, part{text: strings.ReplaceAll(before, `\n`, "\n")})
+		}
+		if !found {
+			break
+		}
+		ref, tail, closed := strings.Cut(after, "}}")
+		if !closed {
+			return nil, errors.New("a {{ without its }}")
+		}
+		r, err := reference(strings.TrimSpace(ref))
+		if err != nil {
+			return nil, err
+		}
+		p.parts = append(p.parts, r)
+		rest = tail
+	}
+	return p, nil
+}
+
+// reference parses one reference.
+func reference(ref string) (part, error) {
+	root, path, _ := strings.Cut(ref, ".")
+	switch {
+	case (root == "event" || root == "action" || root == "body") && path == "" && ref == root:
+		return part{root: root}, nil
+	case (root == "body" || root == "headers" || root == "webhook") && path != "":
+		return part{root: root, path: path}, nil
+	}
+	return part{}, fmt.Errorf("{{%s}}: not event, action, body, body.<path>, headers.<name> or webhook.<field>", ref)
+}
+
+// Source is the template as written.
+func (p *Prompt) Source() string { return p.src }
+
+// Render fills the template from v, at most MaxPromptBytes.
+func (p *Prompt) Render(v Vars) string {
+	var b strings.Builder
+	for _, pt := range p.parts {
+		if b.Len() >= MaxPromptBytes {
+			break
+		}
+		if pt.root == "" {
+			b.WriteString(pt.text)
+			continue
+		}
+		b.WriteString(v.lookup(pt))
+	}
+	out := b.String()
+	if len(out) > MaxPromptBytes {
+		out = out[:MaxPromptBytes]
+		for !utf8.ValidString(out) {
+			out = out[:len(out)-1]
+		}
+	}
+	return out
+}
+
+// lookup is the text of one reference.
+func (v Vars) lookup(pt part) string {
+	switch pt.root {
+	case "event":
+		return v.Event
+	case "action":
+		return v.Action
+	case "headers":
+		return strings.Join(v.Headers[http.CanonicalHeaderKey(pt.path)], ", ")
+	case "webhook":
+		return v.Webhook[pt.path]
+	}
+	r := gjson.ParseBytes(v.Body)
+	if pt.path != "" {
+		r = gjson.GetBytes(v.Body, pt.path)
+	}
+	if r.Type == gjson.String {
+		return r.Str
+	}
+	return r.Raw
+}
