@@ -1,11 +1,16 @@
 package caddywebhooks
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/verify"
 )
 
 var (
@@ -75,5 +80,38 @@ func TestMinimalCaddyfile(t *testing.T) {
 	block, _, _ = strings.Cut(block, "```")
 	if block != string(example) {
 		t.Errorf("README's minimal Caddyfile differs from examples/minimal.Caddyfile:\n%s", block)
+	}
+}
+
+// TestReadmePrompt: what the README says example-github's filter and
+// prompt make of the README's signed pull request holds.
+func TestReadmePrompt(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\$ body='(.*)'$`).FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("no body= line in README.md")
+	}
+	body := m[1]
+	data, err := os.ReadFile("examples/integrations.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := integration.DecodeFile(data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := ins["example-github"]
+	h := http.Header{"X-Github-Event": {"pull_request"}, "Content-Type": {"application/json"}}
+	vars := verify.ExpressionVars(in, h, body)
+	if ok, err := in.Filter().Allows(vars); !ok || err != nil {
+		t.Errorf("the filter drops the README's pull request: %v", err)
+	}
+	text := in.Prompt().Render(vars)
+	claim := fmt.Sprintf("(%d bytes) instead of the delivery (%d bytes here;", len(text), len(body))
+	if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), claim) {
+		t.Errorf("README.md does not say %q (the prompt: %q)", claim, text)
 	}
 }

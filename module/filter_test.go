@@ -3,6 +3,7 @@ package module_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -94,4 +95,84 @@ func TestPromptSentInsteadOfBody(t *testing.T) {
 			t.Errorf("%s sent %.200s, want %.200s", call, call.Body, want)
 		}
 	}
+}
+
+// TestCheckDryRun: check --payload says whether the filter takes a
+// delivery and what the prompt would send, and sends nothing.
+func TestCheckDryRun(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	addWebhook(t, r, "pr", "assistant", "asst-1")
+	r.Client.HSet(ctx, "codemie:webhooks:{pr}", "filter", `event == "pull_request" && !body.pull_request.draft`,
+		"prompt", `Review {{body.pull_request.html_url}}`)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ready := write("ready.json", `{"pull_request":{"draft":false,"html_url":"https://github.com/o/r/pull/7"}}`)
+	draft := write("draft.json", `{"pull_request":{"draft":true}}`)
+	env := cliEnv(r, cliKey)
+	out := runCLI(t, env, "", 0, "check", "pr", "--payload", ready, "--event", "pull_request")
+	for _, want := range []string{"this filter is true are taken", `event == "pull_request" && !body.pull_request.draft`, "filter: taken", "prompt: 36 bytes sent instead of the 75 of the body:\nReview https://github.com/o/r/pull/7"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check of a ready pull request does not say %q:\n%s", want, out)
+		}
+	}
+	if out := runCLI(t, env, "", 0, "check", "pr", "--payload", draft, "--event", "pull_request"); !strings.Contains(out, "filter: dropped (false)") {
+		t.Errorf("check of a draft:\n%s", out)
+	}
+	if out := runCLI(t, env, "", 0, "check", "pr", "--payload", ready, "--event", "push"); !strings.Contains(out, "filter: dropped (false)") {
+		t.Errorf("check of a push:\n%s", out)
+	}
+}
+
+// TestFilterSenders: the issue's example filters over payloads shaped as
+// GitLab and Jira document them, through Caddy: a GitLab note on a merge
+// request mentioning @codemie, a Jira issue whose priority is High.
+func TestFilterSenders(t *testing.T) {
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	ctx := context.Background()
+	r.Client.HSet(ctx, "codemie:webhooks:{gl}", "is_enabled", "true", "gitlab_webhook_token", "gl-token",
+		"resource_type", "workflow", "resource_id", "wf-gl", "user_id", "u",
+		"filter", `event == "Note Hook" && body.object_attributes.noteable_type == "MergeRequest" && body.object_attributes.note.contains("@codemie")`)
+	r.Client.HSet(ctx, "codemie:webhooks:{jira}", "is_enabled", "true", "secure_header_name", "X-Webhook-Key",
+		"secure_header_value", "jira-key", "resource_type", "workflow", "resource_id", "wf-jira", "user_id", "u",
+		"filter", `body.webhookEvent == "jira:issue_updated" && body.issue.fields.priority.name == "High"`)
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
+	// GitLab's "Note Hook" (docs.gitlab.com, webhook events: comment on a merge request), trimmed.
+	note := func(text string) string {
+		return `{"object_kind":"note","event_type":"note","user":{"id":1,"name":"Administrator","username":"root"},` +
+			`"project_id":5,"object_attributes":{"id":1244,"note":"` + text + `","noteable_type":"MergeRequest",` +
+			`"noteable_id":7,"url":"http://example.com/gitlab-org/gitlab-test/merge_requests/1#note_1244"},` +
+			`"merge_request":{"id":7,"iid":1,"title":"Tempora et eos debitis quae laborum et.","state":"opened"}}`
+	}
+	// Jira Cloud's issue_updated webhook (developer.atlassian.com, webhooks), trimmed.
+	issue := func(priority string) string {
+		return `{"timestamp":1700000000000,"webhookEvent":"jira:issue_updated","issue_event_type_name":"issue_generic",` +
+			`"issue":{"id":"10001","key":"ABC-1","fields":{"summary":"Crash on login","priority":{"name":"` + priority + `","id":"2"}}}}`
+	}
+	const filtered = `{"message":"Webhook received, event filtered out"}`
+	for _, tc := range []struct {
+		name, id, body, want string
+		headers              []string
+	}{
+		{"gitlab note mentioning", "gl", note("@codemie please review"), invoked, []string{"X-Gitlab-Token: gl-token", "X-Gitlab-Event: Note Hook"}},
+		{"gitlab note without mention", "gl", note("looks good"), filtered, []string{"X-Gitlab-Token: gl-token", "X-Gitlab-Event: Note Hook"}},
+		{"gitlab merge request event", "gl", note("@codemie"), filtered, []string{"X-Gitlab-Token: gl-token", "X-Gitlab-Event: Merge Request Hook"}},
+		{"jira high", "jira", issue("High"), invoked, []string{"X-Webhook-Key: jira-key"}},
+		{"jira low", "jira", issue("Low"), filtered, []string{"X-Webhook-Key: jira-key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			headers := append([]string{"Content-Type: application/json"}, tc.headers...)
+			if status, _, answer := c.Post(t, webhooks+tc.id, tc.body, headers...); status != 200 || answer != tc.want {
+				t.Errorf("got %d %s, want 200 %s", status, answer, tc.want)
+			}
+		})
+	}
+	testenv.Eventually(t, "the two taken to be dispatched", func() bool { return len(api.Calls()) == 2 })
 }

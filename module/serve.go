@@ -19,6 +19,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/body"
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/expr"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
@@ -48,6 +49,9 @@ type answer struct {
 	// loaded, for the guard and the enqueue.
 	redisLeft time.Duration
 	err       error // what went wrong on our side, if anything
+	// vars are what the integration's filter saw, for its prompt; nil
+	// when no filter ran.
+	vars *expr.Vars
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
@@ -121,6 +125,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if v.Expression != "" {
 		metrics.expressions.WithLabelValues(v.Expression).Inc()
 	}
+	a.vars = v.Vars
 	if v.Expression == verify.ExpressionError {
 		h.logger.Warn("filter expression failed on a delivery; dropped it",
 			zap.String("webhook_id", id), zap.String("delivery_id", a.deliveryID), zap.Error(v.Err))
@@ -318,7 +323,12 @@ func (h *Handler) job(r *http.Request, a answer, in *integration.Integration, bo
 		UserID: in.UserID, DeliveryID: deliveryID, Body: body, ContentType: r.Header.Get("Content-Type")}
 	if p := in.Prompt(); p != nil && !h.Upstream.Forward && in.ResourceType != integration.ResourceDatasource {
 		// The text sent on, and queued, instead of the body.
-		job.Body = []byte(p.Render(verify.ExpressionVars(in, r.Header, body)))
+		vars := a.vars
+		if vars == nil {
+			v := verify.ExpressionVars(in, r.Header, body)
+			vars = &v
+		}
+		job.Body = []byte(p.Render(*vars))
 		job.ContentType = promptContentType
 	}
 	if h.Upstream.Forward {

@@ -7,6 +7,7 @@
 package expr
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"github.com/tidwall/gjson"
 )
 
 // MaxCost bounds one evaluation, in CEL's cost units (about one per value
@@ -33,7 +36,7 @@ type Vars struct {
 	// Action is the body's action (GitLab: object_attributes.action).
 	Action string
 	// Body is the JSON document (a form-encoded GitHub delivery's payload
-	// field); nil when the body is not JSON.
+	// field), valid JSON; nil when the body is not JSON.
 	Body []byte
 	// Headers are the request's headers that carry no secret.
 	Headers http.Header
@@ -42,10 +45,18 @@ type Vars struct {
 	Webhook map[string]string
 }
 
+// get is the body's value at a gjson path.
+func (v Vars) get(path string) gjson.Result { return gjson.GetBytes(v.Body, path) }
+
 // Filter is a compiled expression that says whether a delivery is taken.
 type Filter struct {
 	src string
 	prg cel.Program
+	// reads are the body's fields the expression selects (body.a.b), so
+	// that only they are parsed; whole says it uses the body otherwise
+	// (body itself, body[k]) and needs all of it.
+	reads [][]string
+	whole bool
 }
 
 var (
@@ -90,7 +101,40 @@ func CompileFilter(src string) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{src: src, prg: prg}, nil
+	f := &Filter{src: src, prg: prg}
+	f.reads, f.whole = bodyReads(ast.NativeRep().Expr())
+	return f, nil
+}
+
+// bodyReads returns the chains of fields selected from body that no other
+// selection extends (body.a.b.c, not body.a.b), and whether body is also
+// used otherwise.
+func bodyReads(root celast.Expr) ([][]string, bool) {
+	extended := map[int64]bool{}
+	celast.PreOrderVisit(root, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.SelectKind {
+			extended[e.AsSelect().Operand().ID()] = true
+		}
+	}))
+	var reads [][]string
+	whole := false
+	celast.PreOrderVisit(root, celast.NewExprVisitor(func(e celast.Expr) {
+		switch {
+		case extended[e.ID()]:
+		case e.Kind() == celast.IdentKind && e.AsIdent() == "body":
+			whole = true
+		case e.Kind() == celast.SelectKind:
+			var chain []string
+			for e.Kind() == celast.SelectKind {
+				chain = append([]string{e.AsSelect().FieldName()}, chain...)
+				e = e.AsSelect().Operand()
+			}
+			if e.Kind() == celast.IdentKind && e.AsIdent() == "body" {
+				reads = append(reads, chain)
+			}
+		}
+	}))
+	return reads, whole
 }
 
 // Source is the expression as written.
@@ -99,7 +143,7 @@ func (f *Filter) Source() string { return f.src }
 // Allows evaluates the filter over v. An error (a missing field, a wrong
 // type, the cost limit) is returned as such: the caller drops the delivery.
 func (f *Filter) Allows(v Vars) (bool, error) {
-	out, _, err := f.prg.Eval(v.activation())
+	out, _, err := f.prg.Eval(v.activation(f))
 	if err != nil {
 		return false, err
 	}
@@ -110,12 +154,75 @@ func (f *Filter) Allows(v Vars) (bool, error) {
 	return b, nil
 }
 
-// activation is v as CEL's variables.
-func (v Vars) activation() map[string]any {
-	var body any
-	if len(v.Body) > 0 {
-		_ = json.Unmarshal(v.Body, &body) // not JSON: body is null
+// body is the document as the filter reads it: only the fields it
+// selects, each parsed on its own, unless it needs the whole.
+func (f *Filter) body(v Vars) any {
+	doc := v.Body
+	if len(doc) == 0 {
+		return nil
 	}
+	if f.whole || !isObject(doc) {
+		var body any
+		_ = json.Unmarshal(doc, &body) // not JSON: body is null
+		return body
+	}
+	body := map[string]any{}
+	for _, chain := range f.reads {
+		r := v.get(gjsonPath(chain))
+		if !r.Exists() {
+			continue
+		}
+		place(body, chain, r.Value())
+	}
+	return body
+}
+
+// isObject reports whether doc, JSON, is an object.
+func isObject(doc []byte) bool {
+	trimmed := bytes.TrimLeft(doc, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{'
+}
+
+// place sets the value at chain in m, through objects it creates; a value
+// already there (an object read whole) holds it already.
+func place(m map[string]any, chain []string, value any) {
+	for _, key := range chain[:len(chain)-1] {
+		next, ok := m[key]
+		if !ok {
+			child := map[string]any{}
+			m[key] = child
+			m = child
+			continue
+		}
+		if m, ok = next.(map[string]any); !ok {
+			return
+		}
+	}
+	if _, ok := m[chain[len(chain)-1]]; !ok {
+		m[chain[len(chain)-1]] = value
+	}
+}
+
+// gjsonPath is chain as a gjson path, its special characters escaped.
+func gjsonPath(chain []string) string {
+	var b strings.Builder
+	for i, key := range chain {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		for _, c := range key {
+			if strings.ContainsRune(`.*?|#@\!=<>%`, c) {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// activation is v as CEL's variables, the body as f reads it.
+func (v Vars) activation(f *Filter) map[string]any {
+	body := f.body(v)
 	headers := make(map[string]string, len(v.Headers))
 	for name, values := range v.Headers {
 		headers[name] = strings.Join(values, ", ")

@@ -112,10 +112,10 @@ func (v Vars) lookup(pt part) string {
 	case "webhook":
 		return v.Webhook[pt.path]
 	}
-	r := gjson.ParseBytes(v.Body)
-	if pt.path != "" {
-		r = gjson.GetBytes(v.Body, pt.path)
+	if pt.path == "" {
+		return string(v.Body)
 	}
+	r := v.get(pt.path)
 	if r.Type == gjson.String {
 		return r.Str
 	}

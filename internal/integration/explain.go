@@ -89,6 +89,16 @@ func (in *Integration) Explain(alias, project string) string {
 	if len(sender.EventFilter) > 0 {
 		w("  the payload's %s one of: %s", sender.EventField, strings.Join(sender.EventFilter, ", "))
 	}
+	if f := in.Filter(); f != nil {
+		w("")
+		w("Only deliveries for which this filter is true are taken (false, or an error such as a missing field, is answered as filtered out):")
+		w("  %s", f.Source())
+	}
+	if p := in.Prompt(); p != nil && in.ResourceType != ResourceDatasource {
+		w("")
+		w("The %s is given this prompt instead of the body (unless the upstream forwards):", in.ResourceType)
+		w("  %s", p.Source())
+	}
 	return b.String()
 }
 

@@ -130,6 +130,8 @@ type Result struct {
 	// ExpressionError (then Err says why).
 	Expression string
 	Err        error
+	// Vars are what the filter saw, for the prompt; nil when no filter ran.
+	Vars *expr.Vars
 }
 
 // What a filter expression gave, for Result.Expression.
@@ -197,7 +199,8 @@ func filtered(field string) Result {
 // request, as false does: nothing is dispatched that the filter did not
 // take.
 func evaluate(in *integration.Integration, h http.Header, body []byte) Result {
-	ok, err := in.Filter().Allows(ExpressionVars(in, h, body))
+	vars := ExpressionVars(in, h, body)
+	ok, err := in.Filter().Allows(vars)
 	switch {
 	case err != nil:
 		r := filtered(integration.FieldFilter)
@@ -208,7 +211,7 @@ func evaluate(in *integration.Integration, h http.Header, body []byte) Result {
 		r.Expression = ExpressionDrop
 		return r
 	}
-	return Result{Outcome: Pass, Expression: ExpressionPass}
+	return Result{Outcome: Pass, Expression: ExpressionPass, Vars: &vars}
 }
 
 // ExpressionVars are what in's expressions see of a request: the event
