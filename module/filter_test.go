@@ -58,6 +58,17 @@ func TestFilterExpression(t *testing.T) {
 	if f := r.Client.HGet(context.Background(), "codemie:webhooks:{pr}", "filter").Val(); f != filter {
 		t.Errorf("the broken filter was stored: %q", f)
 	}
+	file := t.TempDir() + "/integrations.json"
+	if err := os.WriteFile(file, []byte(`[{"webhook_id":"new","is_enabled":true,"resource_type":"workflow","resource_id":"wf",`+
+		`"github_webhook_secret":"s","prompt":"{{body.x"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := runCLI(t, cliEnv(r, cliKey), "", 2, "import", file); !strings.Contains(out, "prompt") {
+		t.Errorf("import of a broken prompt: %s", out)
+	}
+	if n := r.Client.Exists(context.Background(), "codemie:webhooks:{new}").Val(); n != 0 {
+		t.Error("import wrote a record whose prompt does not compile")
+	}
 }
 
 // TestPromptSentInsteadOfBody: with a prompt, the workflow's user_input
