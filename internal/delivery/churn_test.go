@@ -31,6 +31,8 @@ func scheduleLeft(t *testing.T, r *testenv.Redis) []string {
 			left = append(left, fmt.Sprintf("%s %v", k, r.Client.ZRangeWithScores(ctx, k, 0, -1).Val()))
 		case "set":
 			left = append(left, fmt.Sprintf("%s %v", k, r.Client.SMembers(ctx, k).Val()))
+		case "hash":
+			left = append(left, fmt.Sprintf("%s %v", k, r.Client.HGetAll(ctx, k).Val()))
 		}
 	}
 	return left
@@ -119,7 +121,7 @@ func TestChurnLosesNothing(t *testing.T) {
 				return
 			case <-time.After(time.Duration(50+rnd(250)) * time.Millisecond):
 			}
-			got, _, err := queues[0].take(ctx, 1+rnd(3))
+			got, _, err := queues[0].take(ctx, 1+rnd(3), "ghost")
 			if err != nil || rnd(2) == 0 {
 				continue
 			}
@@ -130,7 +132,7 @@ func TestChurnLosesNothing(t *testing.T) {
 					time.Sleep(cfg.ClaimAfter + time.Duration(rnd(300))*time.Millisecond)
 					if e, err := decodeEntry(g.ticket.entryID(), g.fields); err == nil {
 						deliver(e.Job.DeliveryID)
-						_ = queues[0].finish(ctx, g.ticket)
+						_ = queues[0].finish(ctx, g.ticket, "ghost")
 					}
 				}()
 			}
@@ -178,18 +180,18 @@ func TestTakeUnparksAfterItsVisit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ghost, _, err := q.take(ctx, 1) // taken by an instance that dies
+	ghost, _, err := q.take(ctx, 1, "ghost") // taken by an instance that dies
 	if err != nil || len(ghost) != 1 {
 		t.Fatalf("ghost take: %v %v", ghost, err)
 	}
-	if got, _, _ := q.take(ctx, 1); len(got) != 0 { // b parks
+	if got, _, _ := q.take(ctx, 1, "test"); len(got) != 0 { // b parks
 		t.Fatalf("took %v", got)
 	}
 	if err := q.Enqueue(ctx, entryFor("a", "shared", "a-1")); err != nil {
 		t.Fatal(err)
 	}
 	waitLeaseEnds(t, r, ghost[0].ticket)
-	if got, _, err := q.take(ctx, 1); err != nil || len(got) != 1 || got[0].ticket.entryID() == "" {
+	if got, _, err := q.take(ctx, 1, "test"); err != nil || len(got) != 1 || got[0].ticket.entryID() == "" {
 		t.Fatalf("take: %v %v", got, err)
 	}
 	ring := r.Client.LRange(ctx, "{t:queue}:ring", 0, -1).Val()
@@ -220,31 +222,36 @@ func TestLateFinishDoesNotStrandParkedLanes(t *testing.T) {
 	}
 	take := func(n, want int) []taken {
 		t.Helper()
-		got, _, err := q.take(ctx, n)
+		got, _, err := q.take(ctx, n, "test")
 		if err != nil || len(got) != want {
 			t.Fatalf("take %d: %v %v, want %d", n, got, err, want)
 		}
 		return got
 	}
 	enq("a", "a-1")
-	slow := take(1, 1)[0] // an instance dispatches a-1; its heartbeat stalls
+	got, _, err := q.take(ctx, 1, "slow") // an instance dispatches a-1; its heartbeat stalls
+	if err != nil || len(got) != 1 {
+		t.Fatalf("take: %v %v", got, err)
+	}
+	slow := got[0]
 	enq("b", "b-1")
 	enq("c", "c-1")
 	take(2, 0) // b, c parked
 	waitLeaseEnds(t, r, slow.ticket)
-	if moved, err := q.handBack(ctx); err != nil || len(moved) != 1 { // a-1 back in lane a; b unparked
+	if moved, err := q.handBack(ctx, ""); err != nil || len(moved) != 1 { // a-1 back in lane a; b unparked
 		t.Fatalf("reclaim: %v %v", moved, err)
 	}
 	b := take(2, 1)[0] // b-1 taken; a parked behind c
 	enq("d", "d-1")
-	take(1, 0)                                           // d parked behind a
-	for _, tk := range []ticket{slow.ticket, b.ticket} { // the late finish deletes a-1; b's unparks c
-		if err := q.finish(ctx, tk); err != nil {
-			t.Fatal(err)
-		}
+	take(1, 0)                                                 // d parked behind a
+	if err := q.finish(ctx, slow.ticket, "slow"); err != nil { // the late finish deletes a-1
+		t.Fatal(err)
+	}
+	if err := q.finish(ctx, b.ticket, "test"); err != nil { // unparks c
+		t.Fatal(err)
 	}
 	c := take(1, 1)[0]
-	if err := q.finish(ctx, c.ticket); err != nil { // unparks a, whose ticket has no entry
+	if err := q.finish(ctx, c.ticket, "test"); err != nil { // unparks a, whose ticket has no entry
 		t.Fatal(err)
 	}
 	s := newScripted(succeed)

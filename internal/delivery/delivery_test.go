@@ -276,7 +276,7 @@ func TestReclaimFromSilentConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An instance takes the entry and goes silent, as a killed process does.
-	if got, _, err := q.take(ctx, 10); err != nil || len(got) != 1 {
+	if got, _, err := q.take(ctx, 10, "ghost"); err != nil || len(got) != 1 {
 		t.Fatalf("ghost take: %v %v", got, err)
 	}
 	var delivered atomic.Int32

@@ -42,11 +42,11 @@ func (t ticket) entryID() string {
 }
 
 // ticketLua reads and moves tickets, in every script that moves them. Each
-// such script's ARGV starts with the four names of q.names (the lane, busy
-// and parked prefixes, and the parking set); its own arguments follow, from
-// ARGV[5].
+// such script's ARGV starts with the five names of q.names (the lane, busy
+// and parked prefixes, the parking set and the holders hash); its own
+// arguments follow, from ARGV[6].
 const ticketLua = `
-local lanePrefix, busyPrefix, parkedPrefix, parking = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local lanePrefix, busyPrefix, parkedPrefix, parking, holders = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 local function parse(t)
   local id, webhook, resource = string.match(t, '^([^|]+)|([^|]*)|(.*)$')
@@ -84,9 +84,19 @@ local function unpark(ring, resource, n)
   end
 end
 
--- release ends t's lease and its place in its resource's busy set, which
--- brings a lane parked on the resource back; false when it held no lease.
-local function release(leases, ring, t)
+-- holds reports whether holder (nil: anyone) holds t's lease.
+local function holds(t, holder)
+  return holder == nil or redis.call('HGET', holders, t) == holder
+end
+
+-- release ends t's lease, if holder (nil: anyone) holds it, and its place
+-- in its resource's busy set, which brings a lane parked on the resource
+-- back; false when holder held no lease.
+local function release(leases, ring, t, holder)
+  if not holds(t, holder) then
+    return false
+  end
+  redis.call('HDEL', holders, t)
   local _, _, resource = parse(t)
   if redis.call('ZREM', busyPrefix .. resource, t) == 1 then
     unpark(ring, resource, 1)
@@ -100,22 +110,23 @@ local function nowMs()
 end
 `
 
-// names are the first four arguments of every script that moves tickets
+// names are the first five arguments of every script that moves tickets
 // (ticketLua), followed by args.
 func (q *Queue) names(args ...any) []any {
-	return append([]any{q.lanePrefix, q.busyPrefix, q.parkedPrefix, q.parking}, args...)
+	return append([]any{q.lanePrefix, q.busyPrefix, q.parkedPrefix, q.parking, q.holders}, args...)
 }
 
-// takeScript takes up to ARGV[7] tickets, one per lane in the ring's turn,
-// visiting at most ARGV[8] lanes, and leases each for ARGV[5] ms. A lane
-// whose first ticket's resource has ARGV[6] in flight (0: no limit) is
+// takeScript takes up to ARGV[8] tickets, one per lane in the ring's turn,
+// visiting at most ARGV[9] lanes, and leases each for ARGV[6] ms to holder
+// ARGV[10]. A lane
+// whose first ticket's resource has ARGV[7] in flight (0: no limit) is
 // parked on it. KEYS[1] the stream, KEYS[2] the ring, KEYS[3] the leases,
 // KEYS[4] the waiting set. Returns {lanes in the ring, {ticket, entry
 // fields}...}; a ticket whose entry is gone is dropped.
 var takeScript = redis.NewScript(ticketLua + `
-local now, lease, limit, want = nowMs(), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local now, lease, limit, want = nowMs(), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {}
-for _ = 1, tonumber(ARGV[8]) do
+for _ = 1, tonumber(ARGV[9]) do
   if #out >= want then
     break
   end
@@ -155,6 +166,7 @@ for _ = 1, tonumber(ARGV[8]) do
       if e then
         redis.call('ZADD', KEYS[3], now + lease, t)
         redis.call('ZADD', busy, now + lease, t)
+        redis.call('HSET', holders, t, ARGV[10])
         out[#out + 1] = {t, e[2]}
       else
         room = room + 1 -- no lease follows: the turn passes on
@@ -172,11 +184,11 @@ type taken struct {
 	fields streamFields
 }
 
-// take leases up to n entries, one per lane in turn, and reports how many
-// lanes are in the ring (not parked).
-func (q *Queue) take(ctx context.Context, n int) ([]taken, int64, error) {
+// take leases up to n entries to holder, one per lane in turn, and reports
+// how many lanes are in the ring (not parked).
+func (q *Queue) take(ctx context.Context, n int, holder string) ([]taken, int64, error) {
 	reply, err := takeScript.Run(ctx, q.client, []string{q.stream, q.ring, q.leases, q.waiting},
-		q.names(q.lease().Milliseconds(), max(q.cfg.MaxInFlight, 0), n, n+64)...).Slice()
+		q.names(q.lease().Milliseconds(), max(q.cfg.MaxInFlight, 0), n, n+64, holder)...).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("taking deliveries: %w", err)
 	}
@@ -204,14 +216,14 @@ func (q *Queue) take(ctx context.Context, n int) ([]taken, int64, error) {
 	return out, lanes, nil
 }
 
-// renewScript extends the leases of the tickets ARGV[6..] that still hold
-// one to ARGV[5] ms from now, and their place in their resource's busy
-// set. KEYS[1] the leases.
+// renewScript extends the leases of the tickets ARGV[8..] that holder
+// ARGV[7] still holds to ARGV[6] ms from now, and their place in their
+// resource's busy set. KEYS[1] the leases.
 var renewScript = redis.NewScript(ticketLua + `
-local expires = nowMs() + tonumber(ARGV[5])
-for i = 6, #ARGV do
+local expires = nowMs() + tonumber(ARGV[6])
+for i = 8, #ARGV do
   local t = ARGV[i]
-  if redis.call('ZSCORE', KEYS[1], t) then
+  if holds(t, ARGV[7]) and redis.call('ZSCORE', KEYS[1], t) then
     local _, _, resource = parse(t)
     redis.call('ZADD', KEYS[1], expires, t)
     redis.call('ZADD', busyPrefix .. resource, expires, t)
@@ -220,9 +232,9 @@ end
 return 0
 `)
 
-// renew extends the leases of tickets.
-func (q *Queue) renew(ctx context.Context, tickets []string) error {
-	args := q.names(q.lease().Milliseconds())
+// renew extends the leases of tickets that holder holds.
+func (q *Queue) renew(ctx context.Context, tickets []string, holder string) error {
+	args := q.names(q.lease().Milliseconds(), holder)
 	for _, t := range tickets {
 		args = append(args, t)
 	}
@@ -230,30 +242,32 @@ func (q *Queue) renew(ctx context.Context, tickets []string) error {
 }
 
 // finishScript removes a finished entry (delivered, or moved to the dead
-// stream) and its ticket's lease. KEYS[1] the stream, KEYS[2] the leases,
-// KEYS[3] the ring; ARGV[5] the ticket.
+// stream) and its ticket's lease, if holder ARGV[7] holds it (else the
+// instance that took it over finishes it too). KEYS[1] the stream, KEYS[2]
+// the leases, KEYS[3] the ring; ARGV[6] the ticket.
 var finishScript = redis.NewScript(ticketLua + `
-release(KEYS[2], KEYS[3], ARGV[5])
-local id = parse(ARGV[5])
+release(KEYS[2], KEYS[3], ARGV[6], ARGV[7])
+local id = parse(ARGV[6])
 return redis.call('XDEL', KEYS[1], id)
 `)
 
-// finish removes ticket t's entry. Concurrent dispatches' finishes share
-// round trips, as requests' scripts do.
-func (q *Queue) finish(ctx context.Context, t ticket) error {
-	return finishScript.Run(ctx, q.requests, []string{q.stream, q.leases, q.ring}, q.names(string(t))...).Err()
+// finish removes ticket t's entry, and holder's lease of it. Concurrent
+// dispatches' finishes share round trips, as requests' scripts do.
+func (q *Queue) finish(ctx context.Context, t ticket, holder string) error {
+	return finishScript.Run(ctx, q.requests, []string{q.stream, q.leases, q.ring}, q.names(string(t), holder)...).Err()
 }
 
-// scheduleScript moves ticket ARGV[5] from the leases to the due set, as
-// member ARGV[6] scored ARGV[7] (ms), if it still holds its lease (else
+// scheduleScript moves ticket ARGV[6] from the leases to the due set, as
+// member ARGV[7] scored ARGV[8] (ms), if holder ARGV[9] still holds its
+// lease (else
 // its entry is already back in its lane, or taken again). KEYS[1] the
 // leases, KEYS[2] the due set, KEYS[3] the ring. Returns 1 when it moved
 // it.
 var scheduleScript = redis.NewScript(ticketLua + `
-if not release(KEYS[1], KEYS[3], ARGV[5]) then
+if not release(KEYS[1], KEYS[3], ARGV[6], ARGV[9]) then
   return 0
 end
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[7])
 return 1
 `)
 
@@ -261,23 +275,24 @@ return 1
 // entry is back in its lane or with another instance, which decides.
 var errLeaseLost = errors.New("its lease ended during the attempt; the entry was handed back")
 
-// schedule sets ticket t's next attempt, its attempt+1st, for dueMs.
-func (q *Queue) schedule(ctx context.Context, t ticket, attempt int, dueMs int64) error {
+// schedule sets ticket t's next attempt, its attempt+1st, for dueMs, if
+// holder holds it.
+func (q *Queue) schedule(ctx context.Context, t ticket, attempt int, dueMs int64, holder string) error {
 	member := strconv.Itoa(attempt) + "|" + string(t)
 	moved, err := scheduleScript.Run(ctx, q.client, []string{q.leases, q.due, q.ring},
-		q.names(string(t), member, dueMs)...).Int()
+		q.names(string(t), member, dueMs, holder)...).Int()
 	if err == nil && moved == 0 {
 		err = errLeaseLost
 	}
 	return err
 }
 
-// moveDueScript puts up to ARGV[6] entries due at ARGV[5] (ms) back at the
+// moveDueScript puts up to ARGV[7] entries due at ARGV[6] (ms) back at the
 // end of their lanes, each as a new entry with its attempts counted, and
 // returns how many it moved. KEYS[1] the due set, KEYS[2] the stream,
 // KEYS[3] the ring, KEYS[4] the waiting set.
 var moveDueScript = redis.NewScript(ticketLua + `
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[5], 'LIMIT', 0, ARGV[6])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[6], 'LIMIT', 0, ARGV[7])
 for _, m in ipairs(due) do
   local attempts, t = string.match(m, '^(%d+)|(.*)$')
   local id = t and parse(t)
@@ -312,28 +327,28 @@ func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
 }
 
 // handBackScript puts tickets back at the front of their lanes: those
-// ARGV[6..], or, when there are none, up to 100 whose lease has ended. Only
-// tickets that hold a lease move. Then it brings back lanes parked on a
-// resource with room (a raised limit, a lease ended unseen) for ARGV[5]
+// ARGV[8..] that holder ARGV[7] holds, or, when there are none, up to 100
+// whose lease has ended, whoever held them. Then it brings back lanes parked on a
+// resource with room (a raised limit, a lease ended unseen) for ARGV[6]
 // (0: no limit). KEYS[1] the leases, KEYS[2] the ring, KEYS[3] the
 // waiting set. Returns the tickets moved.
 var handBackScript = redis.NewScript(ticketLua + `
-local tickets = {unpack(ARGV, 6)}
+local tickets, holder = {unpack(ARGV, 8)}, ARGV[7]
 local expired = #tickets == 0
 local now = nowMs()
 if expired then
-  tickets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+  tickets, holder = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100), nil
 end
 local moved = {}
 for i = #tickets, 1, -1 do
   local t = tickets[i]
-  if release(KEYS[1], KEYS[2], t) then
+  if release(KEYS[1], KEYS[2], t, holder) then
     ready(KEYS[2], KEYS[3], t, 'LPUSH')
     moved[#moved + 1] = t
   end
 end
 if expired then
-  local limit = tonumber(ARGV[5])
+  local limit = tonumber(ARGV[6])
   for _, resource in ipairs(redis.call('SMEMBERS', parking)) do
     local busy = busyPrefix .. resource
     redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
@@ -349,11 +364,11 @@ end
 return moved
 `)
 
-// handBack puts tickets back at the front of their lanes, or, with none,
-// those whose lease has ended, and the parked lanes that have room back in
-// the ring; it returns the tickets it moved.
-func (q *Queue) handBack(ctx context.Context, tickets ...string) ([]string, error) {
-	args := q.names(max(q.cfg.MaxInFlight, 0))
+// handBack puts the tickets holder holds back at the front of their lanes,
+// or, with none, those whose lease has ended, and the parked lanes that
+// have room back in the ring; it returns the tickets it moved.
+func (q *Queue) handBack(ctx context.Context, holder string, tickets ...string) ([]string, error) {
+	args := q.names(max(q.cfg.MaxInFlight, 0), holder)
 	for _, t := range tickets {
 		args = append(args, t)
 	}

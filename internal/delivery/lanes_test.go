@@ -190,10 +190,10 @@ func TestParkedLaneBackAfterLeaseEnds(t *testing.T) {
 		}
 	}
 	// An instance takes a-1 and dies; b-1's lane is parked on the resource.
-	if got, _, err := q.take(ctx, 1); err != nil || len(got) != 1 {
+	if got, _, err := q.take(ctx, 1, "ghost"); err != nil || len(got) != 1 {
 		t.Fatalf("ghost take: %v %v", got, err)
 	}
-	if got, lanes, err := q.take(ctx, 1); err != nil || len(got) != 0 || lanes != 0 {
+	if got, lanes, err := q.take(ctx, 1, "test"); err != nil || len(got) != 0 || lanes != 0 {
 		t.Fatalf("take while the resource is full: %v, %d lanes in the ring, %v", got, lanes, err)
 	}
 	if parked := r.Client.LRange(ctx, "{t:queue}:parked:workflow:shared", 0, -1).Val(); len(parked) != 1 || parked[0] != "b" {
@@ -219,17 +219,63 @@ func TestScheduleNeedsTheLease(t *testing.T) {
 	if err := q.Enqueue(ctx, entry("late")); err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := q.take(ctx, 1)
+	got, _, err := q.take(ctx, 1, "test")
 	if err != nil || len(got) != 1 {
 		t.Fatalf("take: %v %v", got, err)
 	}
-	if moved, err := q.handBack(ctx, string(got[0].ticket)); err != nil || len(moved) != 1 {
+	if moved, err := q.handBack(ctx, "test", string(got[0].ticket)); err != nil || len(moved) != 1 {
 		t.Fatalf("hand back: %v %v", moved, err)
 	}
-	if err := q.schedule(ctx, got[0].ticket, 1, 0); !errors.Is(err, errLeaseLost) {
+	if err := q.schedule(ctx, got[0].ticket, 1, 0, "test"); !errors.Is(err, errLeaseLost) {
 		t.Errorf("schedule without the lease: %v, want errLeaseLost", err)
 	}
 	if n := r.Client.ZCard(ctx, "{t:queue}:due").Val(); n != 0 {
 		t.Errorf("%d due: the ticket is in its lane and the due set", n)
+	}
+}
+
+// TestStaleHolderLeavesTheLease: an instance whose lease ended and was
+// taken over by another neither schedules a retry of the entry nor ends the
+// other's lease when its attempt ends; the other renews and finishes it.
+func TestStaleHolderLeavesTheLease(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxInFlight = 1
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	if err := q.Enqueue(ctx, entryFor("a", "shared", "a-1")); err != nil {
+		t.Fatal(err)
+	}
+	stale, _, err := q.take(ctx, 1, "stale")
+	if err != nil || len(stale) != 1 {
+		t.Fatalf("take: %v %v", stale, err)
+	}
+	waitLeaseEnds(t, r, stale[0].ticket)
+	if moved, err := q.handBack(ctx, ""); err != nil || len(moved) != 1 {
+		t.Fatalf("reclaim: %v %v", moved, err)
+	}
+	fresh, _, err := q.take(ctx, 1, "fresh")
+	if err != nil || len(fresh) != 1 || fresh[0].ticket != stale[0].ticket {
+		t.Fatalf("take over: %v %v", fresh, err)
+	}
+	tk := string(fresh[0].ticket)
+	if err := q.schedule(ctx, stale[0].ticket, 1, 0, "stale"); !errors.Is(err, errLeaseLost) {
+		t.Errorf("the stale holder's schedule: %v, want errLeaseLost", err)
+	}
+	if moved, err := q.handBack(ctx, "stale", tk); err != nil || len(moved) != 0 {
+		t.Errorf("the stale holder handed back %v, %v", moved, err)
+	}
+	if err := q.renew(ctx, []string{tk}, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	if r.Client.ZScore(ctx, "{t:queue}:leases", tk).Err() != nil || r.Client.ZCard(ctx, "{t:queue}:busy:workflow:shared").Val() != 1 ||
+		r.Client.ZCard(ctx, "{t:queue}:due").Val() != 0 {
+		t.Errorf("the fresh holder's lease was touched:\n%v", scheduleLeft(t, r))
+	}
+	if err := q.finish(ctx, fresh[0].ticket, "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	if left := scheduleLeft(t, r); len(left) != 0 {
+		t.Errorf("left after the fresh holder's finish: %v", left)
 	}
 }

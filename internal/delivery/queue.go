@@ -71,7 +71,7 @@ type Queue struct {
 	// The stream and its schedule (lanes.go), on one cluster slot.
 	stream, ring, waiting, leases, due   string
 	lanePrefix, busyPrefix, parkedPrefix string
-	parking                              string
+	parking, holders                     string
 	dead                                 string
 	deadBytes                            string // the dead stream's size in bytes, on its cluster slot
 }
@@ -92,6 +92,7 @@ func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
 		busyPrefix:   s.BusyPrefix(),
 		parkedPrefix: s.ParkedPrefix(),
 		parking:      s.Parking(),
+		holders:      s.Holders(),
 		dead:         s.Dead(),
 		deadBytes:    s.DeadBytes(),
 	}

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"math/rand/v2"
 	"strconv"
@@ -51,6 +52,11 @@ type Workers struct {
 	slots        chan struct{}
 	heartbeatEnd chan struct{}
 
+	// holder names these workers in the leases they hold: unique to each
+	// Start, so that workers of a reload, or a stalled instance whose
+	// leases were taken over, never end another's lease.
+	holder string
+
 	mu   sync.Mutex
 	held map[ticket]struct{} // tickets this instance is dispatching
 }
@@ -68,6 +74,7 @@ func (q *Queue) Start(dispatchFn DispatchFunc, events Events, logger *zap.Logger
 		slots:        make(chan struct{}, max(q.cfg.Workers, 1)),
 		heartbeatEnd: make(chan struct{}),
 		held:         map[ticket]struct{}{},
+		holder:       q.cfg.Consumer + "/" + crand.Text(),
 	}
 	w.loops.Add(3)
 	go w.takeLoop(ctx)
@@ -126,7 +133,7 @@ func (w *Workers) takeLoop(ctx context.Context) {
 			return
 		}
 		// Not cut short by a stop: what Redis leased is dispatched.
-		got, lanes, err := w.q.take(context.WithoutCancel(ctx), n)
+		got, lanes, err := w.q.take(context.WithoutCancel(ctx), n, w.holder)
 		for _, t := range got {
 			w.start(t)
 		}
@@ -244,7 +251,7 @@ func (w *Workers) process(t taken) {
 
 // finish removes a finished entry.
 func (w *Workers) finish(ctx context.Context, t ticket) {
-	if err := w.q.finish(ctx, t); err != nil {
+	if err := w.q.finish(ctx, t, w.holder); err != nil {
 		w.logger.Error("finishing an entry; it will be dispatched again when its lease ends",
 			zap.String("entry", t.entryID()), zap.Error(err))
 	}
@@ -252,7 +259,7 @@ func (w *Workers) finish(ctx context.Context, t ticket) {
 
 // handBack puts t back at the front of its lane, for any instance to take.
 func (w *Workers) handBack(ctx context.Context, t ticket) {
-	if _, err := w.q.handBack(ctx, string(t)); err != nil {
+	if _, err := w.q.handBack(ctx, w.holder, string(t)); err != nil {
 		w.logger.Warn("handing back an entry; it will be taken again when its lease ends",
 			zap.String("entry", t.entryID()), zap.Error(err))
 	}
@@ -262,7 +269,7 @@ func (w *Workers) handBack(ctx context.Context, t ticket) {
 // stays in the stream until the attempt is due.
 func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int, res dispatch.Result) {
 	wait := w.backoff(attempt, res.RetryAfter)
-	switch err := w.q.schedule(ctx, t, attempt, w.now().Add(wait).UnixMilli()); {
+	switch err := w.q.schedule(ctx, t, attempt, w.now().Add(wait).UnixMilli(), w.holder); {
 	case errors.Is(err, errLeaseLost):
 		w.logger.Warn("delivery failed; not scheduling a retry", zap.String("entry", t.entryID()), zap.Error(err))
 		return
@@ -402,7 +409,7 @@ func (w *Workers) releaseDelivery(ctx context.Context, id string, e Entry) {
 // queue holds.
 func (w *Workers) reclaim(ctx context.Context) {
 	for ctx.Err() == nil {
-		moved, err := w.q.handBack(ctx)
+		moved, err := w.q.handBack(ctx, "")
 		if err != nil {
 			if ctx.Err() == nil {
 				w.logger.Warn("reclaiming deliveries", zap.Error(err))
@@ -456,7 +463,7 @@ func (w *Workers) heartbeat(interval time.Duration) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(interval, 2*time.Second))
-		err := w.q.renew(ctx, tickets)
+		err := w.q.renew(ctx, tickets, w.holder)
 		cancel()
 		if err != nil {
 			w.logger.Warn("renewing the leases of in-flight deliveries", zap.Error(err))

@@ -87,6 +87,10 @@ func (s Space) Parked(resource string) string { return s.ParkedPrefix() + resour
 // ParkedPrefix is what every Parked starts with.
 func (s Space) ParkedPrefix() string { return s.Queue() + ":parked:" }
 
+// Holders is the hash of which instance holds each ticket of Leases: only
+// the holder renews, finishes or hands back its lease.
+func (s Space) Holders() string { return s.Queue() + ":holders" }
+
 // Parking is the set of the resources (named as in Busy) that have lanes
 // parked on them.
 func (s Space) Parking() string { return s.Queue() + ":parking" }

@@ -18,6 +18,7 @@ func TestNames(t *testing.T) {
 		s.Parked("assistant:a-1"):       "{codemie:webhooks:queue}:parked:assistant:a-1",
 		s.Waiting():                     "{codemie:webhooks:queue}:waiting",
 		s.Parking():                     "{codemie:webhooks:queue}:parking",
+		s.Holders():                     "{codemie:webhooks:queue}:holders",
 		s.Leases():                      "{codemie:webhooks:queue}:leases",
 		s.Busy("assistant:a-1"):         "{codemie:webhooks:queue}:busy:assistant:a-1",
 		s.Due():                         "{codemie:webhooks:queue}:due",

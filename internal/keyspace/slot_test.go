@@ -48,7 +48,7 @@ func TestQueueKeysShareASlot(t *testing.T) {
 	for _, prefix := range []string{DefaultPrefix, "{t}:", "a}b:", "x{", "{}:", "p{q}r:"} {
 		s := Space{Prefix: prefix}
 		slot := keySlot(s.Queue())
-		for _, k := range []string{s.Lane("gh-42"), s.Ring(), s.Parked("assistant:a"), s.Waiting(), s.Parking(), s.Leases(), s.Busy("assistant:a"), s.Due()} {
+		for _, k := range []string{s.Lane("gh-42"), s.Ring(), s.Parked("assistant:a"), s.Waiting(), s.Parking(), s.Holders(), s.Leases(), s.Busy("assistant:a"), s.Due()} {
 			if keySlot(k) != slot {
 				t.Errorf("prefix %q: %q is not on the slot of %q", prefix, k, s.Queue())
 			}
