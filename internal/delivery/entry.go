@@ -1,14 +1,16 @@
 // Package delivery makes accepted webhooks durable: each is appended to a
 // Redis stream before its sender is answered, and workers in every Caddy
-// instance (one consumer group) dispatch it, retry it with backoff, and move
-// it to a dead-letter stream when it cannot be delivered.
+// instance take it from its webhook's lane in turn (lanes.go), within its
+// resource's max in flight, dispatch it, retry it with backoff, and move it
+// to a dead-letter stream when it cannot be delivered.
 //
-// Its keys are keyspace.Space's Deliveries, Retry (members "<entry
-// id>|<attempts made>", scored by when to retry, in ms), Dead and DeadBytes.
-// Every step is a single-key operation, or an ordered sequence of them in
-// which a crash can only cause a second dispatch, never a lost entry: the
-// delivery is at-least-once, and every dispatch carries the delivery id as
-// Idempotency-Key so CodeMie can drop a repeat.
+// Its keys are keyspace.Space's Queue and the keys named after it (Lane,
+// Ring, Parked, Parking, Waiting, Leases, Holders, Busy, Due), Dead and
+// DeadBytes; it adopts what the earlier versions' Deliveries and Retry hold
+// (adopt.go). Every step is one script on one cluster slot, or an ordered
+// sequence of them in which a crash can only cause a second dispatch, never
+// a lost entry: the delivery is at-least-once, and every dispatch carries
+// the delivery id as Idempotency-Key so CodeMie can drop a repeat.
 package delivery
 
 import (
