@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -65,21 +64,11 @@ type Entry struct {
 func NewEntry(job dispatch.Job, h http.Header, omit []string, receivedAt time.Time) Entry {
 	kept := map[string]string{}
 	for _, name := range headers.Kept {
-		if v := h.Get(name); v != "" && !omitted(name, omit) {
+		if v := h.Get(name); v != "" && !headers.Named(omit, name) {
 			kept[name] = v
 		}
 	}
 	return Entry{Job: job, ReceivedAt: receivedAt, Headers: kept}
-}
-
-// omitted reports whether header name is in omit, in any case.
-func omitted(name string, omit []string) bool {
-	for _, o := range omit {
-		if strings.EqualFold(o, name) {
-			return true
-		}
-	}
-	return false
 }
 
 // replayKey is the key the replay guard marked the entry's delivery with.
@@ -204,6 +193,17 @@ func appendJSONString(b []byte, s string) []byte {
 
 // streamFields are a stream entry's fields as go-redis reads them.
 type streamFields map[string]any
+
+// fieldsOf reads a script's reply of an entry's fields, {name, value, ...}.
+func fieldsOf(flat []any) streamFields {
+	fields := make(streamFields, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		if name, ok := flat[i].(string); ok {
+			fields[name] = flat[i+1]
+		}
+	}
+	return fields
+}
 
 // str returns field name's value; "" when there is none.
 func (f streamFields) str(name string) string {

@@ -205,13 +205,7 @@ func (q *Queue) take(ctx context.Context, n int, holder string) ([]taken, int64,
 		}
 		t, _ := row[0].(string)
 		flat, _ := row[1].([]any)
-		fields := make(streamFields, len(flat)/2)
-		for i := 0; i+1 < len(flat); i += 2 {
-			if name, ok := flat[i].(string); ok {
-				fields[name] = flat[i+1]
-			}
-		}
-		out = append(out, taken{ticket: ticket(t), fields: fields})
+		out = append(out, taken{ticket: ticket(t), fields: fieldsOf(flat)})
 	}
 	return out, lanes, nil
 }

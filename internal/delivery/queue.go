@@ -357,13 +357,7 @@ func (q *Queue) deadLetters(ctx context.Context, after, last string, count int64
 		id, _ := row[0].(string)
 		flat, _ := row[1].([]any)
 		bodyBytes, _ := row[2].(int64)
-		fields := make(streamFields, len(flat)/2)
-		for i := 0; i+1 < len(flat); i += 2 {
-			if name, ok := flat[i].(string); ok {
-				fields[name] = flat[i+1]
-			}
-		}
-		out = append(out, decodeDeadLetter(id, fields, int(bodyBytes)))
+		out = append(out, decodeDeadLetter(id, fieldsOf(flat), int(bodyBytes)))
 	}
 	next := ""
 	if int64(len(out)) == count && count > 0 {

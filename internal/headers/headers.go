@@ -117,13 +117,17 @@ var Credentials = []string{
 	"X-Zendesk-Webhook-Signature",
 }
 
+// Named reports whether header name is in list, in any case.
+func Named(list []string, name string) bool {
+	return slices.ContainsFunc(list, func(n string) bool { return strings.EqualFold(n, name) })
+}
+
 // WithoutSecrets returns h without the Credentials and the headers named
 // in secret (an integration's own secret-bearing headers, any case).
 func WithoutSecrets(h http.Header, secret []string) http.Header {
 	out := make(http.Header, len(h))
 	for name, values := range h {
-		if slices.ContainsFunc(Credentials, func(c string) bool { return strings.EqualFold(c, name) }) ||
-			slices.ContainsFunc(secret, func(s string) bool { return strings.EqualFold(s, name) }) {
+		if Named(Credentials, name) || Named(secret, name) {
 			continue
 		}
 		out[name] = values

@@ -196,7 +196,7 @@ func (in *Integration) Prompt() *expr.Prompt {
 
 // loggedHeader reports whether name (canonical) is one of headers.Logged.
 func loggedHeader(name string) bool {
-	return slices.ContainsFunc(headers.Logged, func(h string) bool { return strings.EqualFold(h, name) })
+	return headers.Named(headers.Logged, name)
 }
 
 // SecretHeaders returns the names (canonical) of the request headers that
@@ -314,8 +314,8 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			EventFilter:        splitList(fields[FieldEventFilter]),
 			EventField:         cmp.Or(fields[FieldEventField], DefaultEventField),
 			GraphValidation:    d.boolean(FieldGraphValidation, false),
-			Filter:             d.filter(FieldFilter),
-			Prompt:             d.prompt(FieldPrompt),
+			Filter:             compiled(&d, FieldFilter, "a boolean CEL expression", expr.CompileFilter),
+			Prompt:             compiled(&d, FieldPrompt, "a prompt template", expr.CompilePrompt),
 		}
 	}
 	err := d.err
@@ -499,30 +499,18 @@ func (d *decoder) duration(field string, unset time.Duration) time.Duration {
 	return dur
 }
 
-// filter compiles an expression field; nil when it is unset.
-func (d *decoder) filter(field string) *expr.Filter {
+// compiled compiles field with compile, which takes what the field must
+// be (for the error); nil when it is unset.
+func compiled[T any](d *decoder, field, what string, compile func(string) (*T, error)) *T {
 	v := d.fields[field]
 	if v == "" {
 		return nil
 	}
-	f, err := expr.CompileFilter(v)
+	c, err := compile(v)
 	if err != nil && d.err == nil {
-		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a boolean CEL expression: " + err.Error()}
+		d.err = &FieldError{ID: d.id, Field: field, Reason: "not " + what + ": " + err.Error()}
 	}
-	return f
-}
-
-// prompt compiles a template field; nil when it is unset.
-func (d *decoder) prompt(field string) *expr.Prompt {
-	v := d.fields[field]
-	if v == "" {
-		return nil
-	}
-	p, err := expr.CompilePrompt(v)
-	if err != nil && d.err == nil {
-		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a prompt template: " + err.Error()}
-	}
-	return p
+	return c
 }
 
 // ParseBool accepts the spellings the backend and its clients write.

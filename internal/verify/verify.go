@@ -224,10 +224,11 @@ func ExpressionVars(in *integration.Integration, h http.Header, body []byte) exp
 	if event == "" && in.Sender != nil {
 		event = gjson.GetBytes(doc, in.Sender.EventField).String()
 	}
-	action := gjson.GetBytes(doc, "action").String()
+	actionPath := "action"
 	if h.Get(HeaderGitLabEvent) != "" {
-		action = gjson.GetBytes(doc, "object_attributes.action").String()
+		actionPath = "object_attributes.action"
 	}
+	action := gjson.GetBytes(doc, actionPath).String()
 	if !gjson.ValidBytes(doc) {
 		doc = nil
 	}
