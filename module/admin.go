@@ -25,6 +25,9 @@ func init() {
 //	POST   /codemie-webhooks/dead/replay-all        put back all those there when called
 //	DELETE /codemie-webhooks/dead/<id>              drop one for good
 //
+// The deliveries console is not here: Caddy's admin endpoint refuses a
+// browser's navigation (its cross-origin protection), so the console is a
+// handler a site mounts (Console).
 // When several handlers use different key prefixes, ?queue=<key prefix>
 // names the queue.
 type Admin struct{}

@@ -55,6 +55,7 @@ var _ caddyfile.Unmarshaler = (*Handler)(nil)
 //		max_queue <n>
 //		max_age <duration>
 //		dead_letters <max_entries> <max_age> <max_bytes>
+//		delivery_log off | <max_entries> <max_age> [<preview_bytes>]
 //		secrets_key <base64 key> [<previous base64 key>]
 //		sync_from_codemie [<interval>] {
 //			url <CodeMie API base URL>
@@ -146,6 +147,8 @@ func (wh *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, durationInto(&wh.MaxAge))
 		case "dead_letters":
 			wh.DeadLetters, err = parseDeadLetters(d)
+		case "delivery_log":
+			wh.DeliveryLog, err = parseDeliveryLog(d)
 		case "sync_from_codemie":
 			wh.SyncFromCodeMie, err = parseSync(d)
 		case "secrets_key":
@@ -300,6 +303,27 @@ func parseDeadLetters(d *caddyfile.Dispenser) (*DeadLetters, error) {
 	err := fixedArgs(d, "", "<max_entries> <max_age> <max_bytes>", positiveIntInto(&entries), durationInto(&dl.MaxAge), sizeInto(&dl.MaxBytes))
 	dl.MaxEntries = int64(entries)
 	return dl, err
+}
+
+func parseDeliveryLog(d *caddyfile.Dispenser) (*DeliveryLog, error) {
+	l := &DeliveryLog{}
+	args := d.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		l.Off = true
+		return l, nil
+	}
+	if len(args) != 2 && len(args) != 3 {
+		return nil, d.Errf("codemie_webhooks: delivery_log takes off, or <max_entries> <max_age> [<preview_bytes>]")
+	}
+	var entries int
+	sets := []func(string) error{positiveIntInto(&entries), durationInto(&l.MaxAge), positiveIntInto(&l.PreviewBytes)}
+	for i, arg := range args {
+		if err := sets[i](arg); err != nil {
+			return nil, d.Errf("codemie_webhooks: delivery_log: %v", err)
+		}
+	}
+	l.MaxEntries = int64(entries)
+	return l, nil
 }
 
 // fixedArgs reads the option's arguments, exactly one for each of sets,

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/history"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
@@ -64,6 +65,8 @@ type cli struct {
 	keys  *seal.Keys
 	out   io.Writer
 	in    io.Reader
+	// log is the delivery log under the key prefix.
+	log *history.Log
 }
 
 // setFlags maps the set verb's flags to record fields.
@@ -129,7 +132,7 @@ func buildCLI(root *cobra.Command) {
 		Args: cobra.ExactArgs(1), RunE: run((*cli).check)}
 	check.Flags().String("payload", "", "a delivery's body, from this file: shows whether the filter takes it and the prompt it would send")
 	check.Flags().String("event", "", "with --payload: the event header's value (X-GitHub-Event, or X-Gitlab-Event for a GitLab integration)")
-	root.AddCommand(set, get, rotate, importCmd, syncCommand(), check,
+	root.AddCommand(set, get, rotate, importCmd, syncCommand(), check, tailCommand(),
 		&cobra.Command{Use: "list", Short: "Lists integrations", Args: cobra.NoArgs, RunE: run((*cli).list)},
 		&cobra.Command{Use: "enable <id>", Short: "Enables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(true))},
 		&cobra.Command{Use: "disable <id>", Short: "Disables an integration", Args: cobra.ExactArgs(1), RunE: run(enabler(false))},
@@ -143,18 +146,26 @@ func buildCLI(root *cobra.Command) {
 // error to an exit status.
 func run(verb func(*cli, context.Context, caddycmd.Flags, []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-			c, closeFn, err := connect(fl)
-			if err != nil {
-				return exitStatus(err), err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-			defer cancel()
-			err = verb(c, ctx, fl, args)
-			return exitStatus(err), err
-		})(cmd, args)
+		return runWithin(cmd, args, verb, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), cliTimeout)
+		})
 	}
+}
+
+// runWithin runs verb like run, within the context newCtx returns.
+func runWithin(cmd *cobra.Command, args []string, verb func(*cli, context.Context, caddycmd.Flags, []string) error,
+	newCtx func() (context.Context, context.CancelFunc)) error {
+	return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		c, closeFn, err := connect(fl)
+		if err != nil {
+			return exitStatus(err), err
+		}
+		defer closeFn()
+		ctx, cancel := newCtx()
+		defer cancel()
+		err = verb(c, ctx, fl, args)
+		return exitStatus(err), err
+	})(cmd, args)
 }
 
 func exitStatus(err error) int {
@@ -198,7 +209,9 @@ func connect(fl caddycmd.Flags) (*cli, func(), error) {
 	if err != nil {
 		return nil, nil, errBadInput{err}
 	}
-	c := &cli{store: redisstore.New(client, keyspace.Space{Prefix: fl.String("key-prefix")}, keys, zap.NewNop()), keys: keys, out: os.Stdout, in: os.Stdin}
+	space := keyspace.Space{Prefix: fl.String("key-prefix")}
+	c := &cli{store: redisstore.New(client, space, keys, zap.NewNop()), keys: keys, out: os.Stdout, in: os.Stdin,
+		log: history.New(client, space.Log(), history.Limits{})}
 	return c, func() { _ = client.Close() }, nil
 }
 

@@ -81,6 +81,29 @@ type DeadLetters struct {
 	MaxBytes int64 `json:"max_bytes,omitempty"`
 }
 
+// DeliveryLog is the delivery log kept in Redis for the console and the
+// tail: a record per request to a webhook and per dispatch attempt's
+// outcome. A bound left at 0 takes its default.
+type DeliveryLog struct {
+	// Off keeps no log.
+	Off bool `json:"off,omitempty"`
+	// MaxEntries is the most records kept, the oldest dropped first.
+	// Default: 50000.
+	MaxEntries int64 `json:"max_entries,omitempty"`
+	// MaxAge is how long a record is kept. Default: 24h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// PreviewBytes is the most a body's preview holds, for the
+	// integrations with log_preview, in bytes. Default: 512.
+	PreviewBytes int `json:"preview_bytes,omitempty"`
+}
+
+func (l *DeliveryLog) validate() error {
+	if l.MaxEntries < 0 || l.MaxAge < 0 || l.PreviewBytes < 0 {
+		return errors.New("max_entries, max_age and preview_bytes must not be negative")
+	}
+	return nil
+}
+
 // Retry is an exponential backoff with full jitter.
 type Retry struct {
 	// Attempts is the number of dispatch attempts in all.

@@ -21,6 +21,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/history"
 	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
 	"github.com/codemie-edge/caddy-webhooks/internal/mirror"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
@@ -69,6 +70,10 @@ const (
 	DefaultMaxInFlight  = 64
 	DefaultMaxQueue     = 1_000_000
 	DefaultMaxAge       = 72 * time.Hour
+	// Bounds of the delivery log.
+	DefaultLogMaxEntries   = 50_000
+	DefaultLogMaxAge       = 24 * time.Hour
+	DefaultLogPreviewBytes = 512
 	// Bounds of the dead stream.
 	DefaultDeadMaxEntries = 10_000
 	DefaultDeadMaxAge     = 7 * 24 * time.Hour
@@ -219,6 +224,11 @@ type Handler struct {
 	// is over a bound. Default: 10000 entries, 168h, 256 MiB.
 	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
 
+	// DeliveryLog bounds the delivery log in Redis that the console and
+	// the tail read. Default: on with Redis, 50000 records, 24h, previews
+	// of 512 bytes.
+	DeliveryLog *DeliveryLog `json:"delivery_log,omitempty"`
+
 	// SyncFromCodeMie keeps the integrations in Redis in step with
 	// CodeMie's webhook settings, from inside Caddy. Off by default.
 	SyncFromCodeMie *SyncFromCodeMie `json:"sync_from_codemie,omitempty"`
@@ -237,6 +247,9 @@ type Handler struct {
 	queue        *delivery.Queue   // with delivery async
 	intake       intake            // the queue, as the request path uses it
 	workers      *delivery.Workers // with delivery async
+	history      *history.Log      // with redis, unless the log is off
+	records      *history.Writer   // writes to history
+	tracers      tracers           // the tracer provider of traced requests
 }
 
 // CaddyModule returns the Caddy module information.
@@ -290,6 +303,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	})
 	if w, ok := src.(store.Watcher); ok {
 		go w.Watch(ctx, cache.Invalidate, cache.InvalidateAll)
+	}
+	if h.redisClient != nil && !h.DeliveryLog.Off {
+		h.startLog()
 	}
 	if h.Delivery == DeliveryAsync {
 		h.startQueue(ctx)
@@ -350,6 +366,12 @@ func (h *Handler) setDefaults() {
 	defaultTo(&h.DeadLetters.MaxEntries, DefaultDeadMaxEntries)
 	defaultTo(&h.DeadLetters.MaxAge, caddy.Duration(DefaultDeadMaxAge))
 	defaultTo(&h.DeadLetters.MaxBytes, DefaultDeadMaxBytes)
+	if h.DeliveryLog == nil {
+		h.DeliveryLog = &DeliveryLog{}
+	}
+	defaultTo(&h.DeliveryLog.MaxEntries, DefaultLogMaxEntries)
+	defaultTo(&h.DeliveryLog.MaxAge, caddy.Duration(DefaultLogMaxAge))
+	defaultTo(&h.DeliveryLog.PreviewBytes, DefaultLogPreviewBytes)
 }
 
 // client builds the CodeMie API client. Placeholders such as
@@ -498,6 +520,9 @@ func (h *Handler) Validate() error {
 	if err := h.RateLimit.validate(); err != nil {
 		return fmt.Errorf("rate_limit: %v", err)
 	}
+	if err := h.DeliveryLog.validate(); err != nil {
+		return fmt.Errorf("delivery_log: %v", err)
+	}
 	switch {
 	case h.Delivery == DeliveryAsync && h.Redis == nil:
 		return errors.New("delivery async needs redis: an integrations file allows only delivery sync")
@@ -516,7 +541,11 @@ func (h *Handler) Cleanup() error {
 		h.workers.Stop(drainTimeout)
 	}
 	if h.queue != nil {
-		queues.remove(h.queue)
+		queues.remove(h.queue.Name())
+	}
+	if h.records != nil {
+		h.records.Stop() // after the workers: their last outcomes are written
+		logs.remove(h.space.Prefix)
 	}
 	if h.redis == nil {
 		return nil

@@ -79,6 +79,7 @@ var metrics struct {
 	retries     prometheus.Counter
 	dead        prometheus.Counter
 	deadDropped prometheus.Counter
+	logDropped  prometheus.Counter
 	deliveryAge prometheus.Histogram
 
 	syncLast     prometheus.Gauge
@@ -163,6 +164,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 		metrics.dead = counter("delivery_dead_total", "Queued webhooks moved to the dead stream.")
 		metrics.deadDropped = counter("delivery_dead_dropped_total",
 			"Dead letters dropped, oldest first, to keep the dead stream within dead_letters.")
+		metrics.logDropped = counter("delivery_log_dropped_total",
+			"Delivery log records not written: the writer's buffer was full, or Redis failed a batch.")
 		metrics.deliveryAge = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "delivery_age_seconds",
 			Help:    "Time from a webhook's arrival to its successful dispatch from the queue.",

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/history"
 )
 
 // consumer names this process in the delivery consumer group: unique per
@@ -62,10 +64,11 @@ func (h *Handler) startQueue(ctx caddy.Context) {
 			Retried:     func() { metrics.retries.Inc() },
 			Dead:        func() { metrics.dead.Inc() },
 			DeadDropped: func(n int) { metrics.deadDropped.Add(float64(n)) },
+			Attempted:   h.attemptedFunc(),
 		}, h.logger.Named("delivery"))
 	}
 	h.intake = h.queue
-	queues.add(h.queue)
+	queues.add(h.queue.Name(), h.queue)
 	go h.pollStats(ctx)
 }
 
@@ -128,44 +131,54 @@ func (h *Handler) enqueueFailed(w http.ResponseWriter, a answer, err error) answ
 	return writeAnswer(w, a.with(outcomeQueueUnavailable, http.StatusServiceUnavailable), answers.QueueDown)
 }
 
-// queues are the delivery queues of the loaded configurations, by key
-// prefix, for the admin API: handlers sharing a key prefix share an entry,
-// held while any configuration uses it (a caddy.UsagePool, as the Redis
-// clients are).
-var queues = queueRegistry{caddy.NewUsagePool()}
+// queues are the delivery queues of the loaded configurations, and logs
+// their delivery logs, by key prefix, for the admin API and the console:
+// handlers sharing a key prefix share an entry, held while any
+// configuration uses it (a caddy.UsagePool, as the Redis clients are).
+var (
+	queues = registry[*delivery.Queue]{caddy.NewUsagePool(), "delivery queue", "(delivery async with redis)"}
+	logs   = registry[*history.Log]{caddy.NewUsagePool(), "delivery log", "(redis, without delivery_log off)"}
+)
 
-type queueRegistry struct{ pool *caddy.UsagePool }
+// registry holds the values of the loaded configurations by key prefix.
+type registry[T any] struct {
+	pool *caddy.UsagePool
+	// what a value is, and how it is configured, for errors.
+	what, how string
+}
 
-// pooledQueue is a queue in the pool. It has nothing to destruct: its
-// workers end with their handler.
-type pooledQueue struct{ *delivery.Queue }
+// pooled is a value in a registry's pool. It has nothing to destruct:
+// what it holds ends with its handler.
+type pooled[T any] struct{ v T }
 
 // Destruct implements caddy.Destructor.
-func (pooledQueue) Destruct() error { return nil }
+func (pooled[T]) Destruct() error { return nil }
 
 // Interface guard.
-var _ caddy.Destructor = pooledQueue{}
+var _ caddy.Destructor = pooled[int]{}
 
-func (r queueRegistry) add(q *delivery.Queue) { r.pool.LoadOrStore(q.Name(), pooledQueue{q}) }
+func (r registry[T]) add(prefix string, v T) { r.pool.LoadOrStore(prefix, pooled[T]{v}) }
 
-func (r queueRegistry) remove(q *delivery.Queue) { _, _ = r.pool.Delete(q.Name()) }
+func (r registry[T]) remove(prefix string) { _, _ = r.pool.Delete(prefix) }
 
-// get returns the queue named name, or the only queue when name is empty.
-func (r queueRegistry) get(name string) (*delivery.Queue, error) {
-	var found []*delivery.Queue
+// get returns the value of key prefix name, or the only value when name is
+// empty.
+func (r registry[T]) get(name string) (T, error) {
+	var found []T
 	r.pool.Range(func(key, value any) bool {
 		if name == "" || key == name {
-			found = append(found, value.(pooledQueue).Queue)
+			found = append(found, value.(pooled[T]).v)
 		}
 		return true
 	})
+	var zero T
 	switch {
 	case len(found) == 1:
 		return found[0], nil
 	case name != "":
-		return nil, errors.New("no delivery queue with that key prefix")
+		return zero, fmt.Errorf("no %s with that key prefix", r.what)
 	case len(found) == 0:
-		return nil, errors.New("no delivery queue is configured (delivery async with redis)")
+		return zero, fmt.Errorf("no %s is configured %s", r.what, r.how)
 	}
-	return nil, errors.New("several delivery queues are configured: name one with ?queue=<key prefix>")
+	return zero, fmt.Errorf("several %ss are configured: name one with ?queue=<key prefix>", r.what)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/expr"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/history"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/verify"
@@ -28,6 +30,8 @@ import (
 
 // ServeHTTP answers a webhook request. It never calls next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	start := time.Now()
+	h.tracers.seen(r.Context())
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	a := h.serve(w, r, repl)
 	if repl != nil {
@@ -35,6 +39,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	a.outcome.counter().Inc()
 	h.log(r, a)
+	h.record(r, a, start)
 	return nil
 }
 
@@ -52,6 +57,15 @@ type answer struct {
 	// vars are what the integration's filter saw, for its prompt; nil
 	// when no filter ran.
 	vars *expr.Vars
+	// For the delivery log: the body's size, its preview (integrations
+	// with log_preview), and a sync dispatch's failed step and CodeMie's
+	// status.
+	bodyBytes      int
+	preview        string
+	step           string
+	upstreamStatus int
+	// traced: Caddy's tracing records the request's span.
+	traced bool
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
@@ -63,7 +77,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if !integration.ValidID(id) {
 		return writeAnswer(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, answers.BadID)
 	}
-	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header)}
+	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header), traced: trace.SpanFromContext(r.Context()).IsRecording()}
 	if repl != nil {
 		repl.Set("http.codemie_webhooks.id", id)
 		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
@@ -73,7 +87,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 
 	loading := time.Now()
+	_, endLoad := startSpan(r.Context(), spanLoad)
 	in, err := h.integrations.Load(r.Context(), id)
+	endLoad(err)
 	a.redisLeft = redisDeadline - time.Since(loading)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -113,7 +129,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 
 	payload := *bp
+	a.bodyBytes = len(payload)
+	_, endVerify := startSpan(r.Context(), spanVerify)
 	v := verify.Check(in, r.Header, payload, h.verifyOpts)
+	endVerify(nil)
+	if in.LogPreview() && h.records != nil && authenticated(v.Outcome) {
+		a.preview = history.Preview(payload, in.SecretValues(), h.DeliveryLog.PreviewBytes)
+	}
 	if v.Unauthenticated {
 		metrics.unauthenticated.Inc()
 		h.logger.Warn("webhook has no authentication configured; served without any",
@@ -247,11 +269,15 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	ctx := context.WithoutCancel(r.Context())
 	deadline := time.Now().Add(max(a.redisLeft, time.Second))
 	job := h.job(r, a, in, *held.bp)
+	a.deliveryID = job.DeliveryID
 	if h.intake != nil && h.intake.OneRoundTrip() {
+		ctx, end := a.startSpan(ctx, spanAdmit)
+		job.TraceParent = a.traceParent(ctx)
 		e := h.entry(r, a, in, job)
 		d, err := waitRedis(deadline, held, func() (guard.Decision, error) {
 			return h.intake.Admit(ctx, h.guardConfig(), a.id, a.delivery, e)
 		})
+		end(err)
 		if err != nil {
 			// Past the deadline, queued or not, the script runs at most
 			// once: the sender's retry is a duplicate exactly when it was
@@ -264,7 +290,9 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		return writeAnswer(w, a.with(outcomeEnqueued, http.StatusOK), answers.Invoked)
 	}
 
-	d, err := waitRedis(deadline, nil, func() (guard.Decision, error) { return h.guard.Check(ctx, a.id, a.delivery) })
+	guardCtx, endGuard := a.startSpan(ctx, spanGuard)
+	d, err := waitRedis(deadline, nil, func() (guard.Decision, error) { return h.guard.Check(guardCtx, a.id, a.delivery) })
+	endGuard(err)
 	if err != nil {
 		// Fail open: an unreachable Redis must not stop verified webhooks.
 		metrics.guardErrors.Inc()
@@ -275,8 +303,11 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	}
 	var res answer
 	if h.intake != nil {
+		ctx, end := a.startSpan(ctx, spanEnqueue)
+		job.TraceParent = a.traceParent(ctx)
 		e := h.entry(r, a, in, job)
 		_, err := waitRedis(deadline, held, func() (struct{}, error) { return struct{}{}, h.intake.Enqueue(ctx, e) })
+		end(err)
 		res = h.enqueued(w, a, err)
 	} else {
 		// A sender that gives up must not leave the calls half made.
@@ -361,7 +392,9 @@ func (h *Handler) entry(r *http.Request, a answer, in *integration.Integration, 
 // dispatch makes one attempt and records it.
 func (h *Handler) dispatch(ctx context.Context, job dispatch.Job) dispatch.Result {
 	start := time.Now()
+	ctx, end := h.dispatchSpan(ctx, job)
 	res := h.dispatcher.Dispatch(ctx, job)
+	end(res)
 	metrics.dispatches.WithLabelValues(job.ResourceType, res.Class.String()).Inc()
 	metrics.dispatchDuration.WithLabelValues(job.ResourceType).Observe(time.Since(start).Seconds())
 	if res.Warning != "" {
@@ -378,6 +411,7 @@ func (h *Handler) answerDispatch(w http.ResponseWriter, a answer, res dispatch.R
 		return writeAnswer(w, a.with(outcomeDispatched, http.StatusOK), answers.Invoked)
 	}
 	a.err = errors.New(res.Reason)
+	a.step, a.upstreamStatus = res.Step, res.Status
 	if res.Answer != nil {
 		return writeAnswer(w, a.with(outcomeDispatchRefused, res.Answer.Status), res.Answer.Detail)
 	}
@@ -430,6 +464,12 @@ func (h *Handler) log(r *http.Request, a answer) {
 		fields = append(fields, zap.Error(a.err))
 	}
 	c.Write(fields...)
+}
+
+// authenticated reports whether a verification outcome means the sender
+// proved who it is (or the integration asks for no proof).
+func authenticated(o verify.Outcome) bool {
+	return o == verify.Pass || o == verify.Filtered || o == verify.Ping
 }
 
 // webhookID returns the last segment of an escaped path.

@@ -87,6 +87,7 @@ type meta struct {
 	UserID       string            `json:"user_id"`
 	DeliveryID   string            `json:"delivery_id"`
 	ReplayKey    string            `json:"replay_key,omitempty"`
+	Trace        string            `json:"trace,omitempty"`
 	ReceivedAt   int64             `json:"received_at"` // Unix milliseconds
 	Headers      map[string]string `json:"headers"`
 }
@@ -119,6 +120,10 @@ func (e Entry) appendMeta(b []byte) []byte {
 	if e.ReplayKey != "" {
 		b = append(b, `,"replay_key":`...)
 		b = appendJSONString(b, e.ReplayKey)
+	}
+	if e.Job.TraceParent != "" {
+		b = append(b, `,"trace":`...)
+		b = appendJSONString(b, e.Job.TraceParent)
 	}
 	b = append(b, `,"received_at":`...)
 	b = strconv.AppendInt(b, e.ReceivedAt.UnixMilli(), 10)
@@ -242,6 +247,7 @@ func decodeEntry(id string, fields streamFields) (Entry, error) {
 			Body:         []byte(str(fieldBody)),
 			ContentType:  m.Headers["Content-Type"],
 			Forward:      str(fieldForward),
+			TraceParent:  m.Trace,
 		},
 		ReceivedAt: time.UnixMilli(m.ReceivedAt),
 		ReplayKey:  m.ReplayKey,

@@ -26,6 +26,37 @@ type Events struct {
 	// DeadDropped: n of the oldest dead letters were dropped to keep the
 	// dead stream within its limits.
 	DeadDropped func(n int)
+	// Attempted: an attempt at an entry ended and its outcome is recorded
+	// in the queue, for the delivery log.
+	Attempted func(Attempt)
+}
+
+// What an Attempt led to.
+const (
+	// AttemptDelivered: the entry was dispatched and is done.
+	AttemptDelivered = "delivered"
+	// AttemptRetried: another attempt is scheduled.
+	AttemptRetried = "retried"
+	// AttemptDead: the entry was moved to the dead stream.
+	AttemptDead = "dead"
+)
+
+// Attempt is how one attempt at an entry ended.
+type Attempt struct {
+	// EntryID is the entry's stream id.
+	EntryID string
+	// Job is the entry's job (its body is not to be kept).
+	Job dispatch.Job
+	// Attempts counts the attempts made, this one included (0 for an entry
+	// that died before any: unreadable or expired).
+	Attempts int
+	// Outcome is AttemptDelivered, AttemptRetried or AttemptDead.
+	Outcome string
+	// Result is the attempt's result.
+	Result dispatch.Result
+	// Duration is how long the attempt took, Age how long ago the entry
+	// was received.
+	Duration, Age time.Duration
 }
 
 // DispatchFunc makes one attempt at delivering a job.
@@ -222,16 +253,22 @@ func (w *Workers) process(t taken) {
 	// Finishing an entry must not be cut short by a stop.
 	ctx := context.WithoutCancel(w.dispatchCtx)
 	e, err := decodeEntry(t.ticket.entryID(), t.fields)
+	a := Attempt{EntryID: t.ticket.entryID(), Job: e.Job, Outcome: AttemptDead}
 	if err != nil {
-		w.bury(ctx, t.ticket, t.fields, Entry{}, 0, dispatch.Result{Step: "decode", Reason: err.Error()})
+		a.Result = dispatch.Result{Step: "decode", Reason: err.Error()}
+		w.attempted(a, w.bury(ctx, t.ticket, t.fields, Entry{}, 0, a.Result))
 		return
 	}
-	attempt := e.Attempts + 1
-	if age := w.now().Sub(e.ReceivedAt); w.q.cfg.MaxAge > 0 && age > w.q.cfg.MaxAge {
-		w.bury(ctx, t.ticket, t.fields, e, e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + age.Round(time.Second).String()})
+	a.Attempts, a.Age = e.Attempts+1, w.now().Sub(e.ReceivedAt)
+	if w.q.cfg.MaxAge > 0 && a.Age > w.q.cfg.MaxAge {
+		a.Attempts, a.Result = e.Attempts, dispatch.Result{Step: "queue", Reason: "expired after " + a.Age.Round(time.Second).String()}
+		w.attempted(a, w.bury(ctx, t.ticket, t.fields, e, e.Attempts, a.Result))
 		return
 	}
-	res := w.dispatch(w.dispatchCtx, e.Job)
+	start := w.now()
+	a.Result = w.dispatch(w.dispatchCtx, e.Job)
+	a.Duration = w.now().Sub(start)
+	res := a.Result
 	if w.dispatchCtx.Err() != nil && res.Class == dispatch.Retryable {
 		w.handBack(ctx, t.ticket) // cancelled by Stop: the attempt does not count
 		return
@@ -242,10 +279,21 @@ func (w *Workers) process(t taken) {
 		if w.events.Delivered != nil {
 			w.events.Delivered(w.now().Sub(e.ReceivedAt))
 		}
-	case res.Class == dispatch.Retryable && attempt < w.q.cfg.Attempts:
-		w.retryLater(ctx, t.ticket, e, attempt, res)
+		a.Outcome = AttemptDelivered
+		w.attempted(a, true)
+	case res.Class == dispatch.Retryable && a.Attempts < w.q.cfg.Attempts:
+		a.Outcome = AttemptRetried
+		w.attempted(a, w.retryLater(ctx, t.ticket, e, a.Attempts, res))
 	default:
-		w.bury(ctx, t.ticket, t.fields, e, attempt, res)
+		w.attempted(a, w.bury(ctx, t.ticket, t.fields, e, a.Attempts, res))
+	}
+}
+
+// attempted tells Events.Attempted of a when its outcome was recorded.
+func (w *Workers) attempted(a Attempt, recorded bool) {
+	if recorded && w.events.Attempted != nil {
+		a.Job.Body = nil
+		w.events.Attempted(a)
 	}
 }
 
@@ -266,16 +314,17 @@ func (w *Workers) handBack(ctx context.Context, t ticket) {
 }
 
 // retryLater schedules the entry's next attempt and ends its lease; it
-// stays in the stream until the attempt is due.
-func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int, res dispatch.Result) {
+// stays in the stream until the attempt is due. It reports whether it
+// scheduled it.
+func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int, res dispatch.Result) bool {
 	wait := w.backoff(attempt, res.RetryAfter)
 	switch err := w.q.schedule(ctx, t, attempt, w.now().Add(wait).UnixMilli(), w.holder); {
 	case errors.Is(err, errLeaseLost):
 		w.logger.Warn("delivery failed; not scheduling a retry", zap.String("entry", t.entryID()), zap.Error(err))
-		return
+		return false
 	case err != nil:
 		w.logger.Error("scheduling a retry; the entry will be taken again when its lease ends", zap.String("entry", t.entryID()), zap.Error(err))
-		return
+		return false
 	}
 	if w.events.Retried != nil {
 		w.events.Retried()
@@ -284,6 +333,7 @@ func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int
 		zap.String("webhook_id", e.Job.WebhookID), zap.String("delivery_id", e.Job.DeliveryID),
 		zap.Int("attempt", attempt), zap.Int("status", res.Status), zap.String("reason", res.Reason),
 		zap.Duration("retry_in", wait))
+	return true
 }
 
 // backoff is the wait before the attempt after attempt: uniform below
@@ -340,13 +390,15 @@ return dropped
 
 // bury moves an entry to the dead stream with why it failed, releases its
 // delivery from the replay guard, then removes it from the queue. e is the
-// entry as decoded (zero if it was not).
-func (w *Workers) bury(ctx context.Context, t ticket, values streamFields, e Entry, attempts int, res dispatch.Result) {
+// entry as decoded (zero if it was not). It reports whether the entry is
+// a dead letter now.
+func (w *Workers) bury(ctx context.Context, t ticket, values streamFields, e Entry, attempts int, res dispatch.Result) bool {
 	if !w.deadLetter(ctx, t.entryID(), values, e, attempts, res) {
-		return
+		return false
 	}
 	w.releaseDelivery(ctx, t.entryID(), e)
 	w.finish(ctx, t)
+	return true
 }
 
 // deadLetter appends entry id to the dead stream, with why it failed, and

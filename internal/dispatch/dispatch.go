@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/answer"
@@ -46,6 +47,9 @@ type Job struct {
 	// ("enc:v1:...") when a secrets key is configured, since it may hold
 	// secrets (a GitLab token, a secure header).
 	Forward string
+	// TraceParent is the W3C traceparent of the span that accepted the
+	// delivery, when it was traced: each attempt's span links to it.
+	TraceParent string
 }
 
 // Class says what an attempt's outcome means for the next one.
@@ -278,6 +282,8 @@ func (c *Client) request(ctx context.Context, job Job, cl call) (*http.Request, 
 	}
 	req.Header.Set("X-Request-ID", job.DeliveryID)
 	req.Header.Set("Idempotency-Key", job.DeliveryID)
+	// The attempt's span, if ctx has one, is the call's parent.
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if cl.forwarded != nil {
 		for name, values := range cl.forwarded.header {
 			req.Header[name] = values

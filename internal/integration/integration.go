@@ -51,6 +51,7 @@ const (
 	FieldGraphValidation    = "graph_validation"
 	FieldFilter             = "filter"
 	FieldPrompt             = "prompt"
+	FieldLogPreview         = "log_preview"
 )
 
 // Signature schemes of signature_scheme.
@@ -176,6 +177,9 @@ type Sender struct {
 	// Prompt is what an assistant or a workflow is given instead of the
 	// body (a template, compiled when the record is loaded); nil: the body.
 	Prompt *expr.Prompt
+	// LogPreview keeps a redacted preview of each delivery's body in the
+	// delivery log. Unset: false.
+	LogPreview bool
 }
 
 // Filter is the integration's filter expression; nil when it has none.
@@ -192,6 +196,32 @@ func (in *Integration) Prompt() *expr.Prompt {
 		return nil
 	}
 	return in.Sender.Prompt
+}
+
+// LogPreview reports whether the delivery log keeps a preview of the
+// integration's bodies.
+func (in *Integration) LogPreview() bool { return in.Sender != nil && in.Sender.LogPreview }
+
+// SecretValues are every secret value the integration holds, for hiding
+// them wherever a body is shown.
+func (in *Integration) SecretValues() [][]byte {
+	var out [][]byte
+	add := func(s Secrets) {
+		for _, v := range s {
+			out = append(out, []byte(v))
+		}
+	}
+	add(in.GitHubSecret)
+	if in.SecureHeader != nil {
+		add(in.SecureHeader.Value)
+	}
+	if in.GitLab != nil {
+		add(in.GitLab.Token)
+	}
+	if in.Sender != nil {
+		add(in.Sender.SignatureSecret)
+	}
+	return out
 }
 
 // loggedHeader reports whether name (canonical) is one of headers.Logged.
@@ -316,6 +346,7 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			GraphValidation:    d.boolean(FieldGraphValidation, false),
 			Filter:             compiled(&d, FieldFilter, "a boolean CEL expression", expr.CompileFilter),
 			Prompt:             compiled(&d, FieldPrompt, "a prompt template", expr.CompilePrompt),
+			LogPreview:         d.boolean(FieldLogPreview, false),
 		}
 	}
 	err := d.err
@@ -391,7 +422,7 @@ func PrintableASCII(s string) bool {
 // SenderFields are the fields a Sender is decoded from: the edge's own
 // fields, beyond CodeMie's (which never lists them).
 var SenderFields = []string{FieldSignatureScheme, FieldSignatureSecret, FieldSignatureHeader, FieldSignaturePrefix,
-	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField, FieldGraphValidation, FieldFilter, FieldPrompt}
+	FieldSignatureEncoding, FieldSignatureTolerance, FieldEventFilter, FieldEventField, FieldGraphValidation, FieldFilter, FieldPrompt, FieldLogPreview}
 
 // validateSignature checks the signature fields, and turns Standard
 // Webhooks secrets into their keys.

@@ -131,6 +131,11 @@ func (s Space) Dead() string { return s.Prefix + "dead" }
 // stream's cluster slot so that one script changes both.
 func (s Space) DeadBytes() string { return sameSlotKey(s.Dead(), ":bytes") }
 
+// Log is the delivery log: a stream of one record per request that reached
+// a webhook and per dispatch attempt's outcome, bounded by count and age
+// (internal/history).
+func (s Space) Log() string { return s.Prefix + "log" }
+
 // SyncLock is the lock held by the one instance that runs the sync from
 // CodeMie.
 func (s Space) SyncLock() string { return s.Prefix + "sync:lock" }
