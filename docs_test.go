@@ -64,22 +64,27 @@ func hasAnchor(t *testing.T, file, anchor string) bool {
 	return false
 }
 
-// TestMinimalCaddyfile holds the README's minimal Caddyfile to
-// examples/minimal.Caddyfile, which CI adapts with the built binary.
-func TestMinimalCaddyfile(t *testing.T) {
+// TestReadmeCaddyfiles holds the README's Caddyfiles to the files in
+// examples/, which CI adapts with the built binary.
+func TestReadmeCaddyfiles(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	example, err := os.ReadFile("examples/minimal.Caddyfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ := strings.Cut(string(readme), "## A minimal Caddyfile")
-	_, block, _ := strings.Cut(rest, "```caddyfile\n")
-	block, _, _ = strings.Cut(block, "```")
-	if block != string(example) {
-		t.Errorf("README's minimal Caddyfile differs from examples/minimal.Caddyfile:\n%s", block)
+	for section, file := range map[string]string{
+		"## A minimal Caddyfile":    "examples/minimal.Caddyfile",
+		"## The deliveries console": "examples/console.Caddyfile",
+	} {
+		example, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(string(readme), section)
+		_, block, _ := strings.Cut(rest, "```caddyfile\n")
+		block, _, _ = strings.Cut(block, "```")
+		if block != string(example) {
+			t.Errorf("README's Caddyfile under %q differs from %s:\n%s", section, file, block)
+		}
 	}
 }
 

@@ -28,7 +28,9 @@ var fieldTypes = []struct{ name, heading, file string }{
 	{"OAuth2", "`oauth2` (in `upstream` and `sync_from_codemie`)", "config.go"},
 	{"Retry", "`retry`", "config.go"},
 	{"DeadLetters", "`dead_letters`", "config.go"},
+	{"DeliveryLog", "`delivery_log`", "config.go"},
 	{"SyncFromCodeMie", "`sync_from_codemie`", "sync.go"},
+	{"Console", "`codemie_webhooks_console` (http.handlers.codemie_webhooks_console)", "console.go"},
 }
 
 // TestFieldsDoc holds docs/configuration.md's "Fields and defaults" block
