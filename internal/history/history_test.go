@@ -168,6 +168,7 @@ func TestWriterDropsRatherThanWaits(t *testing.T) {
 		w.Add(record("wh", "d", history.Accepted)) // never blocks
 	}
 	w.Stop()
+	w.Add(record("wh", "late", history.Accepted)) // after Stop: neither written nor a panic
 	total := 0
 	for len(dropped) > 0 {
 		total += <-dropped

@@ -20,9 +20,10 @@ const (
 // dropped (counted), never waited for.
 type Writer struct {
 	log     *Log
-	in      chan Record
+	in      chan Record // never closed: a late Add must not panic
 	dropped func(n int)
 	logger  *zap.Logger
+	quit    chan struct{}
 	done    chan struct{}
 }
 
@@ -30,7 +31,8 @@ type Writer struct {
 // dropped (if not nil) is told of records dropped, for a metric. Stop
 // ends it.
 func (l *Log) StartWriter(buffer int, dropped func(n int), logger *zap.Logger) *Writer {
-	w := &Writer{log: l, in: make(chan Record, max(buffer, 1)), dropped: dropped, logger: logger, done: make(chan struct{})}
+	w := &Writer{log: l, in: make(chan Record, max(buffer, 1)), dropped: dropped, logger: logger,
+		quit: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -53,10 +55,11 @@ func (w *Writer) drop(n int) {
 	}
 }
 
-// Stop writes what is buffered and ends the writer. Add must not be called
-// after it.
+// Stop writes what is buffered and ends the writer. A record added after
+// it (a request that outlived its configuration's grace period) is not
+// written.
 func (w *Writer) Stop() {
-	close(w.in)
+	close(w.quit)
 	<-w.done
 }
 
@@ -67,19 +70,31 @@ func (w *Writer) run() {
 	batch := make([]Record, 0, flushSize)
 	for {
 		select {
-		case r, ok := <-w.in:
-			if !ok {
-				w.flush(batch)
-				return
-			}
-			batch = append(batch, r)
-			if len(batch) == flushSize {
-				batch = w.flush(batch)
-			}
+		case r := <-w.in:
+			batch = w.add(batch, r)
 		case <-t.C:
 			batch = w.flush(batch)
+		case <-w.quit:
+			for {
+				select {
+				case r := <-w.in:
+					batch = w.add(batch, r)
+				default:
+					w.flush(batch)
+					return
+				}
+			}
 		}
 	}
+}
+
+// add appends r to batch, and writes the batch once it is full.
+func (w *Writer) add(batch []Record, r Record) []Record {
+	batch = append(batch, r)
+	if len(batch) == flushSize {
+		return w.flush(batch)
+	}
+	return batch
 }
 
 // flush writes batch and returns it emptied. A batch that fails is
