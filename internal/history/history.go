@@ -118,9 +118,8 @@ func (l *Log) Limits() Limits { return l.limits }
 // field is the stream field that holds a record's JSON.
 const field = "r"
 
-// Append writes records in one round trip (a pipeline of XADDs, each
-// keeping the log within MaxEntries, and an XTRIM of what is older than
-// MaxAge).
+// Append writes records in one round trip: a pipeline of XADDs, then an
+// XTRIM to MaxEntries and one of what is older than MaxAge.
 func (l *Log) Append(ctx context.Context, records []Record) error {
 	if len(records) == 0 {
 		return nil
@@ -134,11 +133,11 @@ func (l *Log) Append(ctx context.Context, records []Record) error {
 		}
 		values[i] = string(b)
 	}
-	maxLen := max(l.limits.MaxEntries, 1)
 	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, v := range values {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, MaxLen: maxLen, Values: []string{field, v}})
+			p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, Values: []string{field, v}})
 		}
+		p.XTrimMaxLen(ctx, l.key, max(l.limits.MaxEntries, 1))
 		if l.limits.MaxAge > 0 {
 			p.XTrimMinID(ctx, l.key, strconv.FormatInt(time.Now().Add(-l.limits.MaxAge).UnixMilli(), 10))
 		}
