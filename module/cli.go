@@ -211,7 +211,7 @@ func connect(fl caddycmd.Flags) (*cli, func(), error) {
 	}
 	space := keyspace.Space{Prefix: fl.String("key-prefix")}
 	c := &cli{store: redisstore.New(client, space, keys, zap.NewNop()), keys: keys, out: os.Stdout, in: os.Stdin,
-		log: history.New(client, space.Log(), history.Limits{})}
+		log: history.New(client, space.Log(), space.LogUnauthenticated(), history.Limits{})}
 	return c, func() { _ = client.Close() }, nil
 }
 

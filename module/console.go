@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -66,6 +67,7 @@ type Console struct {
 	KeyPrefix string `json:"key_prefix,omitempty"`
 
 	console *console.Console
+	servers *sync.Map // *caddyhttp.Server whose shutdown closes the console
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,6 +81,13 @@ func (Console) CaddyModule() caddy.ModuleInfo {
 // Provision builds the console.
 func (c *Console) Provision(caddy.Context) error {
 	c.console = console.New(consoleSources{c.KeyPrefix}, consoleToken)
+	c.servers = new(sync.Map)
+	return nil
+}
+
+// Cleanup ends the console's events streams.
+func (c *Console) Cleanup() error {
+	c.console.Close()
 	return nil
 }
 
@@ -86,6 +95,12 @@ func (c *Console) Provision(caddy.Context) error {
 // the console is mounted (handle_path strips the mount point). It never
 // calls next.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		if _, seen := c.servers.LoadOrStore(srv, true); !seen {
+			// A shutdown waits for requests to end: the streams must.
+			srv.RegisterOnShutdown(c.console.Close)
+		}
+	}
 	err := c.console.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/"))
 	if err == nil {
 		return nil
@@ -126,6 +141,7 @@ func parseConsole(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Console)(nil)
+	_ caddy.CleanerUpper          = (*Console)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Console)(nil)
 	_ caddyfile.Unmarshaler       = (*Console)(nil)
 )

@@ -541,11 +541,11 @@ func (h *Handler) Cleanup() error {
 		h.workers.Stop(drainTimeout)
 	}
 	if h.queue != nil {
-		queues.remove(h.queue.Name())
+		queues.remove(h.queue.Name(), h.queue)
 	}
 	if h.records != nil {
 		h.records.Stop() // after the workers: their last outcomes are written
-		logs.remove(h.space.Prefix)
+		logs.remove(h.space.Prefix, h.history)
 	}
 	if h.redis == nil {
 		return nil

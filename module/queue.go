@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -132,45 +134,57 @@ func (h *Handler) enqueueFailed(w http.ResponseWriter, a answer, err error) answ
 }
 
 // queues are the delivery queues of the loaded configurations, and logs
-// their delivery logs, by key prefix, for the admin API and the console:
-// handlers sharing a key prefix share an entry, held while any
-// configuration uses it (a caddy.UsagePool, as the Redis clients are).
+// their delivery logs, by key prefix, for the admin API and the console.
+// While a reload runs, the old configuration's handler and the new one's
+// both hold an entry: the newest is the one served, so the console shows
+// the new configuration's log (its limits, its Redis) at once.
 var (
-	queues = registry[*delivery.Queue]{caddy.NewUsagePool(), "delivery queue", "(delivery async with redis)"}
-	logs   = registry[*history.Log]{caddy.NewUsagePool(), "delivery log", "(redis, without delivery_log off)"}
+	queues = &registry[*delivery.Queue]{what: "delivery queue", how: "(delivery async with redis)"}
+	logs   = &registry[*history.Log]{what: "delivery log", how: "(redis, without delivery_log off)"}
 )
 
 // registry holds the values of the loaded configurations by key prefix.
-type registry[T any] struct {
-	pool *caddy.UsagePool
+type registry[T comparable] struct {
+	mu       sync.Mutex
+	byPrefix map[string][]T // the handlers' values, newest last
 	// what a value is, and how it is configured, for errors.
 	what, how string
 }
 
-// pooled is a value in a registry's pool. It has nothing to destruct:
-// what it holds ends with its handler.
-type pooled[T any] struct{ v T }
+func (r *registry[T]) add(prefix string, v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byPrefix == nil {
+		r.byPrefix = map[string][]T{}
+	}
+	r.byPrefix[prefix] = append(r.byPrefix[prefix], v)
+}
 
-// Destruct implements caddy.Destructor.
-func (pooled[T]) Destruct() error { return nil }
-
-// Interface guard.
-var _ caddy.Destructor = pooled[int]{}
-
-func (r registry[T]) add(prefix string, v T) { r.pool.LoadOrStore(prefix, pooled[T]{v}) }
-
-func (r registry[T]) remove(prefix string) { _, _ = r.pool.Delete(prefix) }
+func (r *registry[T]) remove(prefix string, v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	values := r.byPrefix[prefix]
+	if i := slices.Index(values, v); i >= 0 {
+		values = slices.Delete(values, i, i+1)
+	}
+	if len(values) == 0 {
+		delete(r.byPrefix, prefix)
+		return
+	}
+	r.byPrefix[prefix] = values
+}
 
 // get returns the value of key prefix name, or the only value when name is
 // empty.
-func (r registry[T]) get(name string) (T, error) {
+func (r *registry[T]) get(name string) (T, error) {
+	r.mu.Lock()
 	var found []T
-	r.pool.Range(func(key, value any) bool {
-		if name == "" || key == name {
-			found = append(found, value.(pooled[T]).v)
+	for prefix, values := range r.byPrefix {
+		if name == "" || prefix == name {
+			found = append(found, values[len(values)-1])
 		}
-		return true
-	})
+	}
+	r.mu.Unlock()
 	var zero T
 	switch {
 	case len(found) == 1:

@@ -17,7 +17,7 @@ const logBuffer = 8192
 
 // startLog opens the delivery log and starts writing to it.
 func (h *Handler) startLog() {
-	h.history = history.New(h.redisClient, h.space.Log(), history.Limits{
+	h.history = history.New(h.redisClient, h.space.Log(), h.space.LogUnauthenticated(), history.Limits{
 		MaxEntries: h.DeliveryLog.MaxEntries,
 		MaxAge:     time.Duration(h.DeliveryLog.MaxAge),
 	})
@@ -60,7 +60,7 @@ func (h *Handler) record(r *http.Request, a answer, start time.Time) {
 	rec := history.Record{
 		Time: start, WebhookID: a.id, DeliveryID: a.deliveryID, Outcome: o, Reason: string(a.outcome),
 		Status: a.status, DurationMs: millis(time.Since(start)), BodyBytes: a.bodyBytes, Preview: a.preview,
-		Step: a.step, CodeMieStatus: a.upstreamStatus,
+		Step: a.step, CodeMieStatus: a.upstreamStatus, Unauthenticated: !a.authenticated,
 	}
 	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
 		rec.TraceID = sc.TraceID().String()

@@ -66,6 +66,9 @@ type answer struct {
 	upstreamStatus int
 	// traced: Caddy's tracing records the request's span.
 	traced bool
+	// authenticated: the sender proved who it is (or the integration asks
+	// for no proof).
+	authenticated bool
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
@@ -89,7 +92,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	loading := time.Now()
 	_, endLoad := startSpan(r.Context(), spanLoad)
 	in, err := h.integrations.Load(r.Context(), id)
-	endLoad(err)
+	if errors.Is(err, store.ErrNotFound) {
+		endLoad(nil) // an answer, not a failure: a probe of unknown ids makes no error spans
+	} else {
+		endLoad(err)
+	}
 	a.redisLeft = redisDeadline - time.Since(loading)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -133,7 +140,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	_, endVerify := startSpan(r.Context(), spanVerify)
 	v := verify.Check(in, r.Header, payload, h.verifyOpts)
 	endVerify(nil)
-	if in.LogPreview() && h.records != nil && authenticated(v.Outcome) {
+	a.authenticated = authenticated(v.Outcome)
+	if in.LogPreview() && h.records != nil && a.authenticated {
 		a.preview = history.Preview(payload, in.SecretValues(), h.DeliveryLog.PreviewBytes)
 	}
 	if v.Unauthenticated {

@@ -58,10 +58,11 @@ func (c *cli) tail(ctx context.Context, fl caddycmd.Flags, _ []string) error {
 	if fl.Bool("json") {
 		print = printJSONLine
 	}
-	after, err := c.log.Last(ctx)
+	from, err := c.log.Now(ctx)
 	if err != nil {
 		return err
 	}
+	printed := map[string]bool{} // written while the last were listed: printed once
 	if n := fl.Int("last"); n > 0 {
 		last, err := c.lastRecords(ctx, q, match, n)
 		if err != nil {
@@ -69,13 +70,14 @@ func (c *cli) tail(ctx context.Context, fl caddycmd.Flags, _ []string) error {
 		}
 		for _, r := range last {
 			print(c.out, r)
+			printed[r.ID] = true
 		}
 	}
 	if fl.Bool("no-follow") {
 		return nil
 	}
-	err = c.log.Follow(ctx, after, q, tailPoll, func(r history.Record) error {
-		if match(r) {
+	err = c.log.Follow(ctx, from, q, tailPoll, func(r history.Record) error {
+		if match(r) && !printed[r.ID] {
 			print(c.out, r)
 		}
 		return nil

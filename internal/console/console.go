@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
@@ -48,16 +49,30 @@ type Console struct {
 	token string
 	// Interval is how often the events stream sends the summary.
 	Interval time.Duration
-	// Block bounds each wait for new log records, and so how long the end
-	// of a request takes to notice.
+	// Block is how often an events stream looks for new log records.
 	Block time.Duration
+	// MaxStream bounds one events stream's life: the browser opens the
+	// next one by itself.
+	MaxStream time.Duration
+
+	streams   chan struct{} // a slot per events stream open
+	closed    chan struct{} // closed by Close: streams end
+	closeOnce sync.Once
 }
+
+// MaxStreams bounds the events streams open at once on one console.
+const MaxStreams = 64
 
 // New returns the console over src; token is the CSRF token its page
 // carries and its POSTs must send back.
 func New(src Sources, token string) *Console {
-	return &Console{src: src, token: token, Interval: 5 * time.Second, Block: time.Second}
+	return &Console{src: src, token: token, Interval: 5 * time.Second, Block: time.Second, MaxStream: 10 * time.Minute,
+		streams: make(chan struct{}, MaxStreams), closed: make(chan struct{})}
 }
+
+// Close ends the events streams open, and any opened later: a server that
+// shuts down must not wait on its consoles' streams.
+func (c *Console) Close() { c.closeOnce.Do(func() { close(c.closed) }) }
 
 // Serve answers r, whose path relative to the console's base is rel
 // (without a leading slash). It returns an *Error for the caller to

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bufio"
+	"io"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -28,10 +29,16 @@ func (s sources) Log() (*history.Log, error)      { return s.l, nil }
 
 // server serves the console at /c/, as a mount point would.
 func server(t *testing.T) (*httptest.Server, *history.Log) {
+	srv, l, _ := serverWith(t)
+	return srv, l
+}
+
+// serverWith is server, with the console.
+func serverWith(t *testing.T) (*httptest.Server, *history.Log, *console.Console) {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	space := keyspace.Space{Prefix: keyspace.DefaultPrefix}
-	l := history.New(r.Client, space.Log(), history.Limits{MaxEntries: 100})
+	l := history.New(r.Client, space.Log(), space.LogUnauthenticated(), history.Limits{MaxEntries: 100})
 	c := console.New(sources{delivery.NewQueue(r.Client, delivery.Config{Space: space, Consumer: "test"}), l}, token)
 	c.Interval, c.Block = 50*time.Millisecond, 10*time.Millisecond
 	srv := httptest.NewServer(http.StripPrefix("/c/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,7 +51,7 @@ func server(t *testing.T) (*httptest.Server, *history.Log) {
 		}
 	})))
 	t.Cleanup(srv.Close)
-	return srv, l
+	return srv, l, c
 }
 
 func TestMutationsRefuseCrossSite(t *testing.T) {
@@ -152,5 +159,35 @@ func TestPageAndAPI(t *testing.T) {
 	waitFor("event: delivery")
 	if data := waitFor("data: "); !strings.Contains(data, `"delivery_id":"d-live"`) {
 		t.Errorf("streamed %s", data)
+	}
+}
+
+// TestCloseEndsStreams: a server shutting down does not wait on open
+// consoles' event streams.
+func TestCloseEndsStreams(t *testing.T) {
+	srv, _, c := serverWith(t)
+	resp, err := http.Get(srv.URL + "/c/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	if !lines.Scan() { // the first summary: the stream is open
+		t.Fatal(lines.Err())
+	}
+	c.Close()
+	for lines.Scan() {
+	}
+	if err := lines.Err(); err != nil {
+		t.Errorf("the stream ended with %v", err)
+	}
+	// A closed console opens no stream that lasts.
+	resp2, err := http.Get(srv.URL + "/c/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	if _, err := io.ReadAll(resp2.Body); err != nil {
+		t.Errorf("reading the stream of a closed console: %v", err)
 	}
 }

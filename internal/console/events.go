@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -13,7 +12,8 @@ import (
 )
 
 // events streams the log's new records that the query selects, and the
-// summary every Interval, as Server-Sent Events until the client goes.
+// summary every Interval, as Server-Sent Events until the client goes,
+// the console closes, or MaxStream has passed.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) error {
 	q, err := query(r.URL.Query())
 	if err != nil {
@@ -23,46 +23,61 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	after, err := l.Last(r.Context())
+	select {
+	case c.streams <- struct{}{}:
+		defer func() { <-c.streams }()
+	default:
+		return &Error{http.StatusServiceUnavailable, fmt.Errorf("%d events streams are open: close a console", MaxStreams)}
+	}
+	from, err := l.Now(r.Context())
 	if err != nil {
 		return unavailable(err)
 	}
-	rc := http.NewResponseController(w)
+	ctx, cancel := context.WithTimeout(r.Context(), c.MaxStream)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s := &stream{w: w, rc: rc}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	go func() {
-		// The summary, now and every Interval, from this goroutine; the
-		// records from Follow's. Sends are serialized by the stream.
-		t := time.NewTicker(c.Interval)
-		defer t.Stop()
-		for {
-			if sum, err := c.summary(ctx, nil); err == nil {
-				if s.send("summary", sum) != nil {
-					cancel()
-					return
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	err = l.Follow(ctx, after, q, c.Block, func(rec history.Record) error { return s.send("delivery", rec) })
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	if err != nil {
+	s := &stream{w: w, rc: http.NewResponseController(w)}
+	var summaries sync.WaitGroup
+	summaries.Go(func() { c.summaries(ctx, cancel, s) })
+	err = l.Follow(ctx, from, q, c.Block, func(rec history.Record) error { return s.send("delivery", rec) })
+	failed := err != nil && ctx.Err() == nil // Redis, not the end of the stream
+	cancel()
+	summaries.Wait() // nothing writes to w once the handler returns
+	if failed {
 		_ = s.send("error", map[string]string{"error": err.Error()})
 	}
 	return nil // the answer has started: nothing more to say
+}
+
+// summaries sends the summary now and every Interval until ctx ends; a
+// failed send (the client went) cancels the stream.
+func (c *Console) summaries(ctx context.Context, cancel context.CancelFunc, s *stream) {
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		if sum, err := c.summary(ctx, nil); err == nil && ctx.Err() == nil {
+			if s.send("summary", sum) != nil {
+				cancel()
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // stream writes Server-Sent Events, one at a time.

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,26 +91,44 @@ type Record struct {
 	Entry string `json:"entry,omitempty"`
 	// TraceID is the trace the request was part of.
 	TraceID string `json:"trace_id,omitempty"`
+	// Unauthenticated: the request was refused (or failed) before its
+	// sender proved who it is. Such records are kept apart, in a smaller
+	// stream, so that nobody without a webhook's secret can push the
+	// others out of the log.
+	Unauthenticated bool `json:"unauthenticated,omitempty"`
 }
 
 // Limits bound the log.
 type Limits struct {
 	// MaxEntries is the most records kept; the oldest go first.
+	// Unauthenticated records are kept apart, at most a tenth as many
+	// (and at least minUnauthenticated).
 	MaxEntries int64
 	// MaxAge is how long a record is kept; 0: no limit.
 	MaxAge time.Duration
 }
 
-// Log reads and writes the delivery log, the stream key, through client.
-type Log struct {
-	client redis.UniversalClient
-	key    string
-	limits Limits
+// minUnauthenticated is the least number of unauthenticated records kept.
+const minUnauthenticated = 1000
+
+// maxUnauthenticated is the most unauthenticated records kept.
+func (lim Limits) maxUnauthenticated() int64 {
+	return max(lim.MaxEntries/10, min(lim.MaxEntries, minUnauthenticated), 1)
 }
 
-// New returns the log in stream key.
-func New(client redis.UniversalClient, key string, limits Limits) *Log {
-	return &Log{client: client, key: key, limits: limits}
+// Log reads and writes the delivery log: the stream key, and the stream
+// unauthenticated for the records of requests whose sender never proved
+// who it is, through client.
+type Log struct {
+	client                redis.UniversalClient
+	key, unauthenticated string
+	limits                Limits
+}
+
+// New returns the log in stream key, with its unauthenticated records in
+// stream unauthenticated.
+func New(client redis.UniversalClient, key, unauthenticated string, limits Limits) *Log {
+	return &Log{client: client, key: key, unauthenticated: unauthenticated, limits: limits}
 }
 
 // Limits are the log's bounds.
@@ -118,28 +137,36 @@ func (l *Log) Limits() Limits { return l.limits }
 // field is the stream field that holds a record's JSON.
 const field = "r"
 
-// Append writes records in one round trip: a pipeline of XADDs, then an
-// XTRIM to MaxEntries and one of what is older than MaxAge.
+// Append writes records in one round trip: a pipeline of XADDs to their
+// streams, then XTRIMs of each to its count and of what is older than
+// MaxAge.
 func (l *Log) Append(ctx context.Context, records []Record) error {
 	if len(records) == 0 {
 		return nil
 	}
-	values := make([]string, len(records))
+	type entry struct{ key, value string }
+	entries := make([]entry, len(records))
 	for i, r := range records {
 		r.ID = ""
 		b, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("encoding a log record: %w", err)
 		}
-		values[i] = string(b)
+		entries[i] = entry{l.key, string(b)}
+		if r.Unauthenticated {
+			entries[i].key = l.unauthenticated
+		}
 	}
 	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, v := range values {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: l.key, Values: []string{field, v}})
+		for _, e := range entries {
+			p.XAdd(ctx, &redis.XAddArgs{Stream: e.key, Values: []string{field, e.value}})
 		}
 		p.XTrimMaxLen(ctx, l.key, max(l.limits.MaxEntries, 1))
+		p.XTrimMaxLen(ctx, l.unauthenticated, l.limits.maxUnauthenticated())
 		if l.limits.MaxAge > 0 {
-			p.XTrimMinID(ctx, l.key, strconv.FormatInt(time.Now().Add(-l.limits.MaxAge).UnixMilli(), 10))
+			cutoff := strconv.FormatInt(time.Now().Add(-l.limits.MaxAge).UnixMilli(), 10)
+			p.XTrimMinID(ctx, l.key, cutoff)
+			p.XTrimMinID(ctx, l.unauthenticated, cutoff)
 		}
 		return nil
 	})
@@ -197,9 +224,22 @@ func ValidID(id string) bool {
 	return ok && err1 == nil && err2 == nil
 }
 
-// List returns the records q selects, newest first, and the Before of the
-// next page ("" when the log has no older record). It reads the log back
-// from q.Before a chunk at a time, at most the log's MaxEntries records.
+// streams are the streams q reads: both but where its outcome is only
+// ever in one.
+func (l *Log) streams(q Query) []string {
+	switch q.Outcome {
+	case "":
+		return []string{l.key, l.unauthenticated}
+	case Refused, Failed, Filtered:
+		return []string{l.key, l.unauthenticated} // a handshake is filtered before authentication
+	}
+	return []string{l.key}
+}
+
+// List returns the records q selects, newest first across both streams,
+// and the Before of the next page ("" when the log has no older record).
+// It reads the streams back from q.Before a chunk at a time, at most as
+// many records as the log keeps.
 func (l *Log) List(ctx context.Context, q Query) ([]Record, string, error) {
 	if q.Before != "" && !ValidID(q.Before) {
 		return nil, "", ErrBadID
@@ -216,36 +256,106 @@ func (l *Log) List(ctx context.Context, q Query) ([]Record, string, error) {
 	if !q.Since.IsZero() {
 		start = strconv.FormatInt(q.Since.UnixMilli(), 10)
 	}
+	var cursors []*cursor
+	for _, key := range l.streams(q) {
+		cursors = append(cursors, &cursor{client: l.client, key: key, end: end, start: start})
+	}
 	var out []Record
-	budget := max(l.limits.MaxEntries, scanChunk)
-	for budget > 0 {
-		msgs, err := l.client.XRevRangeN(ctx, l.key, end, start, scanChunk).Result()
+	last := ""
+	budget := int64(math.MaxInt64) // a reader that does not know the limits reads to the end
+	if l.limits.MaxEntries > 0 {
+		budget = l.limits.MaxEntries + l.limits.maxUnauthenticated()
+	}
+	for ; budget > 0; budget-- {
+		m, ok, err := newest(ctx, cursors)
 		if err != nil {
 			return nil, "", fmt.Errorf("reading the delivery log: %w", err)
 		}
-		budget -= int64(len(msgs))
-		for _, m := range msgs {
-			r, ok := decode(m)
-			if ok && q.Match(r) {
-				out = append(out, r)
-				if len(out) == count {
-					return out, m.ID, nil
-				}
-			}
-			end = "(" + m.ID
-		}
-		if len(msgs) < scanChunk {
+		if !ok {
 			return out, "", nil
 		}
+		last = m.ID
+		if r, ok := decode(m); ok && q.Match(r) {
+			out = append(out, r)
+			if len(out) == count {
+				return out, last, nil
+			}
+		}
 	}
-	return out, strings.TrimPrefix(end, "("), nil
+	return out, last, nil
 }
 
-// Length is how many records the log holds.
+// cursor reads one stream back, newest first, a chunk at a time.
+type cursor struct {
+	client     redis.UniversalClient
+	key        string
+	end, start string
+	buf        []redis.XMessage
+	done       bool
+}
+
+// peek is the cursor's next message; false when the stream has no more.
+func (c *cursor) peek(ctx context.Context) (redis.XMessage, bool, error) {
+	if len(c.buf) == 0 && !c.done {
+		msgs, err := c.client.XRevRangeN(ctx, c.key, c.end, c.start, scanChunk).Result()
+		if err != nil {
+			return redis.XMessage{}, false, err
+		}
+		c.buf, c.done = msgs, len(msgs) < scanChunk
+		if len(msgs) > 0 {
+			c.end = "(" + msgs[len(msgs)-1].ID
+		}
+	}
+	if len(c.buf) == 0 {
+		return redis.XMessage{}, false, nil
+	}
+	return c.buf[0], true, nil
+}
+
+// newest takes the newest next message of cursors; false when none has
+// one.
+func newest(ctx context.Context, cursors []*cursor) (redis.XMessage, bool, error) {
+	var pick *cursor
+	var msg redis.XMessage
+	for _, c := range cursors {
+		m, ok, err := c.peek(ctx)
+		if err != nil {
+			return redis.XMessage{}, false, err
+		}
+		if ok && (pick == nil || compareIDs(m.ID, msg.ID) > 0) {
+			pick, msg = c, m
+		}
+	}
+	if pick == nil {
+		return redis.XMessage{}, false, nil
+	}
+	pick.buf = pick.buf[1:]
+	return msg, true, nil
+}
+
+// compareIDs orders stream ids: <ms>-<seq>, numerically.
+func compareIDs(a, b string) int {
+	ams, aseq, _ := strings.Cut(a, "-")
+	bms, bseq, _ := strings.Cut(b, "-")
+	am, _ := strconv.ParseUint(ams, 10, 64)
+	bm, _ := strconv.ParseUint(bms, 10, 64)
+	if c := cmp.Compare(am, bm); c != 0 {
+		return c
+	}
+	as, _ := strconv.ParseUint(aseq, 10, 64)
+	bs, _ := strconv.ParseUint(bseq, 10, 64)
+	return cmp.Compare(as, bs)
+}
+
+// Length is how many records the log holds, both streams.
 func (l *Log) Length(ctx context.Context) (int64, error) {
-	n, err := l.client.XLen(ctx, l.key).Result()
-	if err != nil {
-		return 0, fmt.Errorf("reading the delivery log's length: %w", err)
+	var n int64
+	for _, key := range []string{l.key, l.unauthenticated} {
+		m, err := l.client.XLen(ctx, key).Result()
+		if err != nil {
+			return 0, fmt.Errorf("reading the delivery log's length: %w", err)
+		}
+		n += m
 	}
 	return n, nil
 }
@@ -258,9 +368,11 @@ type WebhookCounts struct {
 	Buckets []int `json:"buckets"`
 }
 
-// Counts counts the records of each webhook in n buckets of width each,
-// ending now, and returns the top webhooks by total, most first: at most
-// top of them. Only what the log still holds is counted.
+// Counts counts the authenticated records of each webhook in n buckets of
+// width each, ending now, and returns the top webhooks by total, most
+// first: at most top of them. Only what the log still holds is counted,
+// so the count is bounded by MaxEntries and by the integrations: an
+// unknown id or a forged request never reaches the chart.
 func (l *Log) Counts(ctx context.Context, now time.Time, width time.Duration, n, top int) ([]WebhookCounts, error) {
 	from := now.Add(-width * time.Duration(n))
 	byWebhook := map[string]*WebhookCounts{}
@@ -302,50 +414,71 @@ func (l *Log) Counts(ctx context.Context, now time.Time, width time.Duration, n,
 	return out[:min(len(out), top)], nil
 }
 
-// Last is the id of the newest record; "0-0" when the log is empty.
-func (l *Log) Last(ctx context.Context) (string, error) {
-	msgs, err := l.client.XRevRangeN(ctx, l.key, "+", "-", 1).Result()
-	if err != nil {
-		return "", fmt.Errorf("reading the delivery log: %w", err)
+// Position is where a reader of the log is: the last record id read in
+// each stream.
+type Position struct{ main, unauthenticated string }
+
+// Now is the position after the newest records.
+func (l *Log) Now(ctx context.Context) (Position, error) {
+	var p Position
+	for _, s := range []struct {
+		key string
+		id  *string
+	}{{l.key, &p.main}, {l.unauthenticated, &p.unauthenticated}} {
+		msgs, err := l.client.XRevRangeN(ctx, s.key, "+", "-", 1).Result()
+		if err != nil {
+			return Position{}, fmt.Errorf("reading the delivery log: %w", err)
+		}
+		*s.id = "0-0"
+		if len(msgs) > 0 {
+			*s.id = msgs[0].ID
+		}
 	}
-	if len(msgs) == 0 {
-		return "0-0", nil
-	}
-	return msgs[0].ID, nil
+	return p, nil
 }
 
-// After returns the records written after the record id after, oldest
-// first, at most scanChunk of them, and the id of the last one read (after
-// itself when there is none).
-func (l *Log) After(ctx context.Context, after string) ([]Record, string, error) {
-	msgs, err := l.client.XRangeN(ctx, l.key, "("+after, "+", scanChunk).Result()
-	if err != nil {
-		return nil, after, fmt.Errorf("reading the delivery log: %w", err)
+// After returns the records written after position p, oldest first, at
+// most scanChunk of each stream, and the position after them.
+func (l *Log) After(ctx context.Context, p Position) ([]Record, Position, error) {
+	var all []redis.XMessage
+	for _, s := range []struct {
+		key string
+		id  *string
+	}{{l.key, &p.main}, {l.unauthenticated, &p.unauthenticated}} {
+		msgs, err := l.client.XRangeN(ctx, s.key, "("+*s.id, "+", scanChunk).Result()
+		if err != nil {
+			return nil, p, fmt.Errorf("reading the delivery log: %w", err)
+		}
+		if len(msgs) > 0 {
+			*s.id = msgs[len(msgs)-1].ID
+		}
+		all = append(all, msgs...)
 	}
-	out := make([]Record, 0, len(msgs))
-	for _, m := range msgs {
-		after = m.ID
+	slices.SortStableFunc(all, func(a, b redis.XMessage) int { return compareIDs(a.ID, b.ID) })
+	out := make([]Record, 0, len(all))
+	for _, m := range all {
 		if r, ok := decode(m); ok {
 			out = append(out, r)
 		}
 	}
-	return out, after, nil
+	return out, p, nil
 }
 
-// Follow calls fn with each record q selects that is written after the
-// record id after, oldest first, until ctx ends or fn fails. It looks for
+// Follow calls fn with each record q selects that is written after
+// position from, oldest first, until ctx ends or fn fails. It looks for
 // new records every poll: a poll holds no connection while it waits, as a
 // blocking read would, so followers never starve the request path of
 // Redis connections.
-func (l *Log) Follow(ctx context.Context, after string, q Query, poll time.Duration, fn func(Record) error) error {
+func (l *Log) Follow(ctx context.Context, from Position, q Query, poll time.Duration, fn func(Record) error) error {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		records, last, err := l.After(ctx, after)
+		records, next, err := l.After(ctx, from)
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		after = last
+		more := next != from && len(records) >= scanChunk
+		from = next
 		for _, r := range records {
 			if q.Match(r) {
 				if err := fn(r); err != nil {
@@ -353,7 +486,7 @@ func (l *Log) Follow(ctx context.Context, after string, q Query, poll time.Durat
 				}
 			}
 		}
-		if len(records) == scanChunk {
+		if more {
 			continue // more are waiting
 		}
 		select {

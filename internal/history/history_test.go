@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,10 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
-const key = "codemie:webhooks:log"
+const (
+	key    = "codemie:webhooks:log"
+	unauth = "codemie:webhooks:log:unauthenticated"
+)
 
 func record(webhook, delivery, outcome string) history.Record {
 	return history.Record{Time: time.Now(), WebhookID: webhook, DeliveryID: delivery, Outcome: outcome}
@@ -22,7 +26,7 @@ func record(webhook, delivery, outcome string) history.Record {
 func TestBoundsHold(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	l := history.New(r.Client, key, history.Limits{MaxEntries: 50, MaxAge: time.Hour})
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 50, MaxAge: time.Hour})
 	for i := range 4 {
 		batch := make([]history.Record, 0, 40)
 		for j := range 40 {
@@ -44,7 +48,7 @@ func TestBoundsHold(t *testing.T) {
 	}
 
 	// The age bound drops what is older, whatever the count.
-	aged := history.New(r.Client, "aged", history.Limits{MaxEntries: 1000, MaxAge: time.Hour})
+	aged := history.New(r.Client, "aged", "aged:u", history.Limits{MaxEntries: 1000, MaxAge: time.Hour})
 	if err := r.Client.XAdd(ctx, oldEntry("aged", 2*time.Hour)).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +63,7 @@ func TestBoundsHold(t *testing.T) {
 func TestListFiltersAndPages(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	l := history.New(r.Client, key, history.Limits{MaxEntries: 10_000})
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 10_000})
 	var batch []history.Record
 	for i := range 1200 { // more than one chunk of the scan
 		o := history.Accepted
@@ -122,17 +126,17 @@ func TestListFiltersAndPages(t *testing.T) {
 
 func TestWriterAndFollow(t *testing.T) {
 	r := testenv.StartRedis(t)
-	l := history.New(r.Client, key, history.Limits{MaxEntries: 1000})
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 1000})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	after, err := l.Last(ctx)
+	from, err := l.Now(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan history.Record, 10)
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Follow(ctx, after, history.Query{WebhookID: "wh"}, 10*time.Millisecond, func(rec history.Record) error {
+		done <- l.Follow(ctx, from, history.Query{WebhookID: "wh"}, 10*time.Millisecond, func(rec history.Record) error {
 			got <- rec
 			return nil
 		})
@@ -140,16 +144,28 @@ func TestWriterAndFollow(t *testing.T) {
 	w := l.StartWriter(100, nil, zap.NewNop())
 	w.Add(record("other", "x", history.Accepted))
 	w.Add(record("wh", "d-1", history.Accepted))
+	forged := record("wh", "d-2", history.Refused)
+	forged.Unauthenticated = true
+	w.Add(forged)
 	w.Add(record("wh", "d-1", history.Dispatched))
-	for _, want := range []string{history.Accepted, history.Dispatched} {
+	// Within a millisecond, the two streams' records come in either order;
+	// each stream's own, in order.
+	var outcomes []string
+	for range 3 {
 		select {
 		case rec := <-got:
-			if rec.WebhookID != "wh" || rec.Outcome != want || rec.ID == "" {
-				t.Errorf("followed %+v, want wh's %s", rec, want)
+			if rec.WebhookID != "wh" || rec.ID == "" {
+				t.Errorf("followed %+v, want one of wh's", rec)
+			}
+			if !rec.Unauthenticated {
+				outcomes = append(outcomes, rec.Outcome)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the followed record never came")
 		}
+	}
+	if fmt.Sprint(outcomes) != fmt.Sprint([]string{history.Accepted, history.Dispatched}) {
+		t.Errorf("followed %v", outcomes)
 	}
 	w.Stop()
 	cancel()
@@ -160,7 +176,7 @@ func TestWriterAndFollow(t *testing.T) {
 
 func TestWriterDropsRatherThanWaits(t *testing.T) {
 	r := testenv.StartRedis(t)
-	l := history.New(r.Client, key, history.Limits{MaxEntries: 1000})
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 1000})
 	r.Stop() // every batch fails
 	dropped := make(chan int, 100)
 	w := l.StartWriter(2, func(n int) { dropped <- n }, zap.NewNop())
@@ -181,7 +197,7 @@ func TestWriterDropsRatherThanWaits(t *testing.T) {
 func TestCounts(t *testing.T) {
 	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	l := history.New(r.Client, key, history.Limits{MaxEntries: 1000})
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 1000})
 	now := time.Now()
 	var batch []history.Record
 	for i := range 30 {
@@ -206,22 +222,29 @@ func TestCounts(t *testing.T) {
 }
 
 func TestPreview(t *testing.T) {
-	secret := []byte("s3cr3t-value")
+	secret := []byte(`s3cr"et\value`)
 	for _, tc := range []struct {
 		name, body string
 		max        int
 		want       string
 	}{
-		{"json members named like secrets", `{"action":"opened","token":"abc","nested":{"client_secret":"x","Authorization":"Bearer y"},"author":"ann"}`, 512,
-			`{"action":"opened","author":"ann","nested":{"Authorization":"[redacted]","client_secret":"[redacted]"},"token":"[redacted]"}`},
-		{"a secret's value anywhere", `{"comment":"the key is s3cr3t-value"}`, 512, `{"comment":"the key is [redacted]"}`},
-		{"text", "payload=s3cr3t-value&x=<b>", 512, "payload=[redacted]&x=<b>"},
+		{"json members named like secrets", `{"action":"opened","token":"abc","nested":{"client_secret":"x","Authorization":"Bearer y","passphrase":"p","jwt":"j"},"author":"ann"}`, 512,
+			`{"action":"opened","author":"ann","nested":{"Authorization":"[redacted]","client_secret":"[redacted]","jwt":"[redacted]","passphrase":"[redacted]"},"token":"[redacted]"}`},
+		{"a secret's value anywhere, escaped as JSON escapes it", `{"comment":"the key is s3cr\"et\\value!"}`, 512, `{"comment":"the key is [redacted]!"}`},
+		{"a secret, URL-encoded", `{"url":"https://x.example/?k=s3cr%22et%5Cvalue"}`, 512, `{"url":"https://x.example/?k=[redacted]"}`},
+		{"json inside a string", `{"Message":"{\"token\":\"tok-1\",\"a\":1}"}`, 512, `{"Message":"{\"a\":1,\"token\":\"[redacted]\"}"}`},
+		{"name/value pairs", `{"headers":[{"name":"Authorization","value":"Bearer z"},{"name":"Accept","value":"*/*"}]}`, 512,
+			`{"headers":[{"name":"Authorization","value":"[redacted]"},{"name":"Accept","value":"*/*"}]}`},
+		{"a form, GitHub's payload within", `payload=%7B%22token%22%3A%22t%22%2C%22a%22%3A1%7D&password=hunter2`, 512,
+			`{"password":"[redacted]","payload":"{\"a\":1,\"token\":\"[redacted]\"}"}`},
+		{"text is not previewed", "the password is hunter2", 512, ""},
 		{"cut on a rune boundary", `"ééééé"`, 4, `"é…`},
 		{"off", `{"a":1}`, 0, ""},
+		{"too large to preview", `"` + strings.Repeat("x", history.MaxPreviewed) + `"`, 512, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := history.Preview([]byte(tc.body), [][]byte{secret, []byte("ab")}, tc.max); got != tc.want {
-				t.Errorf("got %s\nwant %s", got, tc.want)
+				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
 	}
@@ -231,4 +254,55 @@ func TestPreview(t *testing.T) {
 func oldEntry(stream string, age time.Duration) *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-0", time.Now().Add(-age).UnixMilli()),
 		Values: []string{"r", `{"time":"2000-01-01T00:00:00Z","webhook_id":"old","outcome":"accepted"}`}}
+}
+
+// TestUnauthenticatedKeptApart: a flood of records of requests that never
+// authenticated cannot push the others out, and both read as one log.
+func TestUnauthenticatedKeptApart(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 20_000})
+	if err := l.Append(ctx, []history.Record{record("wh", "d-legit", history.Dispatched)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 { // 6,000 forged requests: more than the 2,000 kept apart
+		batch := make([]history.Record, 200)
+		for j := range batch {
+			batch[j] = record(fmt.Sprint("attacker-", i), fmt.Sprint("f-", i*200+j), history.Refused)
+			batch[j].Unauthenticated = true
+		}
+		if err := l.Append(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.Client.XLen(ctx, unauth).Val(); n != 2000 {
+		t.Errorf("%d unauthenticated records kept, want 2,000 (a tenth of max_entries)", n)
+	}
+	got, _, err := l.List(ctx, history.Query{DeliveryID: "d-legit"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("the legitimate record is gone: %v %v", got, err)
+	}
+	counts, err := l.Counts(ctx, time.Now().Add(time.Second), time.Minute, 60, 10)
+	if err != nil || len(counts) != 1 || counts[0].WebhookID != "wh" {
+		t.Errorf("the chart counts %+v, want only wh", counts)
+	}
+	// Newest first across both streams, paged without a gap.
+	if err := l.Append(ctx, []history.Record{record("wh", "d-last", history.Accepted)}); err != nil {
+		t.Fatal(err)
+	}
+	page, next, err := l.List(ctx, history.Query{Count: 3})
+	if err != nil || len(page) != 3 || page[0].DeliveryID != "d-last" || page[1].DeliveryID != "f-5999" || next == "" {
+		t.Fatalf("first page %+v next %q: %v", page, next, err)
+	}
+	seen := 3
+	for next != "" {
+		page, next, err = l.List(ctx, history.Query{Count: 1000, Before: next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(page)
+	}
+	if seen != 2002 {
+		t.Errorf("paged through %d records, want 2,002", seen)
+	}
 }

@@ -136,6 +136,12 @@ func (s Space) DeadBytes() string { return sameSlotKey(s.Dead(), ":bytes") }
 // (internal/history).
 func (s Space) Log() string { return s.Prefix + "log" }
 
+// LogUnauthenticated is the delivery log's stream of the records of
+// requests whose sender never proved who it is (unknown ids, failed
+// signatures...), kept apart and smaller so that they cannot push the
+// others out.
+func (s Space) LogUnauthenticated() string { return s.Prefix + "log:unauthenticated" }
+
 // SyncLock is the lock held by the one instance that runs the sync from
 // CodeMie.
 func (s Space) SyncLock() string { return s.Prefix + "sync:lock" }
