@@ -2,8 +2,8 @@ package console_test
 
 import (
 	"bufio"
-	"io"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"

@@ -120,9 +120,9 @@ func (lim Limits) maxUnauthenticated() int64 {
 // unauthenticated for the records of requests whose sender never proved
 // who it is, through client.
 type Log struct {
-	client                redis.UniversalClient
+	client               redis.UniversalClient
 	key, unauthenticated string
-	limits                Limits
+	limits               Limits
 }
 
 // New returns the log in stream key, with its unauthenticated records in
