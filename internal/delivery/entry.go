@@ -19,10 +19,10 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/headers"
+	"github.com/codemie-edge/caddy-webhooks/internal/jsontext"
 )
 
 // Stream field names. An entry is two fields, its metadata as one JSON
@@ -108,22 +108,22 @@ func (e Entry) values() []any {
 // written by hand because it is on every accepted request's path.
 func (e Entry) appendMeta(b []byte) []byte {
 	b = append(b, `{"webhook_id":`...)
-	b = appendJSONString(b, e.Job.WebhookID)
+	b = jsontext.AppendString(b, e.Job.WebhookID)
 	b = append(b, `,"resource_type":`...)
-	b = appendJSONString(b, e.Job.ResourceType)
+	b = jsontext.AppendString(b, e.Job.ResourceType)
 	b = append(b, `,"resource_id":`...)
-	b = appendJSONString(b, e.Job.ResourceID)
+	b = jsontext.AppendString(b, e.Job.ResourceID)
 	b = append(b, `,"user_id":`...)
-	b = appendJSONString(b, e.Job.UserID)
+	b = jsontext.AppendString(b, e.Job.UserID)
 	b = append(b, `,"delivery_id":`...)
-	b = appendJSONString(b, e.Job.DeliveryID)
+	b = jsontext.AppendString(b, e.Job.DeliveryID)
 	if e.ReplayKey != "" {
 		b = append(b, `,"replay_key":`...)
-		b = appendJSONString(b, e.ReplayKey)
+		b = jsontext.AppendString(b, e.ReplayKey)
 	}
 	if e.Job.TraceParent != "" {
 		b = append(b, `,"trace":`...)
-		b = appendJSONString(b, e.Job.TraceParent)
+		b = jsontext.AppendString(b, e.Job.TraceParent)
 	}
 	b = append(b, `,"received_at":`...)
 	b = strconv.AppendInt(b, e.ReceivedAt.UnixMilli(), 10)
@@ -138,62 +138,11 @@ func (e Entry) appendMeta(b []byte) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, name)
+		b = jsontext.AppendString(b, name)
 		b = append(b, ':')
-		b = appendJSONString(b, v)
+		b = jsontext.AppendString(b, v)
 	}
 	return append(b, "}}"...)
-}
-
-// appendJSONString appends s as a JSON string, as encoding/json writes it
-// except that <, > and & are not escaped: invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // streamFields are a stream entry's fields as go-redis reads them.

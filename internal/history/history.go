@@ -146,13 +146,10 @@ func (l *Log) Append(ctx context.Context, records []Record) error {
 	}
 	type entry struct{ key, value string }
 	entries := make([]entry, len(records))
+	buf := make([]byte, 0, 512)
 	for i, r := range records {
-		r.ID = ""
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encoding a log record: %w", err)
-		}
-		entries[i] = entry{l.key, string(b)}
+		buf = appendRecord(buf[:0], r)
+		entries[i] = entry{l.key, string(buf)}
 		if r.Unauthenticated {
 			entries[i].key = l.unauthenticated
 		}
