@@ -67,7 +67,7 @@ type Console struct {
 	KeyPrefix string `json:"key_prefix,omitempty"`
 
 	console *console.Console
-	servers *sync.Map // *caddyhttp.Server whose shutdown closes the console
+	servers *sync.Map // *http.Server whose shutdown closes the console
 }
 
 // CaddyModule returns the Caddy module information.
@@ -95,9 +95,10 @@ func (c *Console) Cleanup() error {
 // the console is mounted (handle_path strips the mount point). It never
 // calls next.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+	// A shutdown waits for requests to end: the streams must. (Caddy's
+	// own RegisterOnShutdown is read once, when the server starts.)
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
 		if _, seen := c.servers.LoadOrStore(srv, true); !seen {
-			// A shutdown waits for requests to end: the streams must.
 			srv.RegisterOnShutdown(c.console.Close)
 		}
 	}

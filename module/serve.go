@@ -140,9 +140,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	_, endVerify := startSpan(r.Context(), spanVerify)
 	v := verify.Check(in, r.Header, payload, h.verifyOpts)
 	endVerify(nil)
-	a.authenticated = authenticated(v.Outcome)
+	// A webhook that configures no mechanism authenticates nobody.
+	a.authenticated = authenticated(v.Outcome) && !v.Unauthenticated
 	if in.LogPreview() && h.records != nil && a.authenticated {
-		a.preview = history.Preview(payload, in.SecretValues(), h.DeliveryLog.PreviewBytes)
+		a.preview = history.Preview(payload, r.Header.Get("Content-Type"), in.SecretValues(), h.DeliveryLog.PreviewBytes)
 	}
 	if v.Unauthenticated {
 		metrics.unauthenticated.Inc()

@@ -350,7 +350,7 @@ func (c *Console) dead(ctx context.Context, v url.Values) (any, error) {
 		count = n
 	}
 	after := v.Get("after")
-	if after != "" && !history.ValidID(after) {
+	if after != "" && !validEntryID(after) {
 		return nil, &Error{http.StatusBadRequest, errors.New("after must be an entry id")}
 	}
 	q, err := c.src.Queue()
@@ -370,10 +370,16 @@ func (c *Console) dead(ctx context.Context, v url.Values) (any, error) {
 	}{letters, next}, nil
 }
 
+// validEntryID reports whether id looks like a queue entry's id: a stream
+// id (a record id of the main stream).
+func validEntryID(id string) bool {
+	return history.ValidID(id) && id[0] >= '0' && id[0] <= '9'
+}
+
 // deadLetter serves dead/<id>/replay and dead/<id>/delete, both POST.
 func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request, rest string) error {
 	id, action, _ := strings.Cut(rest, "/")
-	if !history.ValidID(id) || (action != "replay" && action != "delete") {
+	if !validEntryID(id) || (action != "replay" && action != "delete") {
 		return notFound("api/dead/" + rest)
 	}
 	if err := need(r, http.MethodPost); err != nil {

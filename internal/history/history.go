@@ -173,16 +173,22 @@ func (l *Log) Append(ctx context.Context, records []Record) error {
 	return nil
 }
 
-// decode reads a stream message as a record; false when it is not one.
-func decode(m redis.XMessage) (Record, bool) {
+// decode reads a stream message of the stream tag names as a record;
+// false when it is not one.
+func decode(m redis.XMessage, tag string) (Record, bool) {
 	s, _ := m.Values[field].(string)
 	var r Record
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
 		return Record{}, false
 	}
-	r.ID = m.ID
+	r.ID = tag + m.ID
 	return r, true
 }
+
+// unauthenticatedTag starts the ids of the unauthenticated stream's
+// records: a record id names its stream, and no two records of the log
+// share one (the streams number their entries apart).
+const unauthenticatedTag = "u"
 
 // Query selects records. Empty fields select all.
 type Query struct {
@@ -213,9 +219,11 @@ func (q Query) Match(r Record) bool {
 // ErrBadID says a record id is not a stream id.
 var ErrBadID = errors.New("not a record id")
 
-// ValidID reports whether id looks like a stream id: <ms>-<seq>.
+// ValidID reports whether id looks like a record id: a stream id,
+// <ms>-<seq>, with unauthenticatedTag before it for the unauthenticated
+// stream's records.
 func ValidID(id string) bool {
-	ms, seq, ok := strings.Cut(id, "-")
+	ms, seq, ok := strings.Cut(strings.TrimPrefix(id, unauthenticatedTag), "-")
 	_, err1 := strconv.ParseUint(ms, 10, 64)
 	_, err2 := strconv.ParseUint(seq, 10, 64)
 	return ok && err1 == nil && err2 == nil
@@ -246,16 +254,20 @@ func (l *Log) List(ctx context.Context, q Query) ([]Record, string, error) {
 		count = 100
 	}
 	count = min(count, MaxCount)
-	end, start := "+", "-"
-	if q.Before != "" {
-		end = "(" + q.Before
-	}
+	start := "-"
 	if !q.Since.IsZero() {
 		start = strconv.FormatInt(q.Since.UnixMilli(), 10)
 	}
 	var cursors []*cursor
 	for _, key := range l.streams(q) {
-		cursors = append(cursors, &cursor{client: l.client, key: key, end: end, start: start})
+		c := &cursor{client: l.client, key: key, end: "+", start: start}
+		if key == l.unauthenticated {
+			c.tag = unauthenticatedTag
+		}
+		if q.Before != "" {
+			c.end = c.before(q.Before)
+		}
+		cursors = append(cursors, c)
 	}
 	var out []Record
 	last := ""
@@ -271,8 +283,8 @@ func (l *Log) List(ctx context.Context, q Query) ([]Record, string, error) {
 		if !ok {
 			return out, "", nil
 		}
-		last = m.ID
-		if r, ok := decode(m); ok && q.Match(r) {
+		last = m.tag + m.ID
+		if r, ok := decode(m.XMessage, m.tag); ok && q.Match(r) {
 			out = append(out, r)
 			if len(out) == count {
 				return out, last, nil
@@ -285,10 +297,28 @@ func (l *Log) List(ctx context.Context, q Query) ([]Record, string, error) {
 // cursor reads one stream back, newest first, a chunk at a time.
 type cursor struct {
 	client     redis.UniversalClient
-	key        string
+	key, tag   string // tag starts its records' ids
 	end, start string
 	buf        []redis.XMessage
 	done       bool
+}
+
+// before is the cursor's end for the records older than record id: the
+// log orders records by stream id, and at the same stream id the
+// unauthenticated stream's record is the newer.
+func (c *cursor) before(id string) string {
+	tagged := strings.HasPrefix(id, unauthenticatedTag)
+	id = strings.TrimPrefix(id, unauthenticatedTag)
+	if tagged && c.tag == "" {
+		return id // the main record with that stream id is older: included
+	}
+	return "(" + id
+}
+
+// taggedMessage is a message and the tag of its stream.
+type taggedMessage struct {
+	redis.XMessage
+	tag string
 }
 
 // peek is the cursor's next message; false when the stream has no more.
@@ -311,29 +341,31 @@ func (c *cursor) peek(ctx context.Context) (redis.XMessage, bool, error) {
 
 // newest takes the newest next message of cursors; false when none has
 // one.
-func newest(ctx context.Context, cursors []*cursor) (redis.XMessage, bool, error) {
+func newest(ctx context.Context, cursors []*cursor) (taggedMessage, bool, error) {
 	var pick *cursor
-	var msg redis.XMessage
+	var msg taggedMessage
 	for _, c := range cursors {
 		m, ok, err := c.peek(ctx)
 		if err != nil {
-			return redis.XMessage{}, false, err
+			return taggedMessage{}, false, err
 		}
-		if ok && (pick == nil || compareIDs(m.ID, msg.ID) > 0) {
-			pick, msg = c, m
+		if ok && (pick == nil || compareIDs(c.tag+m.ID, msg.tag+msg.ID) > 0) {
+			pick, msg = c, taggedMessage{m, c.tag}
 		}
 	}
 	if pick == nil {
-		return redis.XMessage{}, false, nil
+		return taggedMessage{}, false, nil
 	}
 	pick.buf = pick.buf[1:]
 	return msg, true, nil
 }
 
-// compareIDs orders stream ids: <ms>-<seq>, numerically.
+// compareIDs orders record ids: by stream id, <ms>-<seq>, numerically,
+// and at the same stream id the unauthenticated stream's as the newer.
 func compareIDs(a, b string) int {
-	ams, aseq, _ := strings.Cut(a, "-")
-	bms, bseq, _ := strings.Cut(b, "-")
+	at, bt := strings.HasPrefix(a, unauthenticatedTag), strings.HasPrefix(b, unauthenticatedTag)
+	ams, aseq, _ := strings.Cut(strings.TrimPrefix(a, unauthenticatedTag), "-")
+	bms, bseq, _ := strings.Cut(strings.TrimPrefix(b, unauthenticatedTag), "-")
 	am, _ := strconv.ParseUint(ams, 10, 64)
 	bm, _ := strconv.ParseUint(bms, 10, 64)
 	if c := cmp.Compare(am, bm); c != 0 {
@@ -341,7 +373,16 @@ func compareIDs(a, b string) int {
 	}
 	as, _ := strconv.ParseUint(aseq, 10, 64)
 	bs, _ := strconv.ParseUint(bseq, 10, 64)
-	return cmp.Compare(as, bs)
+	if c := cmp.Compare(as, bs); c != 0 {
+		return c
+	}
+	switch {
+	case at == bt:
+		return 0
+	case at:
+		return 1
+	}
+	return -1
 }
 
 // Length is how many records the log holds, both streams.
@@ -380,7 +421,7 @@ func (l *Log) Counts(ctx context.Context, now time.Time, width time.Duration, n,
 			return nil, fmt.Errorf("reading the delivery log: %w", err)
 		}
 		for _, m := range msgs {
-			r, ok := decode(m)
+			r, ok := decode(m, "")
 			if !ok || r.Time.Before(from) {
 				continue
 			}
@@ -437,11 +478,11 @@ func (l *Log) Now(ctx context.Context) (Position, error) {
 // After returns the records written after position p, oldest first, at
 // most scanChunk of each stream, and the position after them.
 func (l *Log) After(ctx context.Context, p Position) ([]Record, Position, error) {
-	var all []redis.XMessage
+	var out []Record
 	for _, s := range []struct {
-		key string
-		id  *string
-	}{{l.key, &p.main}, {l.unauthenticated, &p.unauthenticated}} {
+		key, tag string
+		id       *string
+	}{{l.key, "", &p.main}, {l.unauthenticated, unauthenticatedTag, &p.unauthenticated}} {
 		msgs, err := l.client.XRangeN(ctx, s.key, "("+*s.id, "+", scanChunk).Result()
 		if err != nil {
 			return nil, p, fmt.Errorf("reading the delivery log: %w", err)
@@ -449,15 +490,13 @@ func (l *Log) After(ctx context.Context, p Position) ([]Record, Position, error)
 		if len(msgs) > 0 {
 			*s.id = msgs[len(msgs)-1].ID
 		}
-		all = append(all, msgs...)
-	}
-	slices.SortStableFunc(all, func(a, b redis.XMessage) int { return compareIDs(a.ID, b.ID) })
-	out := make([]Record, 0, len(all))
-	for _, m := range all {
-		if r, ok := decode(m); ok {
-			out = append(out, r)
+		for _, m := range msgs {
+			if r, ok := decode(m, s.tag); ok {
+				out = append(out, r)
+			}
 		}
 	}
+	slices.SortStableFunc(out, func(a, b Record) int { return compareIDs(a.ID, b.ID) })
 	return out, p, nil
 }
 

@@ -224,6 +224,15 @@ func TestCounts(t *testing.T) {
 
 func TestPreview(t *testing.T) {
 	secret := []byte(`s3cr"et\value`)
+	// A numeric secret, longer than a float holds exactly.
+	numeric := []byte("12345678901234567")
+	if got := history.Preview([]byte(`{"id":12345678901234567}`), "application/json", [][]byte{numeric}, 512); got != `{"id":[redacted]}` {
+		t.Errorf("a numeric secret: %s", got)
+	}
+	// Overlapping secrets are hidden whole.
+	if got := history.Preview([]byte(`{"a":"abcdefghijkl"}`), "application/json", [][]byte{[]byte("abcdefgh"), []byte("abcdefghijkl")}, 512); got != `{"a":"[redacted]"}` {
+		t.Errorf("overlapping secrets: %s", got)
+	}
 	for _, tc := range []struct {
 		name, body string
 		max        int
@@ -238,13 +247,22 @@ func TestPreview(t *testing.T) {
 			`{"headers":[{"name":"Authorization","value":"[redacted]"},{"name":"Accept","value":"*/*"}]}`},
 		{"a form, GitHub's payload within", `payload=%7B%22token%22%3A%22t%22%2C%22a%22%3A1%7D&password=hunter2`, 512,
 			`{"password":"[redacted]","payload":"{\"a\":1,\"token\":\"[redacted]\"}"}`},
-		{"text is not previewed", "the password is hunter2", 512, ""},
+		{"text is not previewed", "user=bob the password is hunter2", 512, ""},
+		{"JSON after a byte order mark", "\xef\xbb\xbf" + `{"password":"pw"}`, 512, `{"password":"[redacted]"}`},
+		{"not one JSON document", `{"sig":"YWJj="} {"client_secret":"cs"}`, 512, ""},
+		{"invalid JSON is not previewed", `{"n":s3cr}`, 512, ""},
+		{"a secret in a key", `{"s3cr\"et\\value":1}`, 512, `{"[redacted]":1}`},
+		{"a pair named by name and key", `[{"name":"x","key":"Authorization","value":"v"}]`, 512, `[{"key":"Authorization","name":"x","value":"[redacted]"}]`},
 		{"cut on a rune boundary", `"ééééé"`, 4, `"é…`},
 		{"off", `{"a":1}`, 0, ""},
 		{"too large to preview", `"` + strings.Repeat("x", history.MaxPreviewed) + `"`, 512, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := history.Preview([]byte(tc.body), [][]byte{secret, []byte("ab")}, tc.max); got != tc.want {
+			contentType := "application/json"
+			if strings.HasPrefix(tc.body, "payload=") {
+				contentType = "application/x-www-form-urlencoded"
+			}
+			if got := history.Preview([]byte(tc.body), contentType, [][]byte{secret, []byte("ab")}, tc.max); got != tc.want {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
@@ -334,5 +352,44 @@ func TestRecordEncoding(t *testing.T) {
 		if strings.Contains(string(got), `"id"`) || strings.Contains(string(got), `:""`) || strings.Contains(string(got), `:0,`) {
 			t.Errorf("%s holds the id or a zero field", got)
 		}
+	}
+}
+
+// TestPagingAcrossEqualIDs: both streams number their entries apart, so a
+// batch writes the same stream ids to both; record ids still tell them
+// apart, and pages of one record each miss none.
+func TestPagingAcrossEqualIDs(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 1000})
+	var batch []history.Record
+	for i := range 4 {
+		rec := record("wh", fmt.Sprint("d-", i), history.Refused)
+		rec.Unauthenticated = i%2 == 1
+		batch = append(batch, rec)
+	}
+	if err := l.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	q := history.Query{Count: 1}
+	for {
+		page, next, err := l.List(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range page {
+			if ids[rec.ID] {
+				t.Fatalf("%s twice", rec.ID)
+			}
+			ids[rec.ID] = true
+		}
+		if next == "" {
+			break
+		}
+		q.Before = next
+	}
+	if len(ids) != 4 {
+		t.Errorf("paged through %v, want 4 records", ids)
 	}
 }

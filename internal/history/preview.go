@@ -21,20 +21,21 @@ const MaxPreviewed = 64 << 10
 // values a preview hides, whatever the sender calls them.
 var secretKey = regexp.MustCompile(`(?i)secret|token|passw|passphrase|^pass$|pwd|api.?key|access.?key|client.?key|private.?key|credential|^auth$|authori[sz]ation|signature|cookie|session|bearer|jwt`)
 
-// Preview is the first max bytes of body, redacted, as JSON: a JSON body,
-// or a form-encoded one (as an object of its fields). The values of
+// Preview is the first max bytes of body, redacted, as JSON: a JSON body
+// (one document, a byte order mark allowed), or one whose contentType is
+// a form (as an object of its fields). The values of
 // members named like secrets are hidden, and so are those of name/value
 // pairs whose name is like a secret (a list of headers); a string that
 // holds JSON is redacted within; and any of secrets, as sent or escaped,
 // is replaced wherever it appears. Other bodies, and bodies over
 // MaxPreviewed, have no preview. The cut is on a UTF-8 boundary and
 // marked with an ellipsis.
-func Preview(body []byte, secrets [][]byte, max int) string {
+func Preview(body []byte, contentType string, secrets [][]byte, max int) string {
 	if max <= 0 || len(body) == 0 || len(body) > MaxPreviewed {
 		return ""
 	}
 	r := redactor{secrets: secretForms(secrets)}
-	v, ok := decodeBody(body)
+	v, ok := decodeBody(body, contentType)
 	if !ok {
 		return ""
 	}
@@ -55,13 +56,20 @@ func Preview(body []byte, secrets [][]byte, max int) string {
 	return out[:cut] + "…"
 }
 
-// decodeBody reads body as JSON or, failing that, as a form.
-func decodeBody(body []byte) (any, bool) {
-	var v any
-	if json.Unmarshal(body, &v) == nil {
-		return v, true
+// decodeBody reads body as one JSON document (numbers kept as written)
+// or, when contentType says so, as a form.
+func decodeBody(body []byte, contentType string) (any, bool) {
+	doc := bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
+	if json.Valid(doc) {
+		d := json.NewDecoder(bytes.NewReader(doc))
+		d.UseNumber()
+		var v any
+		if d.Decode(&v) == nil {
+			return v, true
+		}
 	}
-	if !utf8.Valid(body) || !bytes.Contains(body, []byte("=")) {
+	media, _, _ := strings.Cut(contentType, ";")
+	if !strings.EqualFold(strings.TrimSpace(media), "application/x-www-form-urlencoded") || !utf8.Valid(body) {
 		return nil, false
 	}
 	form, err := url.ParseQuery(string(body))
@@ -83,8 +91,10 @@ func decodeBody(body []byte) (any, bool) {
 	return fields, true
 }
 
-// secretForms are the secrets as they may appear in a body: as they are,
-// JSON-escaped, and URL-encoded. Secrets shorter than 4 bytes are left
+// secretForms are the secrets as they may appear in a body or a preview:
+// as they are, JSON-escaped (with and without HTML escaping), and
+// URL-encoded (in either case), longest first, so that a secret that
+// holds another is replaced whole. Secrets shorter than 4 bytes are left
 // out: hiding them would hide ordinary text, and guessing them is trivial.
 func secretForms(secrets [][]byte) []string {
 	var out []string
@@ -93,14 +103,27 @@ func secretForms(secrets [][]byte) []string {
 			continue
 		}
 		raw := string(s)
-		quoted, _ := json.Marshal(raw)
-		for _, form := range []string{raw, string(quoted[1 : len(quoted)-1]), url.QueryEscape(raw), url.PathEscape(raw)} {
-			if !slices.Contains(out, form) {
+		query, path := url.QueryEscape(raw), url.PathEscape(raw)
+		for _, form := range []string{raw, jsonEscaped(raw, true), jsonEscaped(raw, false),
+			query, strings.ToLower(query), path, strings.ToLower(path)} {
+			if form != "" && !slices.Contains(out, form) {
 				out = append(out, form)
 			}
 		}
 	}
+	slices.SortStableFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return out
+}
+
+// jsonEscaped is s as it stands between the quotes of a JSON string, with
+// or without encoding/json's escaping of <, > and &.
+func jsonEscaped(s string, escapeHTML bool) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	_ = enc.Encode(s)
+	quoted := strings.TrimSuffix(b.String(), "\n")
+	return quoted[1 : len(quoted)-1]
 }
 
 // redactor hides secrets in a decoded body.
@@ -123,23 +146,25 @@ func (r redactor) value(v any) any {
 }
 
 func (r redactor) object(o map[string]any) map[string]any {
-	pairName := ""
+	secretPair := false // {"name": "Authorization", "value": ...}
 	for _, k := range []string{"name", "key", "Name", "Key"} {
-		if s, ok := o[k].(string); ok {
-			pairName = s
+		if s, ok := o[k].(string); ok && secretKey.MatchString(s) {
+			secretPair = true
 		}
 	}
+	out := make(map[string]any, len(o))
 	for k, val := range o {
+		name := r.text(k) // a key may hold a secret too
 		switch {
 		case secretKey.MatchString(k):
-			o[k] = redacted
-		case pairName != "" && secretKey.MatchString(pairName) && strings.EqualFold(k, "value"):
-			o[k] = redacted
+			out[name] = redacted
+		case secretPair && strings.EqualFold(k, "value"):
+			out[name] = redacted
 		default:
-			o[k] = r.value(val)
+			out[name] = r.value(val)
 		}
 	}
-	return o
+	return out
 }
 
 // str hides the secrets in s, and, when s holds JSON, what is secret in it.

@@ -55,8 +55,8 @@ function fmtBytes(b) {
   if (!num(b) || +b === 0) return '';
   return b < 1024 ? b + ' B' : b < 1048576 ? (b / 1024).toFixed(b < 10240 ? 1 : 0) + ' KB' : (b / 1048576).toFixed(1) + ' MB';
 }
-function cmpId(a, b) { // stream ids "ms-seq"
-  const [am, as] = String(a).split('-'), [bm, bs] = String(b).split('-');
+function cmpId(a, b) { // record ids "ms-seq", "u" before those of unauthenticated requests (the newer at the same ms-seq)
+  const [am, as] = String(a).replace(/^u/, '').split('-'), [bm, bs] = String(b).replace(/^u/, '').split('-');
   return (am - bm) || ((+as || 0) - (+bs || 0)) || (a < b ? -1 : a > b ? 1 : 0);
 }
 const badge = (o) => el('span', {class: 'badge outcome-' + (/^[a-z_]+$/.test(o || '') ? o : 'unknown'), text: o || '?'});
