@@ -99,25 +99,7 @@ func TestListFiltersAndPages(t *testing.T) {
 		})
 	}
 	// Pages follow on without a gap or a repeat.
-	seen := map[string]bool{}
-	q := history.Query{WebhookID: "wh-2", Count: 150}
-	for {
-		page, next, err := l.List(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, rec := range page {
-			if seen[rec.DeliveryID] {
-				t.Fatalf("%s twice", rec.DeliveryID)
-			}
-			seen[rec.DeliveryID] = true
-		}
-		if next == "" {
-			break
-		}
-		q.Before = next
-	}
-	if len(seen) != 400 {
+	if seen := pageAll(t, l, history.Query{WebhookID: "wh-2", Count: 150}); len(seen) != 400 {
 		t.Errorf("paged through %d records, want 400", len(seen))
 	}
 	if _, _, err := l.List(ctx, history.Query{Before: "not-an-id"}); err == nil {
@@ -313,15 +295,7 @@ func TestUnauthenticatedKeptApart(t *testing.T) {
 	if err != nil || len(page) != 3 || page[0].DeliveryID != "d-last" || page[1].DeliveryID != "f-5999" || next == "" {
 		t.Fatalf("first page %+v next %q: %v", page, next, err)
 	}
-	seen := 3
-	for next != "" {
-		page, next, err = l.List(ctx, history.Query{Count: 1000, Before: next})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen += len(page)
-	}
-	if seen != 2002 {
+	if seen := 3 + len(pageAll(t, l, history.Query{Count: 1000, Before: next})); seen != 2002 {
 		t.Errorf("paged through %d records, want 2,002", seen)
 	}
 }
@@ -371,10 +345,18 @@ func TestPagingAcrossEqualIDs(t *testing.T) {
 	if err := l.Append(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
+	if ids := pageAll(t, l, history.Query{Count: 1}); len(ids) != 4 {
+		t.Errorf("paged through %v, want 4 records", ids)
+	}
+}
+
+// pageAll lists every record q selects, a page after another, and fails
+// on a record listed twice; it returns the ids listed.
+func pageAll(t *testing.T, l *history.Log, q history.Query) map[string]bool {
+	t.Helper()
 	ids := map[string]bool{}
-	q := history.Query{Count: 1}
 	for {
-		page, next, err := l.List(ctx, q)
+		page, next, err := l.List(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -385,11 +367,8 @@ func TestPagingAcrossEqualIDs(t *testing.T) {
 			ids[rec.ID] = true
 		}
 		if next == "" {
-			break
+			return ids
 		}
 		q.Before = next
-	}
-	if len(ids) != 4 {
-		t.Errorf("paged through %v, want 4 records", ids)
 	}
 }
