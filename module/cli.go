@@ -95,6 +95,7 @@ var setFlags = []struct{ flag, field, help string }{
 	{"graph-validation", integration.FieldGraphValidation, "true: answer Microsoft Graph's validationToken"},
 	{"filter", integration.FieldFilter, "CEL expression over event, action, body, headers and webhook; only deliveries for which it is true are taken"},
 	{"prompt", integration.FieldPrompt, "what an assistant or workflow is given instead of the body: text with {{body.<path>}}, {{event}}, ... references"},
+	{"log-preview", integration.FieldLogPreview, "true: keep a redacted preview of each delivery's body in the delivery log"},
 }
 
 func buildCLI(root *cobra.Command) {

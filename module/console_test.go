@@ -30,7 +30,7 @@ func TestDeliveryLogShowsNoSecret(t *testing.T) {
 	api := testenv.StartCodeMie(t)
 	ctx := context.Background()
 	addWebhook(t, r, "gh", "workflow", "wf-1")
-	r.Client.HSet(ctx, "codemie:webhooks:{gh}", "log_preview", "true")
+	runCLI(t, cliEnv(r, ""), "", 0, "set", "gh", "--log-preview", "true")
 	if err := r.Client.HSet(ctx, "codemie:webhooks:{relay}", "is_enabled", "true", "secure_header_name", "X-Relay-Key",
 		"secure_header_value", relaySecret, "resource_type", "workflow", "resource_id", "wf-2", "log_preview", "true").Err(); err != nil {
 		t.Fatal(err)
@@ -81,6 +81,9 @@ func TestDeliveryLogShowsNoSecret(t *testing.T) {
 	}
 	if !strings.Contains(seen["api/deliveries"], bodyMark) || !strings.Contains(seen["api/deliveries"], `\"token\":\"[redacted]\"`) {
 		t.Errorf("the deliveries have no redacted preview:\n%s", seen["api/deliveries"])
+	}
+	if !strings.Contains(seen["api/deliveries?delivery=d-gh"], bodyMark) { // log_preview set with the CLI's --log-preview
+		t.Errorf("d-gh's records have no preview:\n%s", seen["api/deliveries?delivery=d-gh"])
 	}
 	if !strings.Contains(seen["api/events"], `"delivery_id":"d-live"`) {
 		t.Errorf("the live events missed d-live:\n%s", seen["api/events"])
