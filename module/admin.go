@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,9 +45,6 @@ func (a Admin) Routes() []caddy.AdminRoute {
 }
 
 const adminPrefix = "/codemie-webhooks/"
-
-// maxPage bounds how many dead letters one request lists.
-const maxPage = 1000
 
 func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 	q, err := queues.get(r.URL.Query().Get("queue"))
@@ -91,17 +87,9 @@ func (Admin) dead(w http.ResponseWriter, r *http.Request, q *delivery.Queue) err
 	if err := need(r, http.MethodGet); err != nil {
 		return err
 	}
-	count := int64(100)
-	if c := r.URL.Query().Get("count"); c != "" {
-		n, err := strconv.ParseInt(c, 10, 64)
-		if err != nil || n < 1 || n > maxPage {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("count must be 1 to %d", maxPage)}
-		}
-		count = n
-	}
-	after := r.URL.Query().Get("after")
-	if after != "" && !validEntryID(after) {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("after must be an entry id")}
+	after, count, err := delivery.DeadPage(r.URL.Query().Get("after"), r.URL.Query().Get("count"))
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 	}
 	letters, next, err := q.DeadLetters(r.Context(), after, count)
 	if err != nil {
@@ -116,7 +104,7 @@ func (Admin) dead(w http.ResponseWriter, r *http.Request, q *delivery.Queue) err
 // deadLetter serves dead/<id> (DELETE) and dead/<id>/replay (POST).
 func (Admin) deadLetter(w http.ResponseWriter, r *http.Request, q *delivery.Queue, rest string) error {
 	id, action, _ := strings.Cut(rest, "/")
-	if !validEntryID(id) || (action != "" && action != "replay") {
+	if !delivery.ValidEntryID(id) || (action != "" && action != "replay") {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no such resource: %s", r.URL.Path)}
 	}
 	var err error
@@ -139,14 +127,6 @@ func (Admin) deadLetter(w http.ResponseWriter, r *http.Request, q *delivery.Queu
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// validEntryID reports whether id looks like a stream entry id: <ms>-<seq>.
-func validEntryID(id string) bool {
-	ms, seq, ok := strings.Cut(id, "-")
-	_, err1 := strconv.ParseUint(ms, 10, 64)
-	_, err2 := strconv.ParseUint(seq, 10, 64)
-	return ok && err1 == nil && err2 == nil
 }
 
 func need(r *http.Request, method string) error {

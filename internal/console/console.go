@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,7 +258,7 @@ func (c *Console) summary(ctx context.Context, _ url.Values) (any, error) {
 // query reads a history.Query from API parameters.
 func query(v url.Values) (history.Query, error) {
 	q := history.Query{WebhookID: v.Get("webhook"), Outcome: v.Get("outcome"), DeliveryID: v.Get("delivery"), Before: v.Get("before")}
-	if q.Outcome != "" && !known(q.Outcome) {
+	if q.Outcome != "" && !slices.Contains(history.Outcomes, q.Outcome) {
 		return q, &Error{http.StatusBadRequest, fmt.Errorf("outcome must be one of %s", strings.Join(history.Outcomes, ", "))}
 	}
 	if q.Before != "" && !history.ValidID(q.Before) {
@@ -280,15 +281,6 @@ func query(v url.Values) (history.Query, error) {
 		q.Count = n
 	}
 	return q, nil
-}
-
-func known(outcome string) bool {
-	for _, o := range history.Outcomes {
-		if o == outcome {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *Console) deliveries(ctx context.Context, v url.Values) (any, error) {
@@ -337,21 +329,10 @@ func (c *Console) counts(ctx context.Context, _ url.Values) (any, error) {
 	}{now.Add(-countWidth * countBuckets).UnixMilli(), int(countWidth / time.Second), counts}, nil
 }
 
-// maxDeadPage bounds how many dead letters one request lists.
-const maxDeadPage = 1000
-
 func (c *Console) dead(ctx context.Context, v url.Values) (any, error) {
-	count := int64(100)
-	if s := v.Get("count"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 1 || n > maxDeadPage {
-			return nil, &Error{http.StatusBadRequest, fmt.Errorf("count must be 1 to %d", maxDeadPage)}
-		}
-		count = n
-	}
-	after := v.Get("after")
-	if after != "" && !validEntryID(after) {
-		return nil, &Error{http.StatusBadRequest, errors.New("after must be an entry id")}
+	after, count, err := delivery.DeadPage(v.Get("after"), v.Get("count"))
+	if err != nil {
+		return nil, &Error{http.StatusBadRequest, err}
 	}
 	q, err := c.src.Queue()
 	if err != nil {
@@ -370,16 +351,10 @@ func (c *Console) dead(ctx context.Context, v url.Values) (any, error) {
 	}{letters, next}, nil
 }
 
-// validEntryID reports whether id looks like a queue entry's id: a stream
-// id (a record id of the main stream).
-func validEntryID(id string) bool {
-	return history.ValidID(id) && id[0] >= '0' && id[0] <= '9'
-}
-
 // deadLetter serves dead/<id>/replay and dead/<id>/delete, both POST.
 func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request, rest string) error {
 	id, action, _ := strings.Cut(rest, "/")
-	if !validEntryID(id) || (action != "replay" && action != "delete") {
+	if !delivery.ValidEntryID(id) || (action != "replay" && action != "delete") {
 		return notFound("api/dead/" + rest)
 	}
 	if err := need(r, http.MethodPost); err != nil {

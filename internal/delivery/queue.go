@@ -330,6 +330,37 @@ end
 return out
 `)
 
+// MaxDeadPage bounds how many dead letters one listing returns.
+const MaxDeadPage = 1000
+
+// ValidEntryID reports whether id looks like a stream entry's id:
+// <ms>-<seq>.
+func ValidEntryID(id string) bool {
+	ms, seq, ok := strings.Cut(id, "-")
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return ok && err1 == nil && err2 == nil
+}
+
+// DeadPage reads the page of dead letters a listing asks for, as the
+// admin API and the console take it: after, an entry id or "" (from the
+// oldest); count, 1 to MaxDeadPage, or "" for 100. The error says what is
+// wrong with them.
+func DeadPage(after, count string) (string, int64, error) {
+	n := int64(100)
+	if count != "" {
+		c, err := strconv.ParseInt(count, 10, 64)
+		if err != nil || c < 1 || c > MaxDeadPage {
+			return "", 0, fmt.Errorf("count must be 1 to %d", MaxDeadPage)
+		}
+		n = c
+	}
+	if after != "" && !ValidEntryID(after) {
+		return "", 0, errors.New("after must be an entry id")
+	}
+	return after, n, nil
+}
+
 // DeadLetters returns up to count dead letters after entry id after ("" to
 // start at the oldest), and the id to pass for the next page ("" at the end).
 // Their bodies are not read: only their sizes.
