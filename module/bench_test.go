@@ -16,6 +16,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -101,10 +102,10 @@ func writeBenchIntegrations(b testing.TB) string {
 type nopIntake struct{}
 
 func (nopIntake) OneRoundTrip() bool { return true }
-func (nopIntake) Admit(context.Context, guard.Config, string, guard.Delivery, delivery.Entry) (guard.Decision, error) {
+func (nopIntake) Admit(context.Context, redisconn.Bound, guard.Config, string, guard.Delivery, delivery.Entry) (guard.Decision, error) {
 	return guard.Decision{Verdict: guard.Admit}, nil
 }
-func (nopIntake) Enqueue(context.Context, delivery.Entry) error { return nil }
+func (nopIntake) Enqueue(context.Context, redisconn.Bound, delivery.Entry) error { return nil }
 
 // BenchmarkHandlerAcceptedNoRedis is an accepted 1 KB GitHub webhook
 // through the whole handler, everything but the Redis round trip: id,

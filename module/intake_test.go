@@ -9,6 +9,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 )
 
 // capturingIntake records what the handler hands to the queue, and whether
@@ -20,11 +21,11 @@ type capturingIntake struct {
 }
 
 func (c *capturingIntake) OneRoundTrip() bool { return c.oneRoundTrip }
-func (c *capturingIntake) Admit(ctx context.Context, _ guard.Config, _ string, _ guard.Delivery, e delivery.Entry) (guard.Decision, error) {
+func (c *capturingIntake) Admit(ctx context.Context, _ redisconn.Bound, _ guard.Config, _ string, _ guard.Delivery, e delivery.Entry) (guard.Decision, error) {
 	c.record(ctx, e)
 	return guard.Decision{Verdict: guard.Admit}, nil
 }
-func (c *capturingIntake) Enqueue(ctx context.Context, e delivery.Entry) error {
+func (c *capturingIntake) Enqueue(ctx context.Context, _ redisconn.Bound, e delivery.Entry) error {
 	c.record(ctx, e)
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/delivery"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/history"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 )
 
 // consumer names this process in the delivery consumer group: unique per
@@ -78,10 +79,10 @@ func (h *Handler) startQueue(ctx caddy.Context) {
 type intake interface {
 	// OneRoundTrip reports whether Admit works here.
 	OneRoundTrip() bool
-	// Admit guards and enqueues in one round trip.
-	Admit(ctx context.Context, g guard.Config, id string, d guard.Delivery, e delivery.Entry) (guard.Decision, error)
-	// Enqueue appends an admitted webhook.
-	Enqueue(ctx context.Context, e delivery.Entry) error
+	// Admit guards and enqueues in one round trip, waiting within b.
+	Admit(ctx context.Context, b redisconn.Bound, g guard.Config, id string, d guard.Delivery, e delivery.Entry) (guard.Decision, error)
+	// Enqueue appends an admitted webhook, waiting within b.
+	Enqueue(ctx context.Context, b redisconn.Bound, e delivery.Entry) error
 }
 
 // pollStats refreshes the queue gauges until ctx is done.

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,6 +23,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/history"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/store"
 	"github.com/codemie-edge/caddy-webhooks/internal/verify"
 )
@@ -210,50 +210,6 @@ func (hb *heldBody) release() {
 	}
 }
 
-// errRedisDeadline says Redis did not answer within redisDeadline.
-var errRedisDeadline = errors.New("redis did not answer within the deadline")
-
-// waitRedis runs call, which returns once Redis has answered whatever its
-// context says (go-redis's batching does not give up on a context), and
-// waits for it until deadline at most; then it fails with
-// errRedisDeadline. call goes on, and held's buffer (if any) is given back
-// once it ends.
-func waitRedis[T any](deadline time.Time, held *heldBody, call func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := call()
-		done <- result{v, err}
-	}()
-	t := timers.Get().(*time.Timer)
-	t.Reset(time.Until(deadline))
-	select {
-	case res := <-done:
-		t.Stop()
-		timers.Put(t)
-		return res.v, res.err
-	case <-t.C:
-		timers.Put(t) // fired and drained: ready for a Reset
-		if held != nil {
-			release := held.handOff()
-			go func() { <-done; release() }()
-		}
-		var zero T
-		return zero, errRedisDeadline
-	}
-}
-
-// timers are stopped timers for waitRedis, reused: since Go 1.23 a
-// stopped timer's channel is empty, so Reset needs no draining.
-var timers = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
-
 // redisDeadline bounds the time one request waits for Redis (loading the
 // integration, the guard, the enqueue), well under the 10 s a GitHub
 // sender waits: past it the answer is 503, and the sender's retry is a
@@ -274,18 +230,17 @@ const redisDeadline = 6 * time.Second
 // own timeouts bound the wait.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *integration.Integration, held *heldBody) answer {
 	// go-redis bounds each round trip with its own timeouts, and its
-	// batching ignores a context's deadline: waitRedis keeps the deadline.
+	// batching ignores a context's deadline: the Bound keeps the deadline.
 	ctx := context.WithoutCancel(r.Context())
 	deadline := time.Now().Add(max(a.redisLeft, time.Second))
+	bound := redisconn.Bound{Deadline: deadline, HandOff: held.handOff}
 	job := h.job(r, a, in, *held.bp)
 	a.deliveryID = job.DeliveryID
 	if h.intake != nil && h.intake.OneRoundTrip() {
 		ctx, end := a.startSpan(ctx, spanAdmit)
 		job.TraceParent = a.traceParent(ctx)
 		e := h.entry(r, a, in, job)
-		d, err := waitRedis(deadline, held, func() (guard.Decision, error) {
-			return h.intake.Admit(ctx, h.guardConfig(), a.id, a.delivery, e)
-		})
+		d, err := h.intake.Admit(ctx, bound, h.guardConfig(), a.id, a.delivery, e)
 		end(err)
 		if err != nil {
 			// Past the deadline, queued or not, the script runs at most
@@ -300,7 +255,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	}
 
 	guardCtx, endGuard := a.startSpan(ctx, spanGuard)
-	d, err := waitRedis(deadline, nil, func() (guard.Decision, error) { return h.guard.Check(guardCtx, a.id, a.delivery) })
+	d, err := redisconn.Wait(redisconn.Bound{Deadline: deadline}, func() (guard.Decision, error) { return h.guard.Check(guardCtx, a.id, a.delivery) })
 	endGuard(err)
 	if err != nil {
 		// Fail open: an unreachable Redis must not stop verified webhooks.
@@ -315,7 +270,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 		ctx, end := a.startSpan(ctx, spanEnqueue)
 		job.TraceParent = a.traceParent(ctx)
 		e := h.entry(r, a, in, job)
-		_, err := waitRedis(deadline, held, func() (struct{}, error) { return struct{}{}, h.intake.Enqueue(ctx, e) })
+		err := h.intake.Enqueue(ctx, bound, e)
 		end(err)
 		res = h.enqueued(w, a, err)
 	} else {
@@ -324,7 +279,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	}
 	if res.status >= 300 {
 		// Not accepted after all: the sender's retry must not be a duplicate.
-		_, err := waitRedis(time.Now().Add(redisDeadline), nil, func() (struct{}, error) {
+		_, err := redisconn.Wait(redisconn.Bound{Deadline: time.Now().Add(redisDeadline)}, func() (struct{}, error) {
 			return struct{}{}, h.guard.Forget(ctx, a.id, a.delivery)
 		})
 		if err != nil {

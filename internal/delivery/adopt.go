@@ -11,6 +11,7 @@ import (
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 )
 
 // The queue of earlier versions was one stream, Deliveries, read by the
@@ -156,7 +157,7 @@ func (w *Workers) adoptOne(ctx context.Context, legacy string, m redis.XMessage,
 		e.Attempts = attempts
 		fallthrough
 	default:
-		if err := w.q.Enqueue(ctx, e); err != nil {
+		if err := w.q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
 			w.logger.Warn("adopting an entry of the earlier queue; trying again later", zap.String("entry", m.ID), zap.Error(err))
 			return false
 		}

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -142,7 +143,7 @@ func TestChurnLosesNothing(t *testing.T) {
 	for i := range entries {
 		wh := rnd(webhooks)
 		e := entryFor(fmt.Sprint("wh-", wh), fmt.Sprint("res-", wh%3), fmt.Sprint("d-", i))
-		if err := queues[rnd(2)].Enqueue(ctx, e); err != nil {
+		if err := queues[rnd(2)].Enqueue(ctx, redisconn.Bound{}, e); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Duration(rnd(4000)) * time.Microsecond)
@@ -176,7 +177,7 @@ func TestTakeUnparksAfterItsVisit(t *testing.T) {
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
 	for _, e := range []Entry{entryFor("x", "shared", "x-1"), entryFor("b", "shared", "b-1")} {
-		if err := q.Enqueue(ctx, e); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,7 +188,7 @@ func TestTakeUnparksAfterItsVisit(t *testing.T) {
 	if got, _, _ := q.take(ctx, 1, "test"); len(got) != 0 { // b parks
 		t.Fatalf("took %v", got)
 	}
-	if err := q.Enqueue(ctx, entryFor("a", "shared", "a-1")); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor("a", "shared", "a-1")); err != nil {
 		t.Fatal(err)
 	}
 	waitLeaseEnds(t, r, ghost[0].ticket)
@@ -216,7 +217,7 @@ func TestLateFinishDoesNotStrandParkedLanes(t *testing.T) {
 	ctx := context.Background()
 	enq := func(wh, id string) {
 		t.Helper()
-		if err := q.Enqueue(ctx, entryFor(wh, "shared", id)); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(wh, "shared", id)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -309,7 +310,7 @@ func TestDeadLetterReleasesReplayMarker(t *testing.T) {
 		key string
 		e   Entry
 	}{{"d-1", byID}, {"sha256:0a1b", byKey}} {
-		if d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: c.key}, c.e); err != nil || d.Verdict != guard.Admit {
+		if d, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: c.key}, c.e); err != nil || d.Verdict != guard.Admit {
 			t.Fatalf("admitting %s: %+v, %v", c.key, d, err)
 		}
 	}
@@ -325,7 +326,7 @@ func TestDeadLetterReleasesReplayMarker(t *testing.T) {
 			t.Errorf("%s is still set: a redelivery would be a duplicate", m)
 		}
 	}
-	if d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1")); err != nil || d.Verdict != guard.Admit {
+	if d, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1")); err != nil || d.Verdict != guard.Admit {
 		t.Errorf("the redelivery: %+v, %v; want admitted", d, err)
 	}
 }
@@ -467,7 +468,7 @@ func TestOmittedHeadersNotStored(t *testing.T) {
 		"X-Github-Event": {"secret-event-91c2"},
 		"Content-Type":   {"application/json"},
 	}
-	if err := q.Enqueue(ctx, NewEntry(job, h, []string{"User-Agent", "x-github-event"}, time.Now())); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, NewEntry(job, h, []string{"User-Agent", "x-github-event"}, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	msgs, err := r.Client.XRange(ctx, "{t:queue}", "-", "+").Result()

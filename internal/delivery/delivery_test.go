@@ -18,6 +18,7 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/keyspace"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -91,7 +92,7 @@ func TestDeliver(t *testing.T) {
 	start(t, q, s, Events{Delivered: func(time.Duration) { delivered.Add(1) }})
 	ctx := context.Background()
 	for i := range 20 {
-		if err := q.Enqueue(ctx, entry(fmt.Sprint("d-", i))); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entry(fmt.Sprint("d-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,7 +128,7 @@ func TestRetryThenSuccess(t *testing.T) {
 	})
 	start(t, q, s, Events{Retried: func() { retried.Add(1) }, Delivered: func(time.Duration) { delivered.Add(1) }})
 	for i := range 5 {
-		if err := q.Enqueue(context.Background(), entry(fmt.Sprint("r-", i))); err != nil {
+		if err := q.Enqueue(context.Background(), redisconn.Bound{}, entry(fmt.Sprint("r-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,7 +168,7 @@ func TestDeadLetters(t *testing.T) {
 	start(t, q, s, Events{Dead: func() { dead.Add(1) }, Delivered: func(time.Duration) { delivered.Add(1) }})
 	ctx := context.Background()
 	for _, id := range []string{"final-1", "final-2", "always-500"} {
-		if err := q.Enqueue(ctx, entry(id)); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entry(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,18 +232,18 @@ func TestQueueFull(t *testing.T) {
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
 	for i := range 2 {
-		if err := q.Enqueue(ctx, entry(fmt.Sprint(i))); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entry(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Enqueue(ctx, entry("3")); !errors.Is(err, ErrFull) {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entry("3")); !errors.Is(err, ErrFull) {
 		t.Errorf("third entry: %v, want ErrFull", err)
 	}
 	if n := r.Client.XLen(ctx, "{t:queue}").Val(); n != 2 {
 		t.Errorf("stream length %d, want 2: nothing dropped, nothing added", n)
 	}
 	r.Stop()
-	if err := q.Enqueue(ctx, entry("4")); err == nil || errors.Is(err, ErrFull) {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entry("4")); err == nil || errors.Is(err, ErrFull) {
 		t.Errorf("Redis down: %v, want an error", err)
 	}
 }
@@ -255,7 +256,7 @@ func TestExpired(t *testing.T) {
 	start(t, q, s, Events{Dead: func() { dead.Add(1) }})
 	old := entry("old")
 	old.ReceivedAt = time.Now().Add(-2 * time.Hour)
-	if err := q.Enqueue(context.Background(), old); err != nil {
+	if err := q.Enqueue(context.Background(), redisconn.Bound{}, old); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, "the expired entry to be buried", func() bool { return dead.Load() == 1 })
@@ -272,7 +273,7 @@ func TestReclaimFromSilentConsumer(t *testing.T) {
 	r := testenv.StartRedis(t)
 	q := NewQueue(r.Client, testConfig)
 	ctx := context.Background()
-	if err := q.Enqueue(ctx, entry("orphan")); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entry("orphan")); err != nil {
 		t.Fatal(err)
 	}
 	// An instance takes the entry and goes silent, as a killed process does.
@@ -298,7 +299,7 @@ func TestStopWaitsForInFlight(t *testing.T) {
 		return dispatch.Result{Class: dispatch.Success}
 	})
 	w := q.Start(s.dispatch, Events{}, zap.NewNop())
-	if err := q.Enqueue(context.Background(), entry("slow")); err != nil {
+	if err := q.Enqueue(context.Background(), redisconn.Bound{}, entry("slow")); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -324,7 +325,7 @@ func TestStopHandsBackAfterDrain(t *testing.T) {
 		<-ctx.Done()
 		return dispatch.Result{Class: dispatch.Retryable, Reason: "cancelled"}
 	}, Events{}, zap.NewNop())
-	if err := q.Enqueue(context.Background(), entry("stuck")); err != nil {
+	if err := q.Enqueue(context.Background(), redisconn.Bound{}, entry("stuck")); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -353,7 +354,7 @@ func TestHeartbeatKeepsLongDispatch(t *testing.T) {
 		return dispatch.Result{Class: dispatch.Success}
 	})
 	start(t, q, long, Events{})
-	if err := q.Enqueue(context.Background(), entry("long")); err != nil {
+	if err := q.Enqueue(context.Background(), redisconn.Bound{}, entry("long")); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -433,7 +434,7 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	rt := testenv.CountRoundTrips(r.Client)
 	calls := rt.Load
-	if _, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "warm"}, entry("warm")); err != nil { // loads the script
+	if _, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: "warm"}, entry("warm")); err != nil { // loads the script
 		t.Fatal(err)
 	}
 	before := calls()
@@ -446,7 +447,7 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 		{"d-1", guard.Duplicate, nil},
 		{"d-2", guard.Limited, nil},
 	} {
-		d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: step.delivery}, entry(step.delivery))
+		d, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: step.delivery}, entry(step.delivery))
 		if d.Verdict != step.want || !errors.Is(err, step.err) {
 			t.Fatalf("%s: %+v %v, want verdict %d", step.delivery, d, err, step.want)
 		}
@@ -461,8 +462,8 @@ func TestAdmitInOneRoundTrip(t *testing.T) {
 		t.Error("a limited delivery was marked as seen")
 	}
 	// Full: refused before the guard, so nothing is marked or counted.
-	q.Admit(ctx, guard.Config{}, "other", guard.Delivery{ID: ""}, entry("x"))
-	if _, err := q.Admit(ctx, g, "full", guard.Delivery{ID: "d-9"}, entry("d-9")); !errors.Is(err, ErrFull) {
+	q.Admit(ctx, redisconn.Bound{}, guard.Config{}, "other", guard.Delivery{ID: ""}, entry("x"))
+	if _, err := q.Admit(ctx, redisconn.Bound{}, g, "full", guard.Delivery{ID: "d-9"}, entry("d-9")); !errors.Is(err, ErrFull) {
 		t.Errorf("full queue: %v", err)
 	}
 	if r.Client.Exists(ctx, "t:{full}:seen:d-9", "t:{full}:rl").Val() != 0 {
@@ -483,7 +484,9 @@ func BenchmarkAdmit(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-" + strconv.Itoa(i)}, e); err != nil || d.Verdict != guard.Admit {
+		// as a request waits: up to a deadline
+		bound := redisconn.Bound{Deadline: time.Now().Add(time.Minute)}
+		if d, err := q.Admit(ctx, bound, g, "wh", guard.Delivery{ID: "d-" + strconv.Itoa(i)}, e); err != nil || d.Verdict != guard.Admit {
 			b.Fatal(d, err)
 		}
 	}
@@ -498,7 +501,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := q.Enqueue(ctx, e); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -514,7 +517,7 @@ func TestAdmitFailedEnqueueForgets(t *testing.T) {
 	ctx := context.Background()
 	r.Client.Set(ctx, "{t:queue}", "not a stream", 0)
 	g := guard.Config{ReplayWindow: time.Hour}
-	_, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
+	_, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
 	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Fatalf("err = %v, want the XADD's WRONGTYPE", err)
 	}
@@ -536,13 +539,13 @@ func TestAdmitOutlivesItsContext(t *testing.T) {
 		run  func(ctx context.Context) error
 	}{
 		{"admit", func(ctx context.Context) error {
-			d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
+			d, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
 			if err == nil && d.Verdict != guard.Admit {
 				err = fmt.Errorf("verdict %d", d.Verdict)
 			}
 			return err
 		}},
-		{"enqueue", func(ctx context.Context) error { err := q.Enqueue(ctx, entry("d-2")); return err }},
+		{"enqueue", func(ctx context.Context) error { err := q.Enqueue(ctx, redisconn.Bound{}, entry("d-2")); return err }},
 	} {
 		before := r.Client.XLen(bg, "{t:queue}").Val()
 		if err := r.Client.Do(bg, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
@@ -577,7 +580,7 @@ func TestReindexCollapse(t *testing.T) {
 	g := guard.Config{Limit: 100, Window: time.Minute, ReplayWindow: time.Hour, CollapseTTL: time.Hour}
 	admit := func(id string) guard.Verdict {
 		t.Helper()
-		d, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: id, Collapse: true}, reindexEntry(id))
+		d, err := q.Admit(ctx, redisconn.Bound{}, g, "ds", guard.Delivery{ID: id, Collapse: true}, reindexEntry(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -595,7 +598,7 @@ func TestReindexCollapse(t *testing.T) {
 		t.Fatalf("%d reindexes queued, want 1", n)
 	}
 	// A workflow of another webhook never collapses.
-	if d, err := q.Admit(ctx, g, "wh", guard.Delivery{ID: "w-1"}, entry("w-1")); err != nil || d.Verdict != guard.Admit {
+	if d, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: "w-1"}, entry("w-1")); err != nil || d.Verdict != guard.Admit {
 		t.Fatalf("workflow: %+v %v", d, err)
 	}
 	s := newScripted(succeed)
@@ -622,7 +625,7 @@ func TestCollapseChecksItsMarker(t *testing.T) {
 	ctx := context.Background()
 	g := guard.Config{Limit: 1, Window: time.Minute, ReplayWindow: time.Hour, CollapseTTL: time.Hour}
 	r.Client.Set(ctx, "t:{ds}:reindex", "1700000000000-0", 0)
-	if d, err := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-1", Collapse: true}, reindexEntry("r-1")); err != nil || d.Verdict != guard.Admit {
+	if d, err := q.Admit(ctx, redisconn.Bound{}, g, "ds", guard.Delivery{ID: "r-1", Collapse: true}, reindexEntry("r-1")); err != nil || d.Verdict != guard.Admit {
 		t.Fatalf("with a stale marker: %+v %v, want it queued", d, err)
 	}
 	marker := ticket(r.Client.Get(ctx, "t:{ds}:reindex").Val())
@@ -630,14 +633,14 @@ func TestCollapseChecksItsMarker(t *testing.T) {
 		t.Errorf("the marker %q does not name the queued entry", marker)
 	}
 	// Over the limit: refused before the marker is looked at.
-	if d, _ := q.Admit(ctx, g, "ds", guard.Delivery{ID: "r-2", Collapse: true}, reindexEntry("r-2")); d.Verdict != guard.Limited {
+	if d, _ := q.Admit(ctx, redisconn.Bound{}, g, "ds", guard.Delivery{ID: "r-2", Collapse: true}, reindexEntry("r-2")); d.Verdict != guard.Limited {
 		t.Errorf("over the limit: verdict %d", d.Verdict)
 	}
 	// An entry the stream refuses (odd fields) sets no marker and no seen marker.
 	r.Client.Del(ctx, "t:{ds}:reindex", "t:{ds}:rl")
 	app := q.appendOf(reindexEntry("r-3"))
 	app.Fields = []any{"only-a-name"}
-	if _, err := guard.AdmitAndAppend(ctx, r.Client, testConfig.Space, g, "ds", guard.Delivery{ID: "r-3", Collapse: true}, app); err == nil {
+	if _, err := guard.AdmitAndAppend(ctx, redisconn.NewRequests(r.Client), redisconn.Bound{}, testConfig.Space, g, "ds", guard.Delivery{ID: "r-3", Collapse: true}, app); err == nil {
 		t.Fatal("an odd number of fields was appended")
 	}
 	if n := r.Client.Exists(ctx, "t:{ds}:reindex", "t:{ds}:seen:r-3").Val(); n != 0 {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -48,11 +49,11 @@ func TestQuietWebhookNotBehindBacklog(t *testing.T) {
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
 	for i := range 200 {
-		if err := q.Enqueue(ctx, entryFor("noisy", "wf-1", fmt.Sprint("n-", i))); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor("noisy", "wf-1", fmt.Sprint("n-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Enqueue(ctx, entryFor("quiet", "wf-2", "q-1")); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor("quiet", "wf-2", "q-1")); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -111,7 +112,7 @@ func TestMaxInFlightAcrossInstances(t *testing.T) {
 		queues = append(queues, NewQueue(r.Client, c))
 	}
 	for i := range 30 {
-		if err := queues[0].Enqueue(ctx, entryFor(fmt.Sprint("wh-", i%3), "busy", fmt.Sprint("b-", i))); err != nil {
+		if err := queues[0].Enqueue(ctx, redisconn.Bound{}, entryFor(fmt.Sprint("wh-", i%3), "busy", fmt.Sprint("b-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +122,7 @@ func TestMaxInFlightAcrossInstances(t *testing.T) {
 	}
 	testenv.Eventually(t, "3 dispatches of the busy resource", func() bool { return running.Load() == 3 })
 	for i := range 10 {
-		if err := queues[1].Enqueue(ctx, entryFor("other", "free", fmt.Sprint("f-", i))); err != nil {
+		if err := queues[1].Enqueue(ctx, redisconn.Bound{}, entryFor("other", "free", fmt.Sprint("f-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,7 +157,7 @@ func TestStatsPerWebhook(t *testing.T) {
 	ctx := context.Background()
 	for i := range 12 {
 		for j := range i + 1 {
-			if err := q.Enqueue(ctx, entryFor(fmt.Sprintf("wh-%02d", i), "wf", fmt.Sprint(i, "-", j))); err != nil {
+			if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(fmt.Sprintf("wh-%02d", i), "wf", fmt.Sprint(i, "-", j))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -185,7 +186,7 @@ func TestParkedLaneBackAfterLeaseEnds(t *testing.T) {
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
 	for _, e := range []Entry{entryFor("a", "shared", "a-1"), entryFor("b", "shared", "b-1")} {
-		if err := q.Enqueue(ctx, e); err != nil {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -216,7 +217,7 @@ func TestScheduleNeedsTheLease(t *testing.T) {
 	r := testenv.StartRedis(t)
 	q := NewQueue(r.Client, testConfig)
 	ctx := context.Background()
-	if err := q.Enqueue(ctx, entry("late")); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entry("late")); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err := q.take(ctx, 1, "test")
@@ -243,7 +244,7 @@ func TestStaleHolderLeavesTheLease(t *testing.T) {
 	cfg.MaxInFlight = 1
 	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
-	if err := q.Enqueue(ctx, entryFor("a", "shared", "a-1")); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor("a", "shared", "a-1")); err != nil {
 		t.Fatal(err)
 	}
 	stale, _, err := q.take(ctx, 1, "stale")

@@ -66,7 +66,7 @@ type DeadLimits struct {
 // Queue is the Redis side of durable delivery.
 type Queue struct {
 	client   redis.UniversalClient
-	requests redis.Scripter // for scripts run concurrently: batched into shared round trips
+	requests redisconn.Requests // for scripts run concurrently: batched into shared round trips
 	cfg      Config
 	// The stream and its schedule (lanes.go), on one cluster slot.
 	stream, ring, waiting, leases, due   string
@@ -81,7 +81,7 @@ func NewQueue(client redis.UniversalClient, cfg Config) *Queue {
 	s := cfg.Space
 	return &Queue{
 		client:       client,
-		requests:     redisconn.Batching(client),
+		requests:     redisconn.NewRequests(client),
 		cfg:          cfg,
 		stream:       s.Queue(),
 		ring:         s.Ring(),
@@ -116,20 +116,21 @@ func (q *Queue) OneRoundTrip() bool {
 // and, if it is admitted, enqueues e, all in one atomic script: a delivery
 // is marked as seen exactly when it is queued. Only when OneRoundTrip.
 //
-// Like Enqueue, it returns only once Redis has answered, even when ctx
-// ends first (go-redis's batching waits for the batch), so e's body may be
-// reused as soon as it returns.
-func (q *Queue) Admit(ctx context.Context, g guard.Config, id string, d guard.Delivery, e Entry) (guard.Decision, error) {
-	decision, err := guard.AdmitAndAppend(ctx, q.requests, q.cfg.Space, g, id, d, q.appendOf(e))
+// It waits for Redis within b, whatever ctx says (go-redis's batching
+// does not give up on a context): past b's deadline it fails with
+// redisconn.ErrDeadline, and e's body may be reused only once b.HandOff's
+// release has run; otherwise as soon as it returns.
+func (q *Queue) Admit(ctx context.Context, b redisconn.Bound, g guard.Config, id string, d guard.Delivery, e Entry) (guard.Decision, error) {
+	decision, err := guard.AdmitAndAppend(ctx, q.requests, b, q.cfg.Space, g, id, d, q.appendOf(e))
 	if err != nil {
 		return guard.Decision{}, enqueueError(id, err)
 	}
 	return decision, nil
 }
 
-// Enqueue appends e; it returns once Redis holds it.
-func (q *Queue) Enqueue(ctx context.Context, e Entry) error {
-	if err := guard.AppendUnguarded(ctx, q.requests, q.appendOf(e)); err != nil {
+// Enqueue appends e, waiting for Redis within b as Admit does.
+func (q *Queue) Enqueue(ctx context.Context, b redisconn.Bound, e Entry) error {
+	if err := guard.AppendUnguarded(ctx, q.requests, b, q.appendOf(e)); err != nil {
 		return enqueueError(e.Job.WebhookID, err)
 	}
 	return nil
@@ -439,7 +440,7 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 		return err
 	}
 	e.Attempts = 0
-	if err := q.Enqueue(ctx, e); err != nil {
+	if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
 		return fmt.Errorf("replaying dead letter %s: %w", id, err)
 	}
 	if _, err := q.deleteDead(ctx, id); err != nil {

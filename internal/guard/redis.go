@@ -105,33 +105,40 @@ func appendFields(app *Append) []any {
 	return app.Fields
 }
 
-// runAdmit runs the admit script through r and reads its decision.
-func runAdmit(ctx context.Context, r redis.Scripter, c Config, a admission, app *Append) (Decision, error) {
+// runAdmit runs the admit script through r, waiting within b, and reads
+// its decision.
+func runAdmit(ctx context.Context, r redisconn.Requests, b redisconn.Bound, c Config, a admission, app *Append) (Decision, error) {
 	keys, args := admitArgs(c, a, app)
-	reply, err := admitScript.Run(ctx, r, keys, args...).Slice()
+	v, err := r.Run(ctx, b, admitScript, keys, args...)
 	switch {
 	case redis.HasErrorPrefix(err, "STREAMFULL"):
 		return Decision{}, ErrStreamFull
 	case err != nil:
 		return Decision{}, err
 	}
+	reply, ok := v.([]any)
+	if !ok {
+		return Decision{}, fmt.Errorf("unexpected guard reply %v", v)
+	}
 	return parseDecision(reply)
 }
 
 // AdmitAndAppend runs the rate limit and the replay guard c for delivery d of
 // webhook id and, if the request is admitted, appends app, all in one
-// atomic script through r: a delivery is marked as seen exactly when it is
-// appended. Every key must be on one slot: not for a Redis Cluster, where
-// the stream and the webhook's keys are on different slots.
-func AdmitAndAppend(ctx context.Context, r redis.Scripter, space keyspace.Space, c Config, id string, d Delivery, app Append) (Decision, error) {
-	return runAdmit(ctx, r, c, c.admission(space, id, d), &app)
+// atomic script through r, waiting within b: a delivery is marked as seen
+// exactly when it is appended. Every key must be on one slot: not for a
+// Redis Cluster, where the stream and the webhook's keys are on different
+// slots.
+func AdmitAndAppend(ctx context.Context, r redisconn.Requests, b redisconn.Bound, space keyspace.Space, c Config, id string, d Delivery, app Append) (Decision, error) {
+	return runAdmit(ctx, r, b, c, c.admission(space, id, d), &app)
 }
 
-// AppendUnguarded appends app with no guard, in the same script (for a
-// Redis Cluster, after Redis.Check has admitted the request).
-func AppendUnguarded(ctx context.Context, r redis.Scripter, app Append) error {
+// AppendUnguarded appends app with no guard, in the same script, waiting
+// within b (for a Redis Cluster, after Redis.Check has admitted the
+// request).
+func AppendUnguarded(ctx context.Context, r redisconn.Requests, b redisconn.Bound, app Append) error {
 	a := admission{rate: app.Stream, marker: app.Stream, also: app.Stream, reindex: app.Stream}
-	_, err := runAdmit(ctx, r, Config{}, a, &app)
+	_, err := runAdmit(ctx, r, b, Config{}, a, &app)
 	return err
 }
 
@@ -151,14 +158,14 @@ func parseDecision(reply []any) (Decision, error) {
 // Redis is a Guard whose state lives in Redis, shared by every instance.
 type Redis struct {
 	client   redis.UniversalClient
-	requests redis.Scripter // batched with other requests' commands
+	requests redisconn.Requests // batched with other requests' commands
 	space    keyspace.Space
 	cfg      Config
 }
 
 // NewRedis returns a guard keeping its state in space.
 func NewRedis(client redis.UniversalClient, space keyspace.Space, cfg Config) *Redis {
-	return &Redis{client: client, requests: redisconn.Batching(client), space: space, cfg: cfg}
+	return &Redis{client: client, requests: redisconn.NewRequests(client), space: space, cfg: cfg}
 }
 
 // Check implements Guard with one EVALSHA.
@@ -166,7 +173,8 @@ func (g *Redis) Check(ctx context.Context, id string, d Delivery) (Decision, err
 	if g.cfg.Off() {
 		return Decision{Verdict: Admit}, nil
 	}
-	decision, err := runAdmit(ctx, g.requests, g.cfg, g.cfg.admission(g.space, id, d), nil)
+	// The caller bounds the wait (the zero Bound waits as long as Redis takes).
+	decision, err := runAdmit(ctx, g.requests, redisconn.Bound{}, g.cfg, g.cfg.admission(g.space, id, d), nil)
 	if err != nil {
 		return Decision{Verdict: Admit}, fmt.Errorf("guarding webhook %q: %w", id, err)
 	}

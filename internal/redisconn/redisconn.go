@@ -137,20 +137,6 @@ func NewClient(c Config) (redis.UniversalClient, error) {
 	return redis.NewUniversalClient(c.options()), nil
 }
 
-// Batching returns what concurrent requests should send their scripts
-// through: for a single node or a Sentinel's master, the client's
-// autopipeliner, which batches the commands of concurrent callers into
-// shared round trips (each caller still waits for its own reply); for a
-// cluster, the client itself.
-func Batching(client redis.UniversalClient) redis.Scripter {
-	if c, ok := client.(*redis.Client); ok {
-		if ap, err := c.AutoPipeline(); err == nil {
-			return ap
-		}
-	}
-	return client
-}
-
 // Acquire returns the shared client for c, creating it on first use. Every
 // Acquire must be paired with a Release of the same Config.
 func Acquire(c Config) (redis.UniversalClient, error) {

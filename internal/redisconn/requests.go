@@ -1,0 +1,152 @@
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrDeadline says Redis did not answer within a request's deadline.
+var ErrDeadline = errors.New("redis did not answer within the deadline")
+
+// Bound is how long a request waits for Redis, and what it gives up when
+// it stops waiting first.
+type Bound struct {
+	// Deadline is when the request stops waiting; the zero time waits as
+	// long as Redis takes (the caller bounds the wait itself).
+	Deadline time.Time
+	// HandOff, if not nil, is called when the request stops waiting before
+	// Redis has answered: what it returns is called once Redis has, so that
+	// a buffer the command refers to is reused only then.
+	HandOff func() (release func())
+}
+
+// Wait runs call, which returns once Redis has answered whatever its
+// context says (go-redis's batching does not give up on a context), and
+// waits for it until b.Deadline at most; then it fails with ErrDeadline.
+// call goes on, and b.HandOff's release runs once it ends.
+func Wait[T any](b Bound, call func() (T, error)) (T, error) {
+	if b.Deadline.IsZero() {
+		return call()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call()
+		done <- result{v, err}
+	}()
+	t := timers.Get().(*time.Timer)
+	t.Reset(time.Until(b.Deadline))
+	select {
+	case res := <-done:
+		t.Stop()
+		timers.Put(t)
+		return res.v, res.err
+	case <-t.C:
+		timers.Put(t) // fired and drained: ready for a Reset
+		if b.HandOff != nil {
+			release := b.HandOff()
+			go func() { <-done; release() }()
+		}
+		var zero T
+		return zero, ErrDeadline
+	}
+}
+
+// timers are stopped timers for Wait, reused: since Go 1.23 a stopped
+// timer's channel is empty, so Reset needs no draining.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// Requests runs the scripts of concurrent requests. On a single node or a
+// Sentinel's master it sends them through the client's autopipeliner,
+// which batches the commands of concurrent callers into shared round
+// trips, each caller waiting for its own reply on its own goroutine; on a
+// cluster, through the client, each in a goroutine of its own that the
+// caller waits for.
+type Requests struct {
+	// Scripter is what Requests sends through, for callers that wait for
+	// Redis however long it takes.
+	redis.Scripter
+	// batch is the client's autopipeliner, its deferred face; nil on a
+	// cluster.
+	batch *redis.AutoPipeliner
+	// client loads a script Redis has lost.
+	client redis.UniversalClient
+}
+
+// NewRequests returns the Requests of client.
+func NewRequests(client redis.UniversalClient) Requests {
+	r := Requests{Scripter: client, client: client}
+	if c, ok := client.(*redis.Client); ok {
+		if ap, err := c.AsyncAutoPipeline(); err == nil {
+			r.Scripter, r.batch = ap, ap
+		}
+	}
+	return r
+}
+
+// Run runs script s with keys and args, and waits for its reply within b.
+// Past b.Deadline it returns ErrDeadline: the script still runs once (Redis
+// runs a script it has read), and b.HandOff's release runs once it has.
+func (r Requests) Run(ctx context.Context, b Bound, s *redis.Script, keys []string, args ...any) (any, error) {
+	if r.batch == nil {
+		return Wait(b, func() (any, error) { return s.Run(ctx, r.client, keys, args...).Result() })
+	}
+	v, err := r.submit(ctx, b, s.Hash(), keys, args)
+	if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return v, err
+	}
+	// Redis lost its scripts (a restart, SCRIPT FLUSH): load it again,
+	// whatever ctx says, as the script's own run does.
+	load := context.WithoutCancel(ctx)
+	if !b.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		load, cancel = context.WithDeadline(load, b.Deadline)
+		defer cancel()
+	}
+	if err := s.Load(load, r.client).Err(); err != nil {
+		return nil, err
+	}
+	return r.submit(ctx, b, s.Hash(), keys, args)
+}
+
+// submit sends EVALSHA of sha through the autopipeliner and waits for
+// the reply within b, on the caller's goroutine.
+func (r Requests) submit(ctx context.Context, b Bound, sha string, keys []string, args []any) (any, error) {
+	cmdArgs := make([]any, 3+len(keys), 3+len(keys)+len(args))
+	cmdArgs[0], cmdArgs[1], cmdArgs[2] = "evalsha", sha, len(keys)
+	for i, k := range keys {
+		cmdArgs[3+i] = k
+	}
+	cmd := redis.NewCmd(ctx, append(cmdArgs, args...)...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	f := r.batch.Submit(ctx, cmd)
+	if b.Deadline.IsZero() {
+		_ = f.Wait()
+		return cmd.Result()
+	}
+	wait, cancel := context.WithDeadline(context.Background(), b.Deadline)
+	err := f.WaitContext(wait)
+	expired := err != nil && err == wait.Err()
+	cancel()
+	if !expired {
+		return cmd.Result()
+	}
+	if b.HandOff != nil {
+		release := b.HandOff()
+		go func() { _ = f.Wait(); release() }()
+	}
+	return nil, ErrDeadline
+}

@@ -1,0 +1,86 @@
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+var incrScript = redis.NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+
+// TestRequestsRun: a script's reply through the autopipeliner, with and
+// without a deadline, and again after Redis has lost its scripts.
+func TestRequestsRun(t *testing.T) {
+	r := testenv.StartRedis(t)
+	req := NewRequests(r.Client)
+	if req.batch == nil {
+		t.Fatal("a single node's requests are not batched")
+	}
+	ctx := context.Background()
+	for i, b := range []Bound{{}, {Deadline: time.Now().Add(time.Minute)}} {
+		v, err := req.Run(ctx, b, incrScript, []string{"n"}, 2)
+		if err != nil || v != int64(2*(i+1)) {
+			t.Fatalf("bound %d: %v, %v; want %d", i, v, err, 2*(i+1))
+		}
+	}
+	if err := r.Client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel() // the reload must not be cut short by the caller's context
+	if v, err := req.Run(cancelled, Bound{Deadline: time.Now().Add(time.Minute)}, incrScript, []string{"n"}, 1); err != nil || v != int64(5) {
+		t.Fatalf("after SCRIPT FLUSH: %v, %v; want 5", v, err)
+	}
+	if _, err := req.Run(ctx, Bound{}, incrScript, []string{"not-a-number"}, "x"); err == nil || !strings.Contains(err.Error(), "not an integer") {
+		t.Fatalf("a script's error: %v", err)
+	}
+}
+
+// TestRequestsDeadline: past the deadline Run returns ErrDeadline without
+// waiting for Redis, hands off, and releases once the script has run.
+func TestRequestsDeadline(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		req  Requests
+	}{
+		{"batched", NewRequests(r.Client)},
+		{"through the client", Requests{Scripter: r.Client, client: r.Client}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := incrScript.Load(ctx, r.Client).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Client.Do(ctx, "CLIENT", "PAUSE", 20000, "WRITE").Err(); err != nil {
+				t.Fatal(err)
+			}
+			var handedOff, released atomic.Bool
+			b := Bound{Deadline: time.Now().Add(200 * time.Millisecond), HandOff: func() func() {
+				handedOff.Store(true)
+				return func() { released.Store(true) }
+			}}
+			key := "paused-" + c.name
+			if _, err := c.req.Run(ctx, b, incrScript, []string{key}, 1); !errors.Is(err, ErrDeadline) {
+				t.Fatalf("err = %v, want ErrDeadline", err)
+			}
+			if !handedOff.Load() || released.Load() {
+				t.Fatalf("handed off %v, released %v: want handed off, not yet released", handedOff.Load(), released.Load())
+			}
+			if err := r.Client.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, "the release once the script has run", released.Load)
+			if n, _ := r.Client.Get(ctx, key).Int(); n != 1 {
+				t.Errorf("the script ran %d times, want once", n)
+			}
+		})
+	}
+}
