@@ -149,8 +149,9 @@ func TestMaxInFlightAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestStatsPerWebhook: the stats list the webhooks with the most waiting,
-// most first, at most TopWebhooks of them.
+// TestStatsPerWebhook: the stats list the webhooks whose first waiting
+// entry is oldest, oldest first, at most TopWebhooks of them, with how
+// many each has waiting; taking a lane's first entry moves it down.
 func TestStatsPerWebhook(t *testing.T) {
 	r := testenv.StartRedis(t)
 	q := NewQueue(r.Client, testConfig)
@@ -170,9 +171,22 @@ func TestStatsPerWebhook(t *testing.T) {
 		t.Fatalf("length %d, %d webhooks listed; want 78, %d", st.Length, len(st.Webhooks), TopWebhooks)
 	}
 	for i, w := range st.Webhooks {
-		if want := fmt.Sprintf("wh-%02d", 11-i); w.WebhookID != want || w.Waiting != int64(12-i) {
-			t.Errorf("webhook %d: %+v, want %s with %d waiting", i, w, want, 12-i)
+		if want := fmt.Sprintf("wh-%02d", i); w.WebhookID != want || w.Waiting != int64(i+1) {
+			t.Errorf("webhook %d: %+v, want %s with %d waiting", i, w, want, i+1)
 		}
+	}
+
+	// One entry taken from each of the first two lanes, in the ring's
+	// turn: wh-00 has nothing left waiting, wh-01 one entry, still older
+	// than any of wh-02's.
+	if got, _, err := q.take(ctx, 2, "test"); err != nil || len(got) != 2 {
+		t.Fatalf("took %d: %v", len(got), err)
+	}
+	if st, err = q.Stats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w := st.Webhooks; len(w) != TopWebhooks || w[0].WebhookID != "wh-01" || w[0].Waiting != 1 || w[1].WebhookID != "wh-02" || w[9].WebhookID != "wh-10" {
+		t.Errorf("after the take: %+v", w)
 	}
 }
 

@@ -137,34 +137,48 @@ func (l *Log) Limits() Limits { return l.limits }
 // field is the stream field that holds a record's JSON.
 const field = "r"
 
-// Append writes records in one round trip: a pipeline of XADDs to their
-// streams, then XTRIMs of each to its count and of what is older than
-// MaxAge.
+// appendLua appends records to one stream and bounds it: KEYS[1] the
+// stream, ARGV[1] its most entries, ARGV[2] the least id it keeps ("":
+// no age limit), ARGV[3..] the records. One script per stream and batch
+// costs the edge one command where an XADD per record cost one each.
+const appendLua = `
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'r', ARGV[i])
+end
+redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2])
+end
+return 0
+`
+
+// Append writes records in one round trip: for each of the two streams,
+// one script that appends its records and trims it to its count and of
+// what is older than MaxAge.
 func (l *Log) Append(ctx context.Context, records []Record) error {
 	if len(records) == 0 {
 		return nil
 	}
-	type entry struct{ key, value string }
-	entries := make([]entry, len(records))
+	cutoff := ""
+	if l.limits.MaxAge > 0 {
+		cutoff = strconv.FormatInt(time.Now().Add(-l.limits.MaxAge).UnixMilli(), 10)
+	}
+	main := []any{max(l.limits.MaxEntries, 1), cutoff}
+	unauthenticated := []any{l.limits.maxUnauthenticated(), cutoff}
 	buf := make([]byte, 0, 512)
-	for i, r := range records {
+	for _, r := range records {
 		buf = appendRecord(buf[:0], r)
-		entries[i] = entry{l.key, string(buf)}
 		if r.Unauthenticated {
-			entries[i].key = l.unauthenticated
+			unauthenticated = append(unauthenticated, string(buf))
+		} else {
+			main = append(main, string(buf))
 		}
 	}
 	_, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, e := range entries {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: e.key, Values: []string{field, e.value}})
-		}
-		p.XTrimMaxLen(ctx, l.key, max(l.limits.MaxEntries, 1))
-		p.XTrimMaxLen(ctx, l.unauthenticated, l.limits.maxUnauthenticated())
-		if l.limits.MaxAge > 0 {
-			cutoff := strconv.FormatInt(time.Now().Add(-l.limits.MaxAge).UnixMilli(), 10)
-			p.XTrimMinID(ctx, l.key, cutoff)
-			p.XTrimMinID(ctx, l.unauthenticated, cutoff)
-		}
+		// EVAL, not EVALSHA: a batch is rare enough that sending the script
+		// costs nothing, and Redis keeps it cached by its digest.
+		p.Eval(ctx, appendLua, []string{l.key}, main...)
+		p.Eval(ctx, appendLua, []string{l.unauthenticated}, unauthenticated...)
 		return nil
 	})
 	if err != nil {
