@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -137,11 +138,9 @@ func (r Requests) submit(ctx context.Context, b Bound, sha string, keys []string
 		_ = f.Wait()
 		return cmd.Result()
 	}
-	wait, cancel := context.WithDeadline(context.Background(), b.Deadline)
-	err := f.WaitContext(wait)
-	expired := err != nil && err == wait.Err()
-	cancel()
-	if !expired {
+	wait := newDeadline(b.Deadline)
+	if err := f.WaitContext(wait); err != errDeadlinePassed {
+		wait.release()
 		return cmd.Result()
 	}
 	if b.HandOff != nil {
@@ -149,4 +148,58 @@ func (r Requests) submit(ctx context.Context, b Bound, sha string, keys []string
 		go func() { _ = f.Wait(); release() }()
 	}
 	return nil, ErrDeadline
+}
+
+// errDeadlinePassed is a deadline's Err once it has passed.
+var errDeadlinePassed = errors.New("deadline passed")
+
+// deadline is a context that is done at a time, for one waiter, reused:
+// the wait for each request's reply would otherwise cost the allocations
+// and the timer of a context.WithDeadline. Its timer signals Done with one
+// value (a reused channel cannot be closed), and release must not run
+// once the waiter has taken it.
+type deadline struct {
+	when   time.Time
+	timer  *time.Timer
+	done   chan struct{}
+	passed atomic.Bool
+}
+
+var deadlines = sync.Pool{New: func() any {
+	d := &deadline{done: make(chan struct{}, 1)}
+	d.timer = time.AfterFunc(time.Hour, func() {
+		d.passed.Store(true)
+		d.done <- struct{}{}
+	})
+	d.timer.Stop()
+	return d
+}}
+
+// newDeadline returns a deadline at when, running.
+func newDeadline(when time.Time) *deadline {
+	d := deadlines.Get().(*deadline)
+	d.when = when
+	d.timer.Reset(time.Until(when))
+	return d
+}
+
+// release stops d and gives it back, when its waiter did not take its
+// signal: one its timer sends is taken here first.
+func (d *deadline) release() {
+	if !d.timer.Stop() {
+		<-d.done
+	}
+	d.passed.Store(false)
+	deadlines.Put(d)
+}
+
+func (d *deadline) Deadline() (time.Time, bool) { return d.when, true }
+func (d *deadline) Done() <-chan struct{}       { return d.done }
+func (d *deadline) Value(any) any               { return nil }
+
+func (d *deadline) Err() error {
+	if d.passed.Load() {
+		return errDeadlinePassed
+	}
+	return nil
 }

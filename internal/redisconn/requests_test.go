@@ -84,3 +84,24 @@ func TestRequestsDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadlineReused: a deadline whose timer fired without its waiter
+// taking the signal is released clean: the next one is not done early.
+func TestDeadlineReused(t *testing.T) {
+	d := newDeadline(time.Now())
+	testenv.Eventually(t, "the deadline to pass", d.passed.Load)
+	if d.Err() != errDeadlinePassed {
+		t.Fatalf("Err = %v", d.Err())
+	}
+	d.release() // takes the signal nobody took
+	next := newDeadline(time.Now().Add(time.Hour))
+	select {
+	case <-next.Done():
+		t.Fatal("a reused deadline was done at once")
+	default:
+	}
+	if next.Err() != nil {
+		t.Fatalf("a reused deadline's Err = %v", next.Err())
+	}
+	next.release()
+}
