@@ -213,6 +213,43 @@ func rss(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
 
+// clockTicks is the unit of /proc/<pid>/stat's times, per second
+// (sysconf(_SC_CLK_TCK): 100 on Linux).
+const clockTicks = 100
+
+// processTicks is a process's user and system time, in clock ticks, or 0
+// when it cannot be read.
+func processTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// After the command's name in parentheses: state is field 3, utime 14
+	// and stime 15.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	system, _ := strconv.ParseInt(f[12], 10, 64)
+	return user + system
+}
+
+// redisPid is the process id of the bench's redis-server.
+func (e *env) redisPid() (int, error) {
+	info, err := e.rdb.Info(context.Background(), "server").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("redis-server did not say its process id")
+}
+
 // readsStat is the key under which commandCalls returns the reads Redis
 // made from its clients' connections.
 const readsStat = "total_reads_processed"

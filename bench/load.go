@@ -27,10 +27,45 @@ type LoadStats struct {
 	P999ms   float64 `json:"p999_ms"`
 	// RoundRPS are the requests per second of each round.
 	RoundRPS []float64 `json:"round_rps"`
+	// CPU is the processor time a request cost, by process, over every
+	// round: steadier than requests per second on a shared machine.
+	CPU CPUPerRequest `json:"cpu_us_per_request"`
+}
+
+// CPUPerRequest is processor time per request, in µs, from the processes'
+// user and system times (/proc/<pid>/stat).
+type CPUPerRequest struct {
+	// Caddy is the configuration's own Caddy process.
+	Caddy float64 `json:"caddy"`
+	// Redis is the redis-server every configuration shares.
+	Redis float64 `json:"redis"`
+	// Load is this process: the load generator and, for b, c and d, the
+	// stub upstream they call.
+	Load float64 `json:"load"`
+}
+
+// cpuTimes are processes' processor times, in clock ticks.
+type cpuTimes struct{ caddy, redis, load int64 }
+
+func (t cpuTimes) sub(u cpuTimes) cpuTimes {
+	return cpuTimes{t.caddy - u.caddy, t.redis - u.redis, t.load - u.load}
+}
+
+func (t cpuTimes) add(u cpuTimes) cpuTimes {
+	return cpuTimes{t.caddy + u.caddy, t.redis + u.redis, t.load + u.load}
+}
+
+// perRequest is t spread over n requests, in µs.
+func (t cpuTimes) perRequest(n int64) CPUPerRequest {
+	if n == 0 {
+		return CPUPerRequest{}
+	}
+	us := func(ticks int64) float64 { return float64(ticks) * 1e6 / clockTicks / float64(n) }
+	return CPUPerRequest{Caddy: us(t.caddy), Redis: us(t.redis), Load: us(t.load)}
 }
 
 // RoundTrips are Redis round trips per request, from INFO commandstats:
-// EVALSHA, EVAL and HGETALL calls (the only commands the request path
+// EVALSHA and HGETALL calls (the only commands the request path
 // sends), less what the workers send meanwhile when idle.
 type RoundTrips struct {
 	AcceptedAsync float64 `json:"accepted_async"`
@@ -45,8 +80,10 @@ type RoundTrips struct {
 // configurations are measured in this order, round after round.
 var configurations = []string{"a", "b", "c", "c0", "d"}
 
-// requestPathCommands are the commands a request can send.
-var requestPathCommands = []string{"evalsha", "eval", "hgetall"}
+// requestPathCommands are the commands a request can send (a script Redis
+// has lost is loaded again with SCRIPT LOAD, then run with EVALSHA). The
+// delivery log's batches, off the request's path, are EVALs.
+var requestPathCommands = []string{"evalsha", "hgetall"}
 
 var deliveries atomic.Int64
 
@@ -151,12 +188,21 @@ func (e *env) settle(l string) error {
 func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 	letters := configurations
 	urls := map[string]string{}
+	pids := map[string]int{}
 	for _, l := range letters {
-		addr, _, err := e.startCaddy(l)
+		addr, cmd, err := e.startCaddy(l)
 		if err != nil {
 			return nil, RoundTrips{}, err
 		}
 		urls[l] = "http://" + addr + "/code-assistant-api/v1/webhooks/bench"
+		pids[l] = cmd.Process.Pid
+	}
+	redisPid, err := e.redisPid()
+	if err != nil {
+		return nil, RoundTrips{}, err
+	}
+	times := func(l string) cpuTimes {
+		return cpuTimes{caddy: processTicks(pids[l]), redis: processTicks(redisPid), load: processTicks(os.Getpid())}
 	}
 	for _, l := range letters { // warm up: connections, caches, scripts
 		load(time.Second, opts.concurrency, http.StatusOK, func() *http.Request { return e.request(urls[l], true) })
@@ -184,15 +230,18 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 	errs := map[string]int64{}
 	calls := map[string]float64{}
 	reads := map[string]float64{}
+	cpu := map[string]cpuTimes{}
 	for round := range opts.rounds {
 		for _, l := range letters {
 			before, _ := e.commandCalls()
+			cpuBefore := times(l)
 			if round == 0 && opts.pprof != "" && l != "a" {
 				go e.cpuProfile(l, opts.duration-time.Second, opts.pprof)
 			}
 			start := time.Now()
 			got, bad := load(opts.duration, opts.concurrency, http.StatusOK, func() *http.Request { return e.request(urls[l], true) })
 			took := time.Since(start)
+			cpu[l] = cpu[l].add(times(l).sub(cpuBefore))
 			after, _ := e.commandCalls()
 			lat[l] = append(lat[l], got...)
 			rounds[l] = append(rounds[l], float64(len(got))/took.Seconds())
@@ -209,6 +258,7 @@ func (e *env) loadRun(opts options) (map[string]LoadStats, RoundTrips, error) {
 	for _, l := range letters {
 		st := stats(lat[l], errs[l], time.Duration(opts.rounds)*opts.duration)
 		st.RoundRPS = rounds[l]
+		st.CPU = cpu[l].perRequest(st.Requests)
 		out[l] = st
 	}
 	rt := RoundTrips{

@@ -219,12 +219,15 @@ func goals(r Results) []Goal {
 
 func printTable(r Results) {
 	fmt.Printf("\nmachine: %s, %d cores, %d MB, %s, %s\n", r.Machine.CPU, r.Machine.Cores, r.Machine.MemTotalMB, r.Machine.Go, r.Machine.Redis)
-	fmt.Printf("\n%-40s %10s %9s %9s %9s %7s\n", "configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors")
+	fmt.Printf("\n%-40s %10s %9s %9s %9s %7s %23s\n", "configuration", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "CPU µs/req: caddy redis bench  busy")
 	names := map[string]string{"a": "a  respond 200", "b": "b  reverse_proxy to stub", "c": "c  codemie_webhooks async, dispatching",
 		"c0": "c0 codemie_webhooks async, workers off", "d": "d  codemie_webhooks sync (workflow)"}
 	for _, l := range configurations {
 		s := r.Load[l]
-		fmt.Printf("%-40s %10.0f %9.2f %9.2f %9.2f %7d\n", names[l], s.RPS, s.P50ms, s.P99ms, s.P999ms, s.Errors)
+		// busy: the share of the machine those three processes used
+		busy := (s.CPU.Caddy + s.CPU.Redis + s.CPU.Load) * s.RPS / 1e6 / float64(r.Machine.Cores)
+		fmt.Printf("%-40s %10.0f %9.2f %9.2f %9.2f %7d %12.1f %5.1f %5.1f %4.0f%%\n", names[l], s.RPS, s.P50ms, s.P99ms, s.P999ms, s.Errors,
+			s.CPU.Caddy, s.CPU.Redis, s.CPU.Load, 100*busy)
 	}
 	fmt.Printf("\nratios (median of the rounds' own): c/b %.2f  c/a %.2f  c0/b %.2f  c0/a %.2f  d/b %.2f\n",
 		r.Ratios["c/b"], r.Ratios["c/a"], r.Ratios["c0/b"], r.Ratios["c0/a"], r.Ratios["d/b"])
