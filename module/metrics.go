@@ -94,8 +94,7 @@ var metrics struct {
 	queueOldest   *prometheus.GaugeVec
 	// What filter expressions gave: pass, drop, error.
 	expressions *prometheus.CounterVec
-	// Per webhook, for the delivery.TopWebhooks whose first waiting entry
-	// is oldest.
+	// Per webhook, for the delivery.TopWebhooks with the most waiting.
 	webhookWaiting *prometheus.GaugeVec
 	webhookOldest  *prometheus.GaugeVec
 }
@@ -184,9 +183,9 @@ func registerMetrics(reg prometheus.Registerer) error {
 		metrics.expressions = counterVec("filter_expressions_total",
 			"Integrations' filter expressions evaluated, by result: pass, drop, or error (dropped too).", "result")
 		metrics.webhookWaiting = gaugeVec("queue_webhook_waiting",
-			fmt.Sprintf("Webhooks waiting to be dispatched, for the %d webhooks whose first waiting is oldest.", delivery.TopWebhooks), "queue", "webhook")
+			fmt.Sprintf("Webhooks waiting to be dispatched, for the %d webhooks with the most.", delivery.TopWebhooks), "queue", "webhook")
 		metrics.webhookOldest = gaugeVec("queue_webhook_oldest_age_seconds",
-			fmt.Sprintf("Age of the oldest webhook waiting, for the %d webhooks whose first waiting is oldest.", delivery.TopWebhooks), "queue", "webhook")
+			fmt.Sprintf("Age of the oldest webhook waiting, for the %d webhooks with the most waiting.", delivery.TopWebhooks), "queue", "webhook")
 		metrics.collectors = append(metrics.collectors, metrics.dispatchDuration, metrics.deliveryAge)
 	})
 	for _, c := range metrics.collectors {

@@ -18,9 +18,9 @@ import (
 // lane (waiting), the leases (being dispatched, with the resource's busy
 // set), or the due set (waiting to retry). A lane that holds tickets is in
 // the ring, or, while its first ticket's resource has its max in flight,
-// parked on that resource; the waiting set scores each lane by the time
-// of its first ticket's entry (the intake touches it only when a lane was
-// empty).
+// parked on that resource; the waiting set holds each lane's length, as
+// the dispatchers last left it or, as it grows, its last power of two
+// (the intake records it only as it doubles: internal/guard/admit.lua).
 // Dispatchers take from the lanes in the ring's turn, one ticket per lane:
 // a backlog on one webhook delays no other. A lane whose resource is full
 // is parked rather than visited again, and each lease of that resource
@@ -55,23 +55,15 @@ local function parse(t)
   return id, webhook or '', resource or ''
 end
 
--- since is the time (ms) of ticket t's entry: its id's first part.
-local function since(t)
-  return string.match(t, '^%d+')
-end
-
 -- ready puts ticket t at the front (LPUSH) or back (RPUSH) of its lane,
--- and the lane in the ring if it was empty. Where t is the lane's first
--- ticket now, it scores the lane in the waiting set.
+-- and the lane in the ring if it was empty.
 local function ready(ring, waiting, t, push)
   local _, webhook = parse(t)
   local n = redis.call(push, lanePrefix .. webhook, t)
   if n == 1 then
     redis.call('RPUSH', ring, webhook)
   end
-  if n == 1 or push == 'LPUSH' then
-    redis.call('ZADD', waiting, since(t), webhook)
-  end
+  redis.call('ZADD', waiting, n, webhook)
 end
 
 -- park moves webhook's lane, the ring's tail, to those parked on resource.
@@ -165,12 +157,12 @@ for _ = 1, tonumber(ARGV[9]) do
       park(KEYS[2], webhook, resource)
     else
       redis.call('LPOP', lane)
-      local head = redis.call('LINDEX', lane, 0)
-      if not head then
+      local left = redis.call('LLEN', lane)
+      if left == 0 then
         redis.call('RPOP', KEYS[2])
         redis.call('ZREM', KEYS[4], webhook)
       else
-        redis.call('ZADD', KEYS[4], since(head), webhook)
+        redis.call('ZADD', KEYS[4], left, webhook)
       end
       local e = redis.call('XRANGE', KEYS[1], id, id)[1]
       if e then

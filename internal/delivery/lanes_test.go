@@ -149,19 +149,23 @@ func TestMaxInFlightAcrossInstances(t *testing.T) {
 	}
 }
 
-// TestStatsPerWebhook: the stats list the webhooks whose first waiting
-// entry is oldest, oldest first, at most TopWebhooks of them, with how
-// many each has waiting; taking a lane's first entry moves it down.
+// TestStatsPerWebhook: the stats list the webhooks with the most waiting,
+// most first, at most TopWebhooks of them, though the intake records a
+// lane's length only as it doubles.
 func TestStatsPerWebhook(t *testing.T) {
 	r := testenv.StartRedis(t)
 	q := NewQueue(r.Client, testConfig)
 	ctx := context.Background()
-	for i := range 12 {
-		for j := range i + 1 {
-			if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(fmt.Sprintf("wh-%02d", i), "wf", fmt.Sprint(i, "-", j))); err != nil {
+	enqueue := func(webhook string, n int) {
+		t.Helper()
+		for j := range n {
+			if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(webhook, "wf", fmt.Sprint(webhook, "-", j))); err != nil {
 				t.Fatal(err)
 			}
 		}
+	}
+	for i := range 12 {
+		enqueue(fmt.Sprintf("wh-%02d", i), i+1)
 	}
 	st, err := q.Stats(ctx)
 	if err != nil {
@@ -171,22 +175,19 @@ func TestStatsPerWebhook(t *testing.T) {
 		t.Fatalf("length %d, %d webhooks listed; want 78, %d", st.Length, len(st.Webhooks), TopWebhooks)
 	}
 	for i, w := range st.Webhooks {
-		if want := fmt.Sprintf("wh-%02d", i); w.WebhookID != want || w.Waiting != int64(i+1) {
-			t.Errorf("webhook %d: %+v, want %s with %d waiting", i, w, want, i+1)
+		if want := fmt.Sprintf("wh-%02d", 11-i); w.WebhookID != want || w.Waiting != int64(12-i) {
+			t.Errorf("webhook %d: %+v, want %s with %d waiting", i, w, want, 12-i)
 		}
 	}
 
-	// One entry taken from each of the first two lanes, in the ring's
-	// turn: wh-00 has nothing left waiting, wh-01 one entry, still older
-	// than any of wh-02's.
-	if got, _, err := q.take(ctx, 2, "test"); err != nil || len(got) != 2 {
-		t.Fatalf("took %d: %v", len(got), err)
-	}
+	// A backlog that grows after the others is listed first, with its
+	// length now (300; recorded at 256).
+	enqueue("hot", 300)
 	if st, err = q.Stats(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if w := st.Webhooks; len(w) != TopWebhooks || w[0].WebhookID != "wh-01" || w[0].Waiting != 1 || w[1].WebhookID != "wh-02" || w[9].WebhookID != "wh-10" {
-		t.Errorf("after the take: %+v", w)
+	if w := st.Webhooks; len(w) != TopWebhooks || w[0].WebhookID != "hot" || w[0].Waiting != 300 || w[1].WebhookID != "wh-11" {
+		t.Errorf("with a backlog: %+v", w)
 	}
 }
 

@@ -166,10 +166,11 @@ type Stats struct {
 	// OldestAgeSeconds is the age of the oldest entry in the queue; 0 when
 	// it is empty.
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
-	// Webhooks are the webhooks whose oldest waiting entry is oldest,
-	// oldest first: at most TopWebhooks of them. (A backlog's webhook is
-	// among them, its first entry waiting longest; finding the longest
-	// lanes instead would cost every request a sorted-set update.)
+	// Webhooks are the webhooks with the most entries waiting, most first:
+	// at most TopWebhooks of them. The candidates are ranked by the lengths
+	// the waiting set holds (recorded as a lane doubles, not on every
+	// request), so a lane within a factor of two of the last one listed
+	// may be left out.
 	Webhooks []WebhookStats `json:"webhooks"`
 }
 
@@ -188,16 +189,28 @@ type WebhookStats struct {
 const TopWebhooks = 10
 
 // lanesScript returns the id of the queue's oldest entry ("" when it is
-// empty), and for the ARGV[2] lanes whose first ticket is oldest, {webhook
-// id, tickets, the first ticket}. KEYS[1] the stream, KEYS[2] the waiting
-// set; ARGV[1] the lane prefix. No entry's body leaves Redis.
+// empty), and for the ARGV[2] lanes with the most tickets, most first,
+// {webhook id, tickets, the first ticket}: of twice as many candidates
+// taken from the waiting set, whose lengths may be behind by up to half
+// (admit.lua), those whose lanes are longest now. KEYS[1] the stream,
+// KEYS[2] the waiting set; ARGV[1] the lane prefix. No entry's body leaves
+// Redis.
 var lanesScript = redis.NewScript(`
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
 local out = {}
-local top = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
-for _, webhook in ipairs(top) do
+local want = tonumber(ARGV[2])
+for _, webhook in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, 2 * want - 1)) do
   local lane = ARGV[1] .. webhook
   out[#out + 1] = {webhook, redis.call('LLEN', lane), redis.call('LINDEX', lane, 0) or ''}
+end
+table.sort(out, function(a, b)
+  if a[2] ~= b[2] then
+    return a[2] > b[2]
+  end
+  return a[1] < b[1]
+end)
+for i = #out, want + 1, -1 do
+  out[i] = nil
 end
 return {first and first[1] or '', out}
 `)

@@ -8,7 +8,7 @@
 -- KEYS[4] the webhook's queued-reindex marker: the id of its queued entry
 -- KEYS[5] the stream to append to; absent: nothing is appended
 -- KEYS[6] the webhook's lane, KEYS[7] the ring of lanes, KEYS[8] the set of
--- lanes by their first entry's time (with KEYS[5])
+-- lanes' lengths (with KEYS[5])
 -- (An unused key is a placeholder on the same cluster slot.)
 -- ARGV[1] limit per window (0: none)    ARGV[2] window, ms
 -- ARGV[3] replay window, ms             ARGV[4] "1": check and set KEYS[2]
@@ -26,9 +26,11 @@
 -- not counted and a limited delivery's retry after the window is admitted.
 --
 -- An appended entry's ticket (its id and ARGV[8]) joins the end of its
--- lane, and the lane joins the ring, and the set of lanes scored by their
--- first entry's time, if it was empty (a lane that holds tickets is in the
--- ring or parked, internal/delivery/lanes.go). A request collapses
+-- lane, and the lane joins the ring if it was empty (a lane that holds
+-- tickets is in the ring or parked, internal/delivery/lanes.go). The set of
+-- lengths learns the lane's new length only when it is a power of two:
+-- enough to rank the longest lanes within a factor of two, for a write
+-- every doubling rather than every request. A request collapses
 -- when KEYS[4] holds a ticket still waiting in the lane: the marker checks
 -- itself, so one that outlives its entry (taken, deleted) covers nothing.
 
@@ -84,9 +86,12 @@ if append then
     return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
   end
   local ticket = id .. ARGV[8]
-  if redis.call('RPUSH', KEYS[6], ticket) == 1 then
+  local n = redis.call('RPUSH', KEYS[6], ticket)
+  if n == 1 then
     redis.call('RPUSH', KEYS[7], ARGV[10])
-    redis.call('ZADD', KEYS[8], string.match(id, '^%d+'), ARGV[10])
+  end
+  if bit.band(n, n - 1) == 0 then
+    redis.call('ZADD', KEYS[8], n, ARGV[10])
   end
   if collapse then
     redis.call('SET', KEYS[4], ticket, 'PX', ARGV[7])

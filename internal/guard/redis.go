@@ -33,8 +33,8 @@ type Append struct {
 	// into a queued entry only while its ticket is in the lane.
 	Lane string
 	// Ring is the key of the list of lanes holding tickets, Waiting the key
-	// of the sorted set of them by their first entry's time; Member stands
-	// for Lane in both.
+	// of the sorted set of their lengths (recorded as they double); Member
+	// stands for Lane in both.
 	Ring, Waiting, Member string
 	// TicketTail follows the entry's id in its ticket.
 	TicketTail string

@@ -97,8 +97,10 @@ func NewRequests(client redis.UniversalClient) Requests {
 }
 
 // Run runs script s with keys and args, and waits for its reply within b.
-// Past b.Deadline it returns ErrDeadline: the script still runs once (Redis
-// runs a script it has read), and b.HandOff's release runs once it has.
+// Past b.Deadline it returns ErrDeadline: the script runs at most once
+// (Redis runs a script it has read; one it has lost is loaded again only
+// while the caller waits), and b.HandOff's release runs once Redis has
+// answered.
 func (r Requests) Run(ctx context.Context, b Bound, s *redis.Script, keys []string, args ...any) (any, error) {
 	if r.batch == nil {
 		return Wait(b, func() (any, error) { return s.Run(ctx, r.client, keys, args...).Result() })

@@ -104,7 +104,7 @@ function renderSummary(s) {
   setText('#log-length', lg ? fmtInt(lg.length) : '—');
   setText('#log-limits', lg ? `max ${lg.max_entries ? fmtInt(lg.max_entries) : '∞'} · ${lg.max_age_seconds ? fmtSecs(lg.max_age_seconds) : '∞'}` : '');
   const ol = $('#q-webhooks');
-  const ws = ((q && q.webhooks) || []).filter((w) => w && w.waiting > 0).sort((a, b) => b.oldest_age_seconds - a.oldest_age_seconds).slice(0, 6);
+  const ws = ((q && q.webhooks) || []).filter((w) => w && w.waiting > 0).sort((a, b) => b.waiting - a.waiting).slice(0, 6);
   ol.replaceChildren(...ws.map((w) => el('li', null, whLink(w.webhook_id), el('b', {text: fmtInt(w.waiting)}),
     el('span', {class: 'muted', title: 'oldest waiting', text: fmtSecs(w.oldest_age_seconds)}))));
   if (!ws.length) ol.append(el('li', {class: 'muted', text: 'nothing waiting'}));
