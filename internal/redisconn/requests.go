@@ -160,6 +160,11 @@ var errDeadlinePassed = errors.New("deadline passed")
 // and the timer of a context.WithDeadline. Its timer signals Done with one
 // value (a reused channel cannot be closed), and release must not run
 // once the waiter has taken it.
+//
+// It serves go-redis's AutoFuture.WaitContext, which selects on Done once;
+// a version that watched the context otherwise (context.AfterFunc) would
+// take the one value, and TestRequestsDeadline would no longer return at
+// the deadline.
 type deadline struct {
 	when   time.Time
 	timer  *time.Timer
