@@ -143,7 +143,7 @@ const field = "r"
 // costs the edge one command where an XADD per record cost one each.
 const appendLua = `
 for i = 3, #ARGV do
-  redis.call('XADD', KEYS[1], '*', 'r', ARGV[i])
+  redis.call('XADD', KEYS[1], '*', '` + field + `', ARGV[i])
 end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
 if ARGV[2] ~= '' then

@@ -42,15 +42,12 @@ func Wait[T any](b Bound, call func() (T, error)) (T, error) {
 		v, err := call()
 		done <- result{v, err}
 	}()
-	t := timers.Get().(*time.Timer)
-	t.Reset(time.Until(b.Deadline))
+	wait := newDeadline(b.Deadline)
 	select {
 	case res := <-done:
-		t.Stop()
-		timers.Put(t)
+		wait.release()
 		return res.v, res.err
-	case <-t.C:
-		timers.Put(t) // fired and drained: ready for a Reset
+	case <-wait.Done(): // its signal taken: not reused
 		if b.HandOff != nil {
 			release := b.HandOff()
 			go func() { <-done; release() }()
@@ -59,14 +56,6 @@ func Wait[T any](b Bound, call func() (T, error)) (T, error) {
 		return zero, ErrDeadline
 	}
 }
-
-// timers are stopped timers for Wait, reused: since Go 1.23 a stopped
-// timer's channel is empty, so Reset needs no draining.
-var timers = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
 
 // Requests runs the scripts of concurrent requests. On a single node or a
 // Sentinel's master it sends them through the client's autopipeliner,
@@ -155,9 +144,10 @@ func (r Requests) submit(ctx context.Context, b Bound, sha string, keys []string
 // errDeadlinePassed is a deadline's Err once it has passed.
 var errDeadlinePassed = errors.New("deadline passed")
 
-// deadline is a context that is done at a time, for one waiter, reused:
-// the wait for each request's reply would otherwise cost the allocations
-// and the timer of a context.WithDeadline. Its timer signals Done with one
+// deadline is a context that is done at a time, for one waiter (Wait's
+// select, or go-redis's WaitContext), reused: the wait for each request's
+// reply would otherwise cost the allocations and the timer of a
+// context.WithDeadline. Its timer signals Done with one
 // value (a reused channel cannot be closed), and release must not run
 // once the waiter has taken it.
 //
