@@ -134,7 +134,9 @@ func TestTail(t *testing.T) {
 	addWebhook(t, r, "a", "workflow", "wf-1")
 	addWebhook(t, r, "b", "workflow", "wf-2")
 	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
+	// one after the other, so that the log's order is known
 	postSigned(t, c, "a", "d-a", `{}`)
+	testenv.Eventually(t, "a's two records", func() bool { return strings.Count(logText(t, r), "outcome") == 2 })
 	postSigned(t, c, "b", "d-b", `{}`)
 	testenv.Eventually(t, "four records", func() bool { return strings.Count(logText(t, r), "outcome") == 4 })
 

@@ -94,7 +94,7 @@ type meta struct {
 
 // values returns the entry as stream field/value pairs.
 func (e Entry) values() []any {
-	v := []any{fieldMeta, e.appendMeta(make([]byte, 0, 256)), fieldBody, e.Job.Body}
+	v := []any{fieldMeta, e.appendMeta(make([]byte, 0, e.metaSize())), fieldBody, e.Job.Body}
 	if e.Job.Forward != "" {
 		v = append(v, fieldForward, e.Job.Forward)
 	}
@@ -102,6 +102,17 @@ func (e Entry) values() []any {
 		v = append(v, fieldAttempts, strconv.Itoa(e.Attempts))
 	}
 	return v
+}
+
+// metaSize is about the length of the entry's meta field (more when its
+// strings need escaping): what to allocate for it, once.
+func (e Entry) metaSize() int {
+	n := 176 + len(e.Job.WebhookID) + len(e.Job.ResourceType) + len(e.Job.ResourceID) + len(e.Job.UserID) +
+		len(e.Job.DeliveryID) + len(e.ReplayKey) + len(e.Job.TraceParent)
+	for name, v := range e.Headers {
+		n += len(name) + len(v) + 6
+	}
+	return n
 }
 
 // appendMeta appends the entry's meta field: the JSON encoding of meta,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 )
 
 // FuzzAppendMeta: any entry's meta field is valid JSON that reads back as
@@ -38,6 +39,24 @@ func FuzzAppendMeta(f *testing.F) {
 			t.Fatalf("meta reads back as %+v, want %+v", got, want)
 		}
 	})
+}
+
+// TestMetaSize: the meta field of an entry with every member set, and
+// nothing to escape, fits in what metaSize allocates for it.
+func TestMetaSize(t *testing.T) {
+	e := Entry{
+		Job: dispatch.Job{WebhookID: "wh-1", ResourceType: "datasource", ResourceID: "ds-1", UserID: "user-1",
+			DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		ReceivedAt: time.UnixMilli(-1764200000000),
+		ReplayKey:  "sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+		Headers:    map[string]string{},
+	}
+	for _, name := range headers.Kept {
+		e.Headers[name] = "v"
+	}
+	if n, size := len(e.appendMeta(nil)), e.metaSize(); n > size {
+		t.Errorf("meta is %d bytes, metaSize %d", n, size)
+	}
 }
 
 // TestDecodeEarlierLayout: an entry enqueued by an older instance, one

@@ -9,14 +9,14 @@
 -- KEYS[5] the stream to append to; absent: nothing is appended
 -- KEYS[6] the webhook's lane, KEYS[7] the ring of lanes, KEYS[8] the set of
 -- lanes' lengths (with KEYS[5])
--- (An unused key is a placeholder on the same cluster slot.)
+-- A marker (KEYS[2] to KEYS[4]) that is KEYS[1] is not used: the rate
+-- counter's name stands in for it, a placeholder on the same cluster slot.
 -- ARGV[1] limit per window (0: none)    ARGV[2] window, ms
--- ARGV[3] replay window, ms             ARGV[4] "1": check and set KEYS[2]
--- ARGV[5] "1": set KEYS[3]              ARGV[6] "1": collapse into KEYS[4] (with KEYS[5])
--- ARGV[7] KEYS[4]'s time to live, ms    ARGV[8] the ticket's tail, after the entry id
--- ARGV[9] the stream's most entries (0: none)
--- ARGV[10] the lane's member of the ring
--- ARGV[11..] the entry's fields and values
+-- ARGV[3] replay window, ms             ARGV[4] KEYS[4]'s time to live, ms
+-- ARGV[5] the ticket's tail, after the entry id
+-- ARGV[6] the stream's most entries (0: none)
+-- ARGV[7] the lane's member of the ring
+-- ARGV[8..] the entry's fields and values
 --
 -- Returns {1, 0} for a duplicate, {2, ms} when limited for ms more, {3, 0}
 -- when admitted and covered by a queued entry (nothing appended), {0, 0}
@@ -25,7 +25,7 @@
 -- counted and removed again when the request is limited, so a duplicate is
 -- not counted and a limited delivery's retry after the window is admitted.
 --
--- An appended entry's ticket (its id and ARGV[8]) joins the end of its
+-- An appended entry's ticket (its id and ARGV[5]) joins the end of its
 -- lane, and the lane joins the ring if it was empty (a lane that holds
 -- tickets is in the ring or parked, internal/delivery/lanes.go). The set of
 -- lengths learns the lane's new length only when it is a power of two:
@@ -36,12 +36,12 @@
 
 local append = #KEYS == 8
 if append then
-  local cap = tonumber(ARGV[9])
+  local cap = tonumber(ARGV[6])
   if cap > 0 and redis.call('XLEN', KEYS[5]) >= cap then
     return redis.error_reply('STREAMFULL stream is full')
   end
 end
-local replay = ARGV[4] == '1'
+local replay = KEYS[2] ~= KEYS[1]
 if replay and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
   return {1, 0}
 end
@@ -63,10 +63,11 @@ if limit > 0 then
     return {2, ttl}
   end
 end
-if ARGV[5] == '1' then
+local record = KEYS[3] ~= KEYS[1]
+if record then
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 end
-local collapse = append and ARGV[6] == '1'
+local collapse = append and KEYS[4] ~= KEYS[1]
 if collapse then
   local queued = redis.call('GET', KEYS[4])
   if queued and redis.call('LPOS', KEYS[6], queued, 'RANK', -1) then
@@ -74,27 +75,27 @@ if collapse then
   end
 end
 if append then
-  local ok, id = pcall(redis.call, 'XADD', KEYS[5], '*', unpack(ARGV, 11))
+  local ok, id = pcall(redis.call, 'XADD', KEYS[5], '*', unpack(ARGV, 8))
   if not ok then
     -- not appended: the sender's retry must not be a duplicate
     if replay then
       redis.call('DEL', KEYS[2])
     end
-    if ARGV[5] == '1' then
+    if record then
       redis.call('DEL', KEYS[3])
     end
     return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
   end
-  local ticket = id .. ARGV[8]
+  local ticket = id .. ARGV[5]
   local n = redis.call('RPUSH', KEYS[6], ticket)
   if n == 1 then
-    redis.call('RPUSH', KEYS[7], ARGV[10])
+    redis.call('RPUSH', KEYS[7], ARGV[7])
   end
   if bit.band(n, n - 1) == 0 then
-    redis.call('ZADD', KEYS[8], n, ARGV[10])
+    redis.call('ZADD', KEYS[8], n, ARGV[7])
   end
   if collapse then
-    redis.call('SET', KEYS[4], ticket, 'PX', ARGV[7])
+    redis.call('SET', KEYS[4], ticket, 'PX', ARGV[4])
   end
 end
 return {0, 0}

@@ -16,7 +16,7 @@ import (
 //go:embed admit.lua
 var admitLua string
 
-var admitScript = redis.NewScript(admitLua)
+var admitScript = redisconn.NewScript(admitLua)
 
 // ErrStreamFull says an admitted request's entry was not appended because
 // the stream holds its most entries; nothing of the request was recorded.
@@ -44,73 +44,62 @@ type Append struct {
 	Fields []any
 }
 
-// admission is what the admit script checks and records for one request:
-// the keys it touches, whether it checks the delivery's marker and records
-// the other one, and whether it collapses a reindex into a queued one.
+// admission is the keys the admit script touches for one request. A
+// marker it neither checks nor records, and the reindex marker of a
+// request that does not collapse, is the rate counter's name: a
+// placeholder on the same slot, which the script tells by its name.
 type admission struct {
 	rate, marker, also, reindex string
-	check, record, collapse     bool
 }
 
 // admission returns what the script checks and records for delivery d of
-// webhook id. A marker with nothing to record is the rate counter's name, a
-// placeholder on the same slot.
+// webhook id: the delivery's marker checked and set, the other one set,
+// and a reindex collapsed into a queued one.
 func (c Config) admission(space keyspace.Space, id string, d Delivery) admission {
 	a := admission{rate: space.Rate(id)}
-	a.marker, a.check = c.marker(space, id, a.rate, d.Key())
-	a.also, a.record = c.marker(space, id, a.rate, d.also())
-	a.reindex, a.collapse = a.rate, d.Collapse
+	a.marker = c.marker(space, id, a.rate, d.Key())
+	a.also = c.marker(space, id, a.rate, d.also())
+	a.reindex = a.rate
 	if d.Collapse {
 		a.reindex = space.Reindex(id)
 	}
 	return a
 }
 
-func (c Config) marker(space keyspace.Space, id, placeholder, replayKey string) (string, bool) {
+func (c Config) marker(space keyspace.Space, id, placeholder, replayKey string) string {
 	if replayKey == "" || c.ReplayWindow <= 0 {
-		return placeholder, false
+		return placeholder
 	}
-	return space.Seen(id, replayKey), true
+	return space.Seen(id, replayKey)
 }
 
-// admitArgs is the admit script's KEYS and ARGV (admit.lua): their one
-// definition.
-func admitArgs(c Config, a admission, app *Append) ([]string, []any) {
-	flag := func(b bool) string {
-		if b {
-			return "1"
-		}
-		return "0"
-	}
-	keys := append(make([]string, 0, 8), a.rate, a.marker, a.also, a.reindex)
-	args := make([]any, 0, 10+len(appendFields(app)))
-	args = append(args,
-		max(c.Limit, 0),
-		max(c.Window.Milliseconds(), 1),
-		max(c.ReplayWindow.Milliseconds(), 1),
-		flag(a.check), flag(a.record),
-		flag(a.collapse && app != nil), max(c.CollapseTTL.Milliseconds(), 1),
-	)
-	if app != nil {
-		keys = append(keys, app.Stream, app.Lane, app.Ring, app.Waiting)
-		args = append(append(args, app.TicketTail, app.MaxLength, app.Member), app.Fields...)
-	}
-	return keys, args
-}
-
-// appendFields are app's fields; none without app.
-func appendFields(app *Append) []any {
+// admitCall is the admit script's run, its KEYS and ARGV (admit.lua):
+// their one definition.
+func admitCall(c Config, a admission, app *Append) *redisconn.Call {
 	if app == nil {
-		return nil
+		call := admitScript.Call(4 + 4)
+		call.Keys(a.rate, a.marker, a.also, a.reindex)
+		c.limits(call)
+		return call
 	}
-	return app.Fields
+	call := admitScript.Call(8 + 7 + len(app.Fields))
+	call.Keys(a.rate, a.marker, a.also, a.reindex, app.Stream, app.Lane, app.Ring, app.Waiting)
+	c.limits(call)
+	call.Args(app.TicketTail, app.MaxLength, app.Member)
+	call.Args(app.Fields...)
+	return call
+}
+
+// limits adds c's limits to call, as the admit script reads them: ARGV[1]
+// to ARGV[4].
+func (c Config) limits(call *redisconn.Call) {
+	call.Args(max(c.Limit, 0), max(c.Window.Milliseconds(), 1), max(c.ReplayWindow.Milliseconds(), 1), max(c.CollapseTTL.Milliseconds(), 1))
 }
 
 // runAdmit runs the admit script through r, waiting within b, and reads
 // its decision.
 func runAdmit(ctx context.Context, r redisconn.Requests, b redisconn.Bound, c Config, a admission, app *Append) (Decision, error) {
-	keys, args := admitArgs(c, a, app)
-	v, err := r.Run(ctx, b, admitScript, keys, args...)
+	v, err := r.Run(ctx, b, admitCall(c, a, app))
 	switch {
 	case redis.HasErrorPrefix(err, "STREAMFULL"):
 		return Decision{}, ErrStreamFull

@@ -85,16 +85,60 @@ func NewRequests(client redis.UniversalClient) Requests {
 	return r
 }
 
-// Run runs script s with keys and args, and waits for its reply within b.
-// Past b.Deadline it returns ErrDeadline: the script runs at most once
-// (Redis runs a script it has read; one it has lost is loaded again only
-// while the caller waits), and b.HandOff's release runs once Redis has
-// answered.
-func (r Requests) Run(ctx context.Context, b Bound, s *redis.Script, keys []string, args ...any) (any, error) {
-	if r.batch == nil {
-		return Wait(b, func() (any, error) { return s.Run(ctx, r.client, keys, args...).Result() })
+// Script is a Lua script that requests run by its SHA1.
+type Script struct {
+	*redis.Script
+	// sha is the script's SHA1, boxed once for every call's command line.
+	sha any
+}
+
+// NewScript returns the Script of src.
+func NewScript(src string) Script {
+	s := redis.NewScript(src)
+	return Script{Script: s, sha: s.Hash()}
+}
+
+// Call is one run of a script: its EVALSHA command line, built in one
+// slice, keys first.
+type Call struct {
+	script Script
+	keys   int
+	line   []any
+}
+
+// Call starts a run of s with room for n keys and arguments.
+func (s Script) Call(n int) *Call {
+	line := make([]any, 3, 3+n)
+	line[0], line[1] = "evalsha", s.sha
+	return &Call{script: s, line: line}
+}
+
+// Keys adds keys; every key comes before the first argument.
+func (c *Call) Keys(keys ...string) {
+	for _, k := range keys {
+		c.line = append(c.line, k)
 	}
-	v, err := r.submit(ctx, b, s.Hash(), keys, args)
+	c.keys += len(keys)
+}
+
+// Args adds arguments.
+func (c *Call) Args(args ...any) { c.line = append(c.line, args...) }
+
+// Run runs call c, and waits for its reply within b. Past b.Deadline it
+// returns ErrDeadline: the script runs at most once (Redis runs a script
+// it has read; one it has lost is loaded again only while the caller
+// waits), and b.HandOff's release runs once Redis has answered.
+func (r Requests) Run(ctx context.Context, b Bound, c *Call) (any, error) {
+	c.line[2] = c.keys
+	if r.batch == nil {
+		keys := make([]string, c.keys)
+		for i := range keys {
+			keys[i] = c.line[3+i].(string)
+		}
+		args := c.line[3+c.keys:]
+		return Wait(b, func() (any, error) { return c.script.Run(ctx, r.client, keys, args...).Result() })
+	}
+	v, err := r.submit(ctx, b, c)
 	if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return v, err
 	}
@@ -106,22 +150,17 @@ func (r Requests) Run(ctx context.Context, b Bound, s *redis.Script, keys []stri
 		load, cancel = context.WithDeadline(load, b.Deadline)
 		defer cancel()
 	}
-	if err := s.Load(load, r.client).Err(); err != nil {
+	if err := c.script.Load(load, r.client).Err(); err != nil {
 		return nil, err
 	}
-	return r.submit(ctx, b, s.Hash(), keys, args)
+	return r.submit(ctx, b, c)
 }
 
-// submit sends EVALSHA of sha through the autopipeliner and waits for
-// the reply within b, on the caller's goroutine.
-func (r Requests) submit(ctx context.Context, b Bound, sha string, keys []string, args []any) (any, error) {
-	cmdArgs := make([]any, 3+len(keys), 3+len(keys)+len(args))
-	cmdArgs[0], cmdArgs[1], cmdArgs[2] = "evalsha", sha, len(keys)
-	for i, k := range keys {
-		cmdArgs[3+i] = k
-	}
-	cmd := redis.NewCmd(ctx, append(cmdArgs, args...)...)
-	if len(keys) > 0 {
+// submit sends c's EVALSHA through the autopipeliner and waits for the
+// reply within b, on the caller's goroutine.
+func (r Requests) submit(ctx context.Context, b Bound, c *Call) (any, error) {
+	cmd := redis.NewCmd(ctx, c.line...)
+	if c.keys > 0 {
 		cmd.SetFirstKeyPos(3)
 	}
 	f := r.batch.Submit(ctx, cmd)

@@ -8,12 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
-var incrScript = redis.NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+var incrScript = NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+
+// incr is a run of incrScript: key incremented by by.
+func incr(key string, by any) *Call {
+	c := incrScript.Call(2)
+	c.Keys(key)
+	c.Args(by)
+	return c
+}
 
 // TestRequestsRun: a script's reply through the autopipeliner, with and
 // without a deadline, and again after Redis has lost its scripts.
@@ -25,7 +31,7 @@ func TestRequestsRun(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i, b := range []Bound{{}, {Deadline: time.Now().Add(time.Minute)}} {
-		v, err := req.Run(ctx, b, incrScript, []string{"n"}, 2)
+		v, err := req.Run(ctx, b, incr("n", 2))
 		if err != nil || v != int64(2*(i+1)) {
 			t.Fatalf("bound %d: %v, %v; want %d", i, v, err, 2*(i+1))
 		}
@@ -35,10 +41,10 @@ func TestRequestsRun(t *testing.T) {
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel() // the reload must not be cut short by the caller's context
-	if v, err := req.Run(cancelled, Bound{Deadline: time.Now().Add(time.Minute)}, incrScript, []string{"n"}, 1); err != nil || v != int64(5) {
+	if v, err := req.Run(cancelled, Bound{Deadline: time.Now().Add(time.Minute)}, incr("n", 1)); err != nil || v != int64(5) {
 		t.Fatalf("after SCRIPT FLUSH: %v, %v; want 5", v, err)
 	}
-	if _, err := req.Run(ctx, Bound{}, incrScript, []string{"not-a-number"}, "x"); err == nil || !strings.Contains(err.Error(), "not an integer") {
+	if _, err := req.Run(ctx, Bound{}, incr("not-a-number", "x")); err == nil || !strings.Contains(err.Error(), "not an integer") {
 		t.Fatalf("a script's error: %v", err)
 	}
 }
@@ -68,7 +74,7 @@ func TestRequestsDeadline(t *testing.T) {
 				return func() { released.Store(true) }
 			}}
 			key := "paused-" + c.name
-			if _, err := c.req.Run(ctx, b, incrScript, []string{key}, 1); !errors.Is(err, ErrDeadline) {
+			if _, err := c.req.Run(ctx, b, incr(key, 1)); !errors.Is(err, ErrDeadline) {
 				t.Fatalf("err = %v, want ErrDeadline", err)
 			}
 			if !handedOff.Load() || released.Load() {
