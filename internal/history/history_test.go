@@ -157,6 +157,28 @@ func TestWriterAndFollow(t *testing.T) {
 	}
 }
 
+// TestWriterWakesForAFullBatch: records wait for the writer's interval,
+// unless a batch's worth waits; Stop writes what waits.
+func TestWriterWakesForAFullBatch(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 10 * history.FlushSize})
+	ctx := context.Background()
+	w := l.StartWriterEvery(10*history.FlushSize, time.Hour)
+	for range history.FlushSize - 1 {
+		w.Add(record("wh", "d", history.Accepted))
+	}
+	w.Add(record("wh", "last", history.Accepted)) // a batch's worth: written now
+	testenv.Eventually(t, "a full batch written before the interval", func() bool {
+		n, _ := l.Length(ctx)
+		return n == int64(history.FlushSize)
+	})
+	w.Add(record("wh", "more", history.Accepted)) // waits for the interval
+	w.Stop()
+	if n, err := l.Length(ctx); err != nil || n != int64(history.FlushSize)+1 {
+		t.Errorf("after Stop the log holds %d records (%v), want %d", n, err, history.FlushSize+1)
+	}
+}
+
 func TestWriterDropsRatherThanWaits(t *testing.T) {
 	r := testenv.StartRedis(t)
 	l := history.New(r.Client, key, unauth, history.Limits{MaxEntries: 1000})

@@ -8,30 +8,39 @@ import (
 )
 
 // flushInterval is how long a record waits, at most, before its batch is
-// written; flushSize is the most records one batch holds.
+// written; flushSize is the most records one batch holds, and how many
+// waiting records wake the writer before its interval ends.
 const (
 	flushInterval = 100 * time.Millisecond
 	flushSize     = 256
 )
 
 // Writer appends records to a log in batches, from one goroutine, so that
-// recording costs a request a channel send and no round trip. When Redis
-// is slower than the records come, the buffer fills and records are
-// dropped (counted), never waited for.
+// recording costs a request a channel send and no round trip. The
+// goroutine takes what waits in the channel every flushInterval, or once
+// a batch's worth waits: never a wake-up per record. When Redis is slower
+// than the records come, the buffer fills and records are dropped
+// (counted), never waited for.
 type Writer struct {
-	log     *Log
-	in      chan Record // never closed: a late Add must not panic
-	dropped func(n int)
-	logger  *zap.Logger
-	quit    chan struct{}
-	done    chan struct{}
+	log      *Log
+	interval time.Duration // flushInterval, but in tests
+	in       chan Record   // never closed: a late Add must not panic
+	full     chan struct{}
+	dropped  func(n int)
+	logger   *zap.Logger
+	quit     chan struct{}
+	done     chan struct{}
 }
 
 // StartWriter starts a writer to l that buffers up to buffer records;
 // dropped (if not nil) is told of records dropped, for a metric. Stop
 // ends it.
 func (l *Log) StartWriter(buffer int, dropped func(n int), logger *zap.Logger) *Writer {
-	w := &Writer{log: l, in: make(chan Record, max(buffer, 1)), dropped: dropped, logger: logger,
+	return l.startWriter(buffer, flushInterval, dropped, logger)
+}
+
+func (l *Log) startWriter(buffer int, interval time.Duration, dropped func(n int), logger *zap.Logger) *Writer {
+	w := &Writer{log: l, interval: interval, in: make(chan Record, max(buffer, 1)), full: make(chan struct{}, 1), dropped: dropped, logger: logger,
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
@@ -46,6 +55,13 @@ func (w *Writer) Add(r Record) {
 	case w.in <- r:
 	default:
 		w.drop(1)
+		return
+	}
+	if len(w.in) >= flushSize {
+		select {
+		case w.full <- struct{}{}:
+		default: // already told
+		}
 	}
 }
 
@@ -65,44 +81,52 @@ func (w *Writer) Stop() {
 
 func (w *Writer) run() {
 	defer close(w.done)
-	t := time.NewTicker(flushInterval)
+	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	batch := make([]Record, 0, flushSize)
 	for {
 		select {
-		case r := <-w.in:
-			batch = w.add(batch, r)
 		case <-t.C:
-			batch = w.flush(batch)
+		case <-w.full:
 		case <-w.quit:
-			for {
-				select {
-				case r := <-w.in:
-					batch = w.add(batch, r)
-				default:
-					w.flush(batch)
-					return
-				}
-			}
+			w.drain(batch)
+			return
+		}
+		w.drain(batch)
+	}
+}
+
+// drain writes what waits in the channel, in batches of up to flushSize
+// records, in batch's room.
+func (w *Writer) drain(batch []Record) {
+	for {
+		batch = w.take(batch[:0])
+		w.flush(batch)
+		if len(batch) < flushSize {
+			return
 		}
 	}
 }
 
-// add appends r to batch, and writes the batch once it is full.
-func (w *Writer) add(batch []Record, r Record) []Record {
-	batch = append(batch, r)
-	if len(batch) == flushSize {
-		return w.flush(batch)
+// take appends to batch what waits in the channel, up to flushSize
+// records.
+func (w *Writer) take(batch []Record) []Record {
+	for len(batch) < flushSize {
+		select {
+		case r := <-w.in:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
 	}
 	return batch
 }
 
-// flush writes batch and returns it emptied. A batch that fails is
-// dropped: the log is for people, and the queue, not the log, keeps
-// deliveries.
-func (w *Writer) flush(batch []Record) []Record {
+// flush writes batch. A batch that fails is dropped: the log is for
+// people, and the queue, not the log, keeps deliveries.
+func (w *Writer) flush(batch []Record) {
 	if len(batch) == 0 {
-		return batch
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -110,5 +134,4 @@ func (w *Writer) flush(batch []Record) []Record {
 		w.drop(len(batch))
 		w.logger.Warn("writing the delivery log; dropped a batch of records", zap.Int("records", len(batch)), zap.Error(err))
 	}
-	return batch[:0]
 }
