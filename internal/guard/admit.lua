@@ -1,6 +1,6 @@
 -- The admit script: the rate limit, the replay guard and, once a request is
 -- admitted, its entry appended to a stream, in one atomic round trip. Its
--- KEYS and ARGV are built in one place, admitArgs in redis.go.
+-- KEYS and ARGV are built in one place, admitCall in redis.go.
 --
 -- KEYS[1] the rate-limit counter
 -- KEYS[2] the delivery's marker, checked and set

@@ -57,7 +57,7 @@ func (w *Writer) Add(r Record) {
 		w.drop(1)
 		return
 	}
-	if len(w.in) >= flushSize {
+	if len(w.in) >= min(flushSize, cap(w.in)) { // a batch, or a smaller buffer full
 		select {
 		case w.full <- struct{}{}:
 		default: // already told
