@@ -1,7 +1,6 @@
 package module
 
 import (
-	"net/http"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -47,9 +46,10 @@ var logOutcomes = map[outcome]string{
 	outcomeQueueUnavailable:    history.Failed,
 }
 
-// record writes what became of a request to a webhook to the delivery
-// log. A request without a webhook id (bad method, bad id) has none.
-func (h *Handler) record(r *http.Request, a answer, start time.Time) {
+// record writes what became of a request to a webhook, whose span's
+// context is sc, to the delivery log. A request without a webhook id (bad
+// method, bad id) has none.
+func (h *Handler) record(a answer, sc trace.SpanContext, start time.Time) {
 	if h.records == nil || a.id == "" {
 		return
 	}
@@ -62,7 +62,7 @@ func (h *Handler) record(r *http.Request, a answer, start time.Time) {
 		Status: a.status, DurationMs: millis(time.Since(start)), BodyBytes: a.bodyBytes, Preview: a.preview,
 		Step: a.step, CodeMieStatus: a.upstreamStatus, Unauthenticated: !a.authenticated,
 	}
-	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+	if sc.IsValid() {
 		rec.TraceID = sc.TraceID().String()
 	}
 	h.records.Add(rec)

@@ -31,15 +31,18 @@ import (
 // ServeHTTP answers a webhook request. It never calls next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	start := time.Now()
-	h.tracers.seen(r.Context())
+	// The request's span, looked up once: a lookup that finds none walks
+	// every context Caddy and net/http stacked on the request.
+	span := trace.SpanFromContext(r.Context())
+	h.tracers.seen(span)
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	a := h.serve(w, r, repl)
+	a := h.serve(w, r, repl, span.IsRecording())
 	if repl != nil {
 		repl.Set("http.codemie_webhooks.outcome", a.outcome.value())
 	}
 	a.outcome.counter().Inc()
 	h.log(r, a)
-	h.record(r, a, start)
+	h.record(a, span.SpanContext(), start)
 	return nil
 }
 
@@ -71,7 +74,7 @@ type answer struct {
 	authenticated bool
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer) answer {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, traced bool) answer {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeAnswer(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, answers.MethodNotAllowed)
@@ -80,7 +83,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	if !integration.ValidID(id) {
 		return writeAnswer(w, answer{outcome: outcomeBadID, status: http.StatusBadRequest}, answers.BadID)
 	}
-	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header), traced: trace.SpanFromContext(r.Context()).IsRecording()}
+	a := answer{id: id, deliveryID: guard.DeliveryID(r.Header), traced: traced}
 	if repl != nil {
 		repl.Set("http.codemie_webhooks.id", id)
 		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)

@@ -34,9 +34,8 @@ type tracers struct{ v atomic.Value } // of providerBox
 
 type providerBox struct{ tp trace.TracerProvider }
 
-// seen remembers the provider of the span of ctx, when it records.
-func (t *tracers) seen(ctx context.Context) {
-	span := trace.SpanFromContext(ctx)
+// seen remembers the provider of a request's span, when it records.
+func (t *tracers) seen(span trace.Span) {
 	if !span.IsRecording() {
 		return
 	}
