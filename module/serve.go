@@ -93,7 +93,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 
 	loading := time.Now()
-	_, endLoad := startSpan(r.Context(), spanLoad)
+	_, endLoad := a.startSpan(r.Context(), spanLoad)
 	in, err := h.integrations.Load(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		endLoad(nil) // an answer, not a failure: a probe of unknown ids makes no error spans
@@ -140,7 +140,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 
 	payload := *bp
 	a.bodyBytes = len(payload)
-	_, endVerify := startSpan(r.Context(), spanVerify)
+	_, endVerify := a.startSpan(r.Context(), spanVerify)
 	v := verify.Check(in, r.Header, payload, h.verifyOpts)
 	endVerify(nil)
 	// A webhook that configures no mechanism authenticates nobody.

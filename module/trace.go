@@ -54,35 +54,26 @@ func (t *tracers) provider() trace.TracerProvider {
 // noEnd ends no span.
 func noEnd(error) {}
 
-// startSpan starts a span named name, a child of ctx's span when that one
-// records (nothing is started, and nothing allocated, otherwise). The
-// returned function ends it, marking it failed when given an error.
-func startSpan(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, func(error)) {
+// startSpan starts a span named name, a child of ctx's span, for a
+// request whose answer is a. Nothing is looked up, started or allocated
+// for an untraced request: a lookup that finds no span walks every context
+// of the request, and one through context.WithoutCancel allocates. The
+// returned function ends the span, marking it failed when given an error.
+func (a answer) startSpan(ctx context.Context, name string) (context.Context, func(error)) {
+	if !a.traced {
+		return ctx, noEnd
+	}
 	parent := trace.SpanFromContext(ctx)
 	if !parent.IsRecording() {
 		return ctx, noEnd
 	}
-	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(ctx, name, trace.WithAttributes(attrs...))
-	return ctx, endSpan(span)
-}
-
-func endSpan(span trace.Span) func(error) {
-	return func(err error) {
+	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(ctx, name)
+	return ctx, func(err error) {
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
 		span.End()
 	}
-}
-
-// startSpan is startSpan for a request whose answer is a: it looks for no
-// span in an untraced request's contexts (a lookup through
-// context.WithoutCancel allocates).
-func (a answer) startSpan(ctx context.Context, name string) (context.Context, func(error)) {
-	if !a.traced {
-		return ctx, noEnd
-	}
-	return startSpan(ctx, name)
 }
 
 // traceParent is traceParent for a request whose answer is a.
