@@ -130,15 +130,7 @@ func (c *Call) Args(args ...any) { c.line = append(c.line, args...) }
 // waits), and b.HandOff's release runs once Redis has answered.
 func (r Requests) Run(ctx context.Context, b Bound, c *Call) (any, error) {
 	c.line[2] = c.keys
-	if r.batch == nil {
-		keys := make([]string, c.keys)
-		for i := range keys {
-			keys[i] = c.line[3+i].(string)
-		}
-		args := c.line[3+c.keys:]
-		return Wait(b, func() (any, error) { return c.script.Run(ctx, r.client, keys, args...).Result() })
-	}
-	v, err := r.submit(ctx, b, c)
+	v, err := r.send(ctx, b, c)
 	if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return v, err
 	}
@@ -153,16 +145,36 @@ func (r Requests) Run(ctx context.Context, b Bound, c *Call) (any, error) {
 	if err := c.script.Load(load, r.client).Err(); err != nil {
 		return nil, err
 	}
-	return r.submit(ctx, b, c)
+	return r.send(ctx, b, c)
+}
+
+// send sends c's EVALSHA and waits for the reply within b: through the
+// autopipeliner on the caller's goroutine, or on a cluster through the
+// client, in a goroutine that Wait waits for.
+func (r Requests) send(ctx context.Context, b Bound, c *Call) (any, error) {
+	if r.batch != nil {
+		return r.submit(ctx, b, c)
+	}
+	return Wait(b, func() (any, error) {
+		cmd := c.cmd(ctx)
+		_ = r.client.Process(ctx, cmd)
+		return cmd.Result()
+	})
+}
+
+// cmd is c's EVALSHA command, routed on a cluster by its first key.
+func (c *Call) cmd(ctx context.Context) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, c.line...)
+	if c.keys > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	return cmd
 }
 
 // submit sends c's EVALSHA through the autopipeliner and waits for the
 // reply within b, on the caller's goroutine.
 func (r Requests) submit(ctx context.Context, b Bound, c *Call) (any, error) {
-	cmd := redis.NewCmd(ctx, c.line...)
-	if c.keys > 0 {
-		cmd.SetFirstKeyPos(3)
-	}
+	cmd := c.cmd(ctx)
 	f := r.batch.Submit(ctx, cmd)
 	if b.Deadline.IsZero() {
 		_ = f.Wait()

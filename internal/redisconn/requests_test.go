@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -21,31 +23,55 @@ func incr(key string, by any) *Call {
 	return c
 }
 
-// TestRequestsRun: a script's reply through the autopipeliner, with and
-// without a deadline, and again after Redis has lost its scripts.
+// TestRequestsRun: a script's reply through the autopipeliner and through
+// the client (a cluster's path), with and without a deadline, and again
+// after Redis has lost its scripts.
 func TestRequestsRun(t *testing.T) {
 	r := testenv.StartRedis(t)
-	req := NewRequests(r.Client)
-	if req.batch == nil {
+	cluster := testenv.StartRedisCluster(t)
+	batched := NewRequests(r.Client)
+	if batched.batch == nil {
 		t.Fatal("a single node's requests are not batched")
 	}
+	if NewRequests(cluster.Client).batch != nil {
+		t.Fatal("a cluster's requests are batched")
+	}
 	ctx := context.Background()
-	for i, b := range []Bound{{}, {Deadline: time.Now().Add(time.Minute)}} {
-		v, err := req.Run(ctx, b, incr("n", 2))
-		if err != nil || v != int64(2*(i+1)) {
-			t.Fatalf("bound %d: %v, %v; want %d", i, v, err, 2*(i+1))
-		}
-	}
-	if err := r.Client.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel() // the reload must not be cut short by the caller's context
-	if v, err := req.Run(cancelled, Bound{Deadline: time.Now().Add(time.Minute)}, incr("n", 1)); err != nil || v != int64(5) {
-		t.Fatalf("after SCRIPT FLUSH: %v, %v; want 5", v, err)
-	}
-	if _, err := req.Run(ctx, Bound{}, incr("not-a-number", "x")); err == nil || !strings.Contains(err.Error(), "not an integer") {
-		t.Fatalf("a script's error: %v", err)
+	for _, c := range []struct {
+		name   string
+		req    Requests
+		client redis.UniversalClient
+	}{
+		{"batched", batched, r.Client},
+		{"through the client", Requests{Scripter: r.Client, client: r.Client}, r.Client},
+		{"cluster", NewRequests(cluster.Client), cluster.Client},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			key := "n-" + c.name
+			for i, b := range []Bound{{}, {Deadline: time.Now().Add(time.Minute)}} {
+				v, err := c.req.Run(ctx, b, incr(key, 2))
+				if err != nil || v != int64(2*(i+1)) {
+					t.Fatalf("bound %d: %v, %v; want %d", i, v, err, 2*(i+1))
+				}
+			}
+			if err := c.client.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			run := ctx
+			if c.req.batch != nil {
+				// The autopipeliner does not give up on a cancelled
+				// context: nor must the reload.
+				cancelled, cancel := context.WithCancel(ctx)
+				cancel()
+				run = cancelled
+			}
+			if v, err := c.req.Run(run, Bound{Deadline: time.Now().Add(time.Minute)}, incr(key, 1)); err != nil || v != int64(5) {
+				t.Fatalf("after SCRIPT FLUSH: %v, %v; want 5", v, err)
+			}
+			if _, err := c.req.Run(ctx, Bound{}, incr("not-a-number", "x")); err == nil || !strings.Contains(err.Error(), "not an integer") {
+				t.Fatalf("a script's error: %v", err)
+			}
+		})
 	}
 }
 
