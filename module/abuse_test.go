@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,26 @@ func TestSlowBody(t *testing.T) {
 	}
 }
 
+// TestAnsweredBeforeTheBody: an answer given before the body is read (an
+// unknown id) closes the connection instead of waiting for a body the
+// sender does not send; an answer after it keeps the connection.
+func TestAnsweredBeforeTheBody(t *testing.T) {
+	c, _ := fileSite(t, "body_timeout 1h")
+	conn := openBody(t, c, "nope", 1000, "")
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Errorf("unknown id: %d, closes the connection: %v; want 400, closing", resp.StatusCode, resp.Close)
+	}
+	if status, h, answer := postSigned(t, c, "big", "d-kept", `{"action":"opened"}`); status != http.StatusOK || h.Get("Connection") == "close" {
+		t.Errorf("a request read whole: %d %s, Connection %q", status, answer, h.Get("Connection"))
+	}
+}
+
 // TestMalformedButDisabled: a disabled record is answered as a disabled
 // one, like an unknown id, even when another of its fields is malformed;
 // an enabled malformed record is a 500.
@@ -232,6 +253,47 @@ func TestReplayWithoutTheDeliveryHeader(t *testing.T) {
 			t.Errorf("secure header, %s: %d %s, want %s", tc.name, status, got, tc.want)
 		}
 	}
+}
+
+// TestDeeplyNestedBody: a signed body of millions of nested brackets is
+// answered as a body that is not JSON is, by a filter expression and by an
+// event filter on a form-encoded delivery, and a form-encoded one is
+// dispatched as text. gjson's validation recursed once per level, and such
+// a body overflowed the goroutine's stack: a fatal error that stopped the
+// process. The stack is capped here, so a regression fails fast.
+func TestDeeplyNestedBody(t *testing.T) {
+	defer debug.SetMaxStack(debug.SetMaxStack(64 << 20))
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	ctx := context.Background()
+	addWebhook(t, r, "expr", "workflow", "wf-1")
+	r.Client.HSet(ctx, "codemie:webhooks:{expr}", "filter", `body.action == "opened"`)
+	addWebhook(t, r, "events", "workflow", "wf-2")
+	r.Client.HSet(ctx, "codemie:webhooks:{events}", "github_event_filter", "pull_request.opened")
+	addWebhook(t, r, "plain", "workflow", "wf-3")
+	c := testenv.StartCaddy(t, asyncSite(r.Addr, api.URL, ""))
+	const jsonType, formType = "Content-Type: application/json", "Content-Type: application/x-www-form-urlencoded"
+	post := func(id, delivery, contentType, body string) (int, string) {
+		status, _, answer := c.Post(t, webhooks+id, body, contentType, "X-GitHub-Event: pull_request",
+			"X-GitHub-Delivery: "+delivery, "X-Hub-Signature-256: "+testenv.SignGitHub256(ghSecret, body))
+		return status, answer
+	}
+	deep := `{"action":"opened","x":` + strings.Repeat("[", 8<<20)
+	for _, tc := range []struct {
+		name, id, contentType, notJSON string
+	}{
+		{"filter expression", "expr", jsonType, `{"action":"opened"`},
+		{"event filter, form-encoded", "events", formType, "action=opened"},
+		{"dispatched, form-encoded", "plain", formType, "action=opened"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantStatus, want := post(tc.id, "not-json-"+tc.id, tc.contentType, tc.notJSON)
+			if status, answer := post(tc.id, "deep-"+tc.id, tc.contentType, deep); status != wantStatus || answer != want {
+				t.Errorf("deep body: %d %s; a body that is not JSON: %d %s", status, answer, wantStatus, want)
+			}
+		})
+	}
+	testenv.Eventually(t, "the deep form-encoded body dispatched", func() bool { return api.Succeeded()["deep-plain"] == 1 })
 }
 
 // stallRedis stalls r (DEBUG SLEEP) for seconds, runs during while it is

@@ -51,6 +51,10 @@ const (
 	DefaultTimeout     = 600 * time.Second // per CodeMie API call, as the backend
 )
 
+// maxCacheTTL bounds cache_ttl, negative_ttl and stale_ttl: the cache adds
+// them to the time in nanoseconds, which a few hundred years overflow.
+const maxCacheTTL = 365 * 24 * time.Hour
+
 // Delivery modes.
 const (
 	// DeliverySync dispatches during the request: CodeMie's answer decides ours.
@@ -115,16 +119,17 @@ type Handler struct {
 
 	// CacheTTL is how long a loaded integration is served from memory
 	// before it is loaded again. Changes announced on the Redis channel
-	// take effect at once regardless. Default: 30s.
+	// take effect at once regardless. Default: 30s; at most 8760h.
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	// NegativeTTL is how long an unknown webhook id is answered as unknown
 	// without asking the store: a repeated unknown id reaches Redis once
-	// per NegativeTTL (each distinct id still costs one read). Default: 5s.
+	// per NegativeTTL (each distinct id still costs one read). Default: 5s;
+	// at most 8760h.
 	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
 
 	// StaleTTL is how long after it was last loaded an integration is still
-	// served while the store cannot be reached. Default: 10m.
+	// served while the store cannot be reached. Default: 10m; at most 8760h.
 	StaleTTL caddy.Duration `json:"stale_ttl,omitempty"`
 
 	// CacheSize is the most integrations kept in memory (and, separately,
@@ -476,8 +481,8 @@ func (h *Handler) Validate() error {
 	for name, d := range map[string]caddy.Duration{
 		"cache_ttl": h.CacheTTL, "negative_ttl": h.NegativeTTL, "stale_ttl": h.StaleTTL,
 	} {
-		if d < 0 {
-			return fmt.Errorf("%s must not be negative", name)
+		if d < 0 || time.Duration(d) > maxCacheTTL {
+			return fmt.Errorf("%s must be between 0 and %v", name, maxCacheTTL)
 		}
 	}
 	if h.CacheSize < 0 {

@@ -200,6 +200,8 @@ func TestConfigErrors(t *testing.T) {
 		name, options, want string
 	}{
 		{"no store", "cache_ttl 1s", "no integration store"},
+		{"cache_ttl past a year", "integrations_file " + good + up + "\n\t\tcache_ttl 2562047h", "cache_ttl must be between 0 and 8760h0m0s"},
+		{"stale_ttl past a year", "integrations_file " + good + up + "\n\t\tstale_ttl 8761h", "stale_ttl must be between 0 and 8760h0m0s"},
 		{"two stores", "integrations_file x.json\n\t\tredis 127.0.0.1:1", "exclusive"},
 		{"missing file", "integrations_file " + filepath.Join(dir, "missing.json") + up, "reading integrations file"},
 		{"invalid file", "integrations_file " + bad + up, `integration "x": field is_enabled`},

@@ -12,6 +12,7 @@ var (
 	jsonContentType = []string{"application/json"}
 	textContentType = []string{"text/plain; charset=utf-8"}
 	noSniff         = []string{"nosniff"}
+	closeConnection = []string{"close"}
 )
 
 // writeAnswer answers a.status with text as JSON: answer.Body.
@@ -28,9 +29,23 @@ func writeAnswer(w http.ResponseWriter, a answer, text string) answer {
 // closes the connection: otherwise the server would first read what is
 // left of the body, as slowly as the sender sends it.
 func writeUnread(w http.ResponseWriter, a answer, msg string) answer {
-	w.Header().Set("Connection", "close")
+	w.Header()["Connection"] = closeConnection
 	return writeAnswer(w, a, msg)
 }
+
+// closeUntilRead marks any answer to r given before its body is read, as
+// writeUnread does, when r is HTTP/1 and has a body; bodyRead takes the
+// mark off once it has been read. It reports whether it marked.
+func closeUntilRead(w http.ResponseWriter, r *http.Request) bool {
+	if r.ContentLength == 0 || r.ProtoMajor != 1 {
+		return false
+	}
+	w.Header()["Connection"] = closeConnection
+	return true
+}
+
+// bodyRead takes off the mark of closeUntilRead: the connection is kept.
+func bodyRead(w http.ResponseWriter) { delete(w.Header(), "Connection") }
 
 // writeNotFound answers an unknown or disabled webhook, with the same body
 // for both so that ids cannot be probed.

@@ -75,6 +75,9 @@ type answer struct {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, traced bool) answer {
+	// Until the body is read, an answer closes the connection: net/http
+	// would first read what is left of the body, beyond body_timeout.
+	marked := closeUntilRead(w, r)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeAnswer(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, answers.MethodNotAllowed)
@@ -136,6 +139,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	case err != nil:
 		a.err = err
 		return writeUnread(w, a.with(outcomeBadBody, http.StatusBadRequest), answers.BadBody)
+	}
+	if marked {
+		bodyRead(w)
 	}
 
 	payload := *bp

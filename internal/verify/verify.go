@@ -229,7 +229,7 @@ func ExpressionVars(in *integration.Integration, h http.Header, body []byte) exp
 		actionPath = "object_attributes.action"
 	}
 	action := gjson.GetBytes(doc, actionPath).String()
-	if !gjson.ValidBytes(doc) {
+	if !validJSON(doc) {
 		doc = nil
 	}
 	return expr.Vars{
@@ -379,7 +379,7 @@ func payload(h http.Header, body []byte) []byte {
 	if doc, ok := FormPayload(single(h, "Content-Type"), body); ok {
 		return doc
 	}
-	if isForm(single(h, "Content-Type")) && !gjson.ValidBytes(body) {
+	if isForm(single(h, "Content-Type")) && !validJSON(body) {
 		return nil // a form without a payload field has no document
 	}
 	return body
@@ -390,7 +390,7 @@ func payload(h http.Header, body []byte) []byte {
 // there), and false when the body is not such a form: another content
 // type, JSON sent under the form type, or a form without the field.
 func FormPayload(contentType string, body []byte) ([]byte, bool) {
-	if !isForm(contentType) || gjson.ValidBytes(body) {
+	if !isForm(contentType) || validJSON(body) {
 		return nil, false
 	}
 	form, err := url.ParseQuery(string(body))
