@@ -35,16 +35,15 @@ func writeUnread(w http.ResponseWriter, a answer, msg string) answer {
 
 // closeUntilRead marks any answer to r given before its body is read, as
 // writeUnread does, when r is HTTP/1 and has a body; bodyRead takes the
-// mark off once it has been read. It reports whether it marked.
-func closeUntilRead(w http.ResponseWriter, r *http.Request) bool {
-	if r.ContentLength == 0 || r.ProtoMajor != 1 {
-		return false
+// mark off once it has been read.
+func closeUntilRead(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		w.Header()["Connection"] = closeConnection
 	}
-	w.Header()["Connection"] = closeConnection
-	return true
 }
 
-// bodyRead takes off the mark of closeUntilRead: the connection is kept.
+// bodyRead takes off the mark of closeUntilRead, if any: the connection is
+// kept.
 func bodyRead(w http.ResponseWriter) { delete(w.Header(), "Connection") }
 
 // writeNotFound answers an unknown or disabled webhook, with the same body

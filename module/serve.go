@@ -77,7 +77,7 @@ type answer struct {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, traced bool) answer {
 	// Until the body is read, an answer closes the connection: net/http
 	// would first read what is left of the body, beyond body_timeout.
-	marked := closeUntilRead(w, r)
+	closeUntilRead(w, r)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeAnswer(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, answers.MethodNotAllowed)
@@ -140,9 +140,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		a.err = err
 		return writeUnread(w, a.with(outcomeBadBody, http.StatusBadRequest), answers.BadBody)
 	}
-	if marked {
-		bodyRead(w)
-	}
+	bodyRead(w)
 
 	payload := *bp
 	a.bodyBytes = len(payload)
