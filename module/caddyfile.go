@@ -3,6 +3,7 @@ package module
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 
@@ -394,11 +395,16 @@ func durationInto(dst *caddy.Duration) func(string) error {
 	})
 }
 
-// positiveIntInto reads a positive whole number into dst.
+// maxCount is the largest count the Caddyfile takes: larger ones lose
+// digits in the JSON Caddy adapts the Caddyfile to, and no option counts
+// that far.
+const maxCount = math.MaxInt32
+
+// positiveIntInto reads a positive whole number, up to maxCount, into dst.
 func positiveIntInto(dst *int) func(string) error {
-	return into(dst, "positive whole number", func(s string) (int, bool) {
+	return into(dst, fmt.Sprintf("positive whole number up to %d", maxCount), func(s string) (int, bool) {
 		n, err := strconv.Atoi(s)
-		return n, err == nil && n > 0
+		return n, err == nil && n > 0 && n <= maxCount
 	})
 }
 

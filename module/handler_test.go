@@ -217,6 +217,10 @@ func TestConfigErrors(t *testing.T) {
 			"max_bodies_in_flight (1048576 bytes) must be larger than max_body (1048576 bytes)"},
 		{"sync with an integrations file", "integrations_file " + good + up + "\n\t\tsync_from_codemie {\n\t\t\tbearer_token t\n\t\t}",
 			"sync_from_codemie writes the integrations to Redis"},
+		{"a count past the Caddyfile's most", "integrations_file " + good + up + "\n\t\tcache_size 9223372036854775807",
+			`"9223372036854775807" is not a positive whole number up to 2147483647`},
+		{"sync every nanosecond", "redis 127.0.0.1:1" + up + "\n\t\tsync_from_codemie 1ns {\n\t\t\tbearer_token t\n\t\t}",
+			"sync_from_codemie: the interval must be at least 1s"},
 		{"forward with a token", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\tforward\n\t\t\tbearer_token t\n\t\t}",
 			"forward hands deliveries to CodeMie's own webhook, which takes no token"},
 	} {

@@ -15,13 +15,17 @@ import (
 // DefaultSyncInterval is how often integrations are synced from CodeMie.
 const DefaultSyncInterval = 5 * time.Minute
 
+// minSyncInterval is the shortest interval a sync takes: each sync lists
+// every webhook setting from CodeMie's settings API.
+const minSyncInterval = time.Second
+
 // SyncFromCodeMie keeps the integrations in Redis in step with CodeMie's
 // webhook settings from inside Caddy: every Interval, one of the instances
 // sharing the Redis and key prefix does what `caddy codemie-webhooks sync`
 // does (a lock in Redis picks it), logs each change (never a value) and
 // counts it in the metrics.
 type SyncFromCodeMie struct {
-	// Interval is the time between syncs. Default: 5m.
+	// Interval is the time between syncs, at least 1s. Default: 5m.
 	Interval caddy.Duration `json:"interval,omitempty"`
 	// URL is the CodeMie API's base URL. Default: the upstream's URL.
 	URL string `json:"url,omitempty"`
@@ -34,8 +38,8 @@ type SyncFromCodeMie struct {
 // validate checks the sync's settings.
 func (s *SyncFromCodeMie) validate() error {
 	switch {
-	case s.Interval < 0:
-		return errors.New("the interval must not be negative")
+	case s.Interval < 0 || (s.Interval > 0 && time.Duration(s.Interval) < minSyncInterval):
+		return fmt.Errorf("the interval must be at least %v", minSyncInterval)
 	case (s.BearerToken == "") == (s.OAuth2 == nil):
 		return errors.New("configure one of bearer_token and oauth2 (an admin of CodeMie's settings)")
 	}
