@@ -5,6 +5,7 @@ package filestore
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -18,6 +19,12 @@ import (
 
 // PollInterval is how often the file is checked for changes.
 const PollInterval = time.Second
+
+// MaxFileSize is the largest integrations file read, in bytes (several
+// hundred thousand integrations). A larger file is refused, as is a path
+// that is not a regular file (a device or a pipe could be read without
+// end, or block the configuration's load).
+const MaxFileSize = 256 << 20
 
 // Store is a store.Store and store.Watcher over an integrations file.
 type Store struct {
@@ -66,6 +73,12 @@ func (s *Store) reload() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading integrations file: %v", err)
 	}
+	switch {
+	case !fi.Mode().IsRegular():
+		return false, fmt.Errorf("reading integrations file: %s is not a regular file", s.path)
+	case fi.Size() > MaxFileSize:
+		return false, fmt.Errorf("reading integrations file: %s has %d bytes, more than the most of %d", s.path, fi.Size(), MaxFileSize)
+	}
 	st := stamp{mod: fi.ModTime(), size: fi.Size()}
 	s.mu.RLock()
 	same := st == s.stamp
@@ -73,7 +86,7 @@ func (s *Store) reload() (bool, error) {
 	if same {
 		return false, nil
 	}
-	data, err := os.ReadFile(s.path)
+	data, err := readAtMost(s.path, MaxFileSize)
 	if err != nil {
 		return false, fmt.Errorf("reading integrations file: %v", err)
 	}
@@ -85,6 +98,21 @@ func (s *Store) reload() (bool, error) {
 	s.records, s.stamp = records, st
 	s.mu.Unlock()
 	return true, nil
+}
+
+// readAtMost reads the file at path, failing if it has more than n bytes
+// (it may have grown since it was looked at).
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, n+1))
+	if err == nil && int64(len(data)) > n {
+		err = fmt.Errorf("%s has more than the most of %d bytes", path, n)
+	}
+	return data, err
 }
 
 // Watch implements store.Watcher: it checks the file every poll interval and

@@ -3,7 +3,11 @@ package filestore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +27,48 @@ func TestOpenErrors(t *testing.T) {
 	testenv.WriteFile(t, bad, `[{"webhook_id": "a", "is_enabled": "perhaps"}]`)
 	if _, err := Open(bad, nil, zap.NewNop()); err == nil {
 		t.Error("invalid record: want an error")
+	}
+}
+
+// TestOpenRefusesWhatItCannotReadWhole: a device or a pipe is never read (a
+// device without end filled the memory; a pipe blocked the load), nor is a
+// file over MaxFileSize.
+func TestOpenRefusesWhatItCannotReadWhole(t *testing.T) {
+	dir := t.TempDir()
+	pipe := filepath.Join(dir, "pipe.json")
+	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.json")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: the size without the bytes.
+	if err := errors.Join(f.Truncate(MaxFileSize+1), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/dev/zero", "/dev/zero is not a regular file"},
+		{pipe, "pipe.json is not a regular file"},
+		{dir, "is not a regular file"},
+		{huge, fmt.Sprintf("has %d bytes, more than the most of %d", MaxFileSize+1, MaxFileSize)},
+	} {
+		_, err := Open(tc.path, nil, zap.NewNop())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%s) = %v, want an error containing %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+func TestReadAtMost(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "integrations.json")
+	testenv.WriteFile(t, path, "[]\n")
+	if data, err := readAtMost(path, 3); err != nil || string(data) != "[]\n" {
+		t.Errorf("a file of the most: %q, %v", data, err)
+	}
+	if _, err := readAtMost(path, 2); err == nil || !strings.Contains(err.Error(), "more than the most of 2 bytes") {
+		t.Errorf("a file past the most: %v", err)
 	}
 }
 
