@@ -3,7 +3,6 @@ package module
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 
@@ -394,11 +393,6 @@ func durationInto(dst *caddy.Duration) func(string) error {
 		return caddy.Duration(v), err == nil && v > 0
 	})
 }
-
-// maxCount is the largest count the Caddyfile takes: larger ones lose
-// digits in the JSON Caddy adapts the Caddyfile to, and no option counts
-// that far.
-const maxCount = math.MaxInt32
 
 // positiveIntInto reads a positive whole number, up to maxCount, into dst.
 func positiveIntInto(dst *int) func(string) error {

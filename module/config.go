@@ -67,6 +67,11 @@ type OAuth2 struct {
 	ClientSecret string `json:"client_secret"`
 }
 
+// complete reports whether every field is given.
+func (o *OAuth2) complete() bool {
+	return o.TokenURL != "" && o.ClientID != "" && o.ClientSecret != ""
+}
+
 // DeadLetters are the bounds of the dead stream; a bound left at 0 takes
 // its default.
 type DeadLetters struct {
@@ -139,6 +144,8 @@ func (u *Upstream) validate() error {
 		return errors.New("timeout must not be negative")
 	case u.BearerToken != "" && u.OAuth2 != nil:
 		return errors.New("bearer_token and oauth2 are exclusive")
+	case u.OAuth2 != nil && !u.OAuth2.complete():
+		return errors.New("oauth2: token_url, client_id and client_secret are required")
 	case u.Forward && (u.ActAs == ActAsOwner || u.BearerToken != "" || u.OAuth2 != nil):
 		return errors.New("forward hands deliveries to CodeMie's own webhook, which takes no token: drop bearer_token, oauth2 and act_as")
 	}

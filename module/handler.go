@@ -6,8 +6,10 @@ package module
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
 	"github.com/codemie-edge/caddy-webhooks/internal/body"
@@ -51,9 +54,15 @@ const (
 	DefaultTimeout     = 600 * time.Second // per CodeMie API call, as the backend
 )
 
-// maxCacheTTL bounds cache_ttl, negative_ttl and stale_ttl: the cache adds
-// them to the time in nanoseconds, which a few hundred years overflow.
-const maxCacheTTL = 365 * 24 * time.Hour
+// maxDuration bounds every duration option: a year is more than any of
+// them needs, and the times they are added to or taken from (the cache's
+// expiry, a retry's wait, a trim's cutoff, the sync's lock) overflow past
+// a few hundred years.
+const maxDuration = 365 * 24 * time.Hour
+
+// maxCount bounds every count option: no option counts that far, and a
+// Caddyfile's larger numbers lose digits in the JSON Caddy adapts it to.
+const maxCount = math.MaxInt32
 
 // Delivery modes.
 const (
@@ -402,19 +411,39 @@ func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 	if base.RawQuery != "" || base.Fragment != "" || base.ForceQuery {
 		return nil, fmt.Errorf("upstream: %q: a base URL takes no query or fragment", u.URL)
 	}
+	if port := base.Port(); port != "" && !validPort(port) {
+		return nil, fmt.Errorf("upstream: %q: the port is not between 1 and 65535", u.URL)
+	}
 	cfg := dispatch.Config{BaseURL: base, Timeout: time.Duration(u.Timeout), Header: http.Header{}, Client: dispatch.HTTPClient,
 		Forward: u.Forward, Keys: keys}
 	for name, value := range u.Headers {
-		cfg.Header.Set(name, repl.ReplaceKnown(value, ""))
+		value = repl.ReplaceKnown(value, "")
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			return nil, fmt.Errorf("upstream: header %q: not a header name", name)
+		case !httpguts.ValidHeaderFieldValue(value):
+			// The value may be a secret: it is not named.
+			return nil, fmt.Errorf("upstream: header %s: its value is not a header value", name)
+		case cfg.Header.Values(name) != nil:
+			return nil, fmt.Errorf("upstream: header %s: given more than once", name)
+		}
+		cfg.Header.Set(name, value)
 	}
 	switch {
 	case u.BearerToken != "" && u.OAuth2 != nil:
 		return nil, errors.New("upstream: bearer_token and oauth2 are exclusive")
 	case u.BearerToken != "":
-		cfg.Tokens = dispatch.StaticToken(repl.ReplaceKnown(u.BearerToken, ""))
+		token := repl.ReplaceKnown(u.BearerToken, "")
+		if !httpguts.ValidHeaderFieldValue(token) {
+			return nil, errors.New("upstream: bearer_token: not a header value")
+		}
+		cfg.Tokens = dispatch.StaticToken(token)
 	case u.OAuth2 != nil:
 		tokenURL, id, secret := repl.ReplaceKnown(u.OAuth2.TokenURL, ""), repl.ReplaceKnown(u.OAuth2.ClientID, ""),
 			repl.ReplaceKnown(u.OAuth2.ClientSecret, "")
+		if t, err := url.Parse(tokenURL); err != nil || (t.Scheme != "http" && t.Scheme != "https") || t.Host == "" {
+			return nil, fmt.Errorf("upstream: oauth2: %q is not an http or https URL", tokenURL)
+		}
 		cc := dispatch.NewClientCredentials(tokenURL, id, secret, dispatch.HTTPClient)
 		cfg.Tokens = cc
 		if u.ActAs == ActAsOwner {
@@ -422,6 +451,12 @@ func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 		}
 	}
 	return dispatch.New(cfg), nil
+}
+
+// validPort reports whether port is a TCP port number, 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func (h *Handler) guardConfig() guard.Config {
@@ -478,13 +513,6 @@ func (h *Handler) Validate() error {
 	case h.Upstream == nil:
 		return errors.New("upstream: the CodeMie API's URL is required")
 	}
-	for name, d := range map[string]caddy.Duration{
-		"cache_ttl": h.CacheTTL, "negative_ttl": h.NegativeTTL, "stale_ttl": h.StaleTTL,
-	} {
-		if d < 0 || time.Duration(d) > maxCacheTTL {
-			return fmt.Errorf("%s must be between 0 and %v", name, maxCacheTTL)
-		}
-	}
 	if h.CacheSize < 0 {
 		return errors.New("cache_size must not be negative")
 	}
@@ -535,6 +563,49 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("delivery: %v", validDelivery(h.Delivery))
 	case h.Workers < 0 || h.MaxInFlight < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
 		return errors.New("workers, max_in_flight, max_queue, max_age and claim_after must not be negative")
+	}
+	return h.validBounds()
+}
+
+// named is an option's name and value, for validBounds.
+type named[T any] struct {
+	name  string
+	value T
+}
+
+// validBounds checks every duration against maxDuration and every count
+// against maxCount; the trims' ages must be at least a millisecond, their
+// unit in Redis (less would be read as no limit).
+func (h *Handler) validBounds() error {
+	durations := []named[caddy.Duration]{
+		{"cache_ttl", h.CacheTTL}, {"negative_ttl", h.NegativeTTL}, {"stale_ttl", h.StaleTTL},
+		{"body_timeout", h.BodyTimeout}, {"replay_window", *h.ReplayWindow}, {"upstream timeout", h.Upstream.Timeout},
+		{"rate_limit window", h.RateLimit.Window}, {"retry first", h.Retry.First}, {"retry max", h.Retry.Max},
+		{"claim_after", h.ClaimAfter}, {"max_age", h.MaxAge},
+		{"dead_letters max_age", h.DeadLetters.MaxAge}, {"delivery_log max_age", h.DeliveryLog.MaxAge},
+	}
+	if h.SyncFromCodeMie != nil {
+		durations = append(durations, named[caddy.Duration]{"sync_from_codemie interval", h.SyncFromCodeMie.Interval})
+	}
+	for _, d := range durations {
+		if d.value < 0 || time.Duration(d.value) > maxDuration {
+			return fmt.Errorf("%s must be between 0 and %v", d.name, maxDuration)
+		}
+	}
+	for _, c := range []named[int64]{
+		{"cache_size", int64(h.CacheSize)}, {"workers", int64(h.Workers)}, {"max_in_flight", int64(h.MaxInFlight)},
+		{"max_queue", h.MaxQueue}, {"rate_limit requests", int64(h.RateLimit.Requests)}, {"retry attempts", int64(h.Retry.Attempts)},
+		{"dead_letters max_entries", h.DeadLetters.MaxEntries}, {"delivery_log max_entries", h.DeliveryLog.MaxEntries},
+		{"delivery_log preview_bytes", int64(h.DeliveryLog.PreviewBytes)},
+	} {
+		if c.value > maxCount {
+			return fmt.Errorf("%s must be at most %d", c.name, maxCount)
+		}
+	}
+	for _, d := range []named[caddy.Duration]{{"dead_letters max_age", h.DeadLetters.MaxAge}, {"delivery_log max_age", h.DeliveryLog.MaxAge}} {
+		if time.Duration(d.value) < time.Millisecond {
+			return fmt.Errorf("%s must be at least 1ms", d.name)
+		}
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/codemie-edge/caddy-webhooks/caddyfile"
@@ -221,11 +223,55 @@ func TestConfigErrors(t *testing.T) {
 			`"9223372036854775807" is not a positive whole number up to 2147483647`},
 		{"sync every nanosecond", "redis 127.0.0.1:1" + up + "\n\t\tsync_from_codemie 1ns {\n\t\t\tbearer_token t\n\t\t}",
 			"sync_from_codemie: the interval must be at least 1s"},
+		{"retry max past a year", "integrations_file " + good + up + "\n\t\tretry 3 1s 8761h", "retry max must be between 0 and 8760h0m0s"},
+		{"delivery log kept past a year", "integrations_file " + good + up + "\n\t\tdelivery_log 10 500000h", "delivery_log max_age must be between 0 and 8760h0m0s"},
+		{"rate window past a year", "integrations_file " + good + up + "\n\t\trate_limit 1 8761h", "rate_limit window must be between 0 and 8760h0m0s"},
+		{"sync interval past a year", "redis 127.0.0.1:1" + up + "\n\t\tsync_from_codemie 1000000h {\n\t\t\tbearer_token t\n\t\t}",
+			"sync_from_codemie interval must be between 0 and 8760h0m0s"},
+		{"dead letters kept under a millisecond", "integrations_file " + good + up + "\n\t\tdead_letters 10 1ns 1MB", "dead_letters max_age must be at least 1ms"},
+		{"upstream port out of range", "integrations_file " + good + "\n\t\tupstream http://127.0.0.1:99999", "the port is not between 1 and 65535"},
+		{"upstream header that is no header name", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\theader \"Bad Name\" v\n\t\t}",
+			`upstream: header "Bad Name": not a header name`},
+		{"upstream header twice", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\theader X-Tenant 1\n\t\t\theader x-tenant 2\n\t\t}",
+			"upstream: header x-tenant: given more than once"},
+		{"upstream oauth2 without a client", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\toauth2 http://kc/token \"\" s\n\t\t}",
+			"oauth2: token_url, client_id and client_secret are required"},
+		{"upstream oauth2 token URL that is no URL", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\toauth2 :::: c s\n\t\t}",
+			`upstream: oauth2: "::::" is not an http or https URL`},
 		{"forward with a token", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\tforward\n\t\t\tbearer_token t\n\t\t}",
 			"forward hands deliveries to CodeMie's own webhook, which takes no token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := testenv.TryLoadCaddyfile(fmt.Sprintf("{\n\tadmin off\n}\n:0 {\n\tcodemie_webhooks {\n\t\t%s\n\t}\n}\n", tc.options))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestJSONConfigBounds: what a Caddyfile cannot express, a JSON config
+// can: counts past maxCount and durations past a year are refused (the
+// largest retry max made the first failed dispatch panic, and the entry
+// made every restart panic again).
+func TestJSONConfigBounds(t *testing.T) {
+	good := filepath.Join(t.TempDir(), "good.json")
+	testenv.WriteFile(t, good, `[]`)
+	for _, tc := range []struct{ options, want string }{
+		{`"retry": {"first": "9223372036854775807ns", "max": "9223372036854775807ns"}`, "retry first must be between 0 and 8760h0m0s"},
+		{`"delivery_log": {"max_entries": 8400000000000000000}`, "delivery_log max_entries must be at most 2147483647"},
+		{`"cache_size": 2147483648`, "cache_size must be at most 2147483647"},
+		{`"upstream": {"url": "http://127.0.0.1:1", "timeout": "9000h"}`, "upstream timeout must be between 0 and 8760h0m0s"},
+		{`"upstream": {"url": "http://127.0.0.1:1", "headers": {"X-Tenant": "a\r\nb"}}`, "upstream: header X-Tenant: its value is not a header value"},
+		{`"upstream": {"url": "http://127.0.0.1:1", "bearer_token": "t\r\nX-Evil: 1"}`, "upstream: bearer_token: not a header value"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			handler := `{"handler": "codemie_webhooks", "integrations_file": ` + strconv.Quote(good) + `, "upstream": {"url": "http://127.0.0.1:1"}, ` + tc.options + `}`
+			if strings.Contains(tc.options, `"upstream"`) {
+				handler = `{"handler": "codemie_webhooks", "integrations_file": ` + strconv.Quote(good) + `, ` + tc.options + `}`
+			}
+			cfg := `{"admin": {"disabled": true}, "apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [` + handler + `]}]}}}}}`
+			err := caddy.Load([]byte(cfg), true)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want one containing %q", err, tc.want)
 			}

@@ -42,6 +42,8 @@ func (s *SyncFromCodeMie) validate() error {
 		return fmt.Errorf("the interval must be at least %v", minSyncInterval)
 	case (s.BearerToken == "") == (s.OAuth2 == nil):
 		return errors.New("configure one of bearer_token and oauth2 (an admin of CodeMie's settings)")
+	case s.OAuth2 != nil && !s.OAuth2.complete():
+		return errors.New("oauth2: token_url, client_id and client_secret are required")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -396,6 +397,11 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := w.backoff(1, 5*time.Hour); d != time.Hour {
 		t.Errorf("Retry-After beyond the cap: wait %v, want the cap", d)
+	}
+	// The largest cap: drawing up to it must not overflow (it panicked).
+	w.q.cfg.FirstBackoff, w.q.cfg.MaxBackoff = math.MaxInt64, math.MaxInt64
+	if d := w.backoff(1, 0); d < 0 {
+		t.Errorf("the largest cap: wait %v", d)
 	}
 }
 

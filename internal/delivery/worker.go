@@ -344,7 +344,7 @@ func (w *Workers) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	if attempt-1 < 62 && w.q.cfg.FirstBackoff < ceiling>>(attempt-1) {
 		ceiling = w.q.cfg.FirstBackoff << (attempt - 1)
 	}
-	wait := time.Duration(rand.Int64N(int64(ceiling) + 1))
+	wait := time.Duration(rand.Uint64N(uint64(ceiling) + 1)) // 0 to ceiling, even the largest
 	return max(wait, min(retryAfter, w.q.cfg.MaxBackoff))
 }
 

@@ -49,6 +49,9 @@ const (
 // Validate reports settings that cannot work.
 func (c Config) Validate() error {
 	clustered := c.Cluster || (len(c.Addrs) > 1 && c.MasterName == "")
+	if c.DB < 0 {
+		return fmt.Errorf("redis: db %d: databases are numbered from 0", c.DB)
+	}
 	if clustered && c.DB != 0 {
 		return fmt.Errorf("redis: db %d: a Redis Cluster has only database 0", c.DB)
 	}

@@ -61,6 +61,7 @@ func TestValidate(t *testing.T) {
 		{Config{Addrs: []string{"a:1", "b:1"}, DB: 3}, "only database 0"},
 		{Config{Addrs: []string{"a:1"}, Cluster: true, DB: 1}, "only database 0"},
 		{Config{Addrs: []string{"a"}}, `address "a"`},
+		{Config{Addrs: []string{"a:1"}, DB: -1}, "numbered from 0"},
 	} {
 		err := tc.cfg.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
