@@ -567,44 +567,45 @@ func (h *Handler) Validate() error {
 	return h.validBounds()
 }
 
-// named is an option's name and value, for validBounds.
-type named[T any] struct {
-	name  string
-	value T
+// bounded is an option's name and value, and the least value it takes,
+// for validBounds.
+type bounded[T any] struct {
+	name         string
+	value, least T
 }
 
 // validBounds checks every duration against maxDuration and every count
-// against maxCount; the trims' ages must be at least a millisecond, their
-// unit in Redis (less would be read as no limit).
+// against maxCount. The trims' ages are at least a millisecond, their
+// unit in Redis: less would be read as no limit.
 func (h *Handler) validBounds() error {
-	durations := []named[caddy.Duration]{
-		{"cache_ttl", h.CacheTTL}, {"negative_ttl", h.NegativeTTL}, {"stale_ttl", h.StaleTTL},
-		{"body_timeout", h.BodyTimeout}, {"replay_window", *h.ReplayWindow}, {"upstream timeout", h.Upstream.Timeout},
-		{"rate_limit window", h.RateLimit.Window}, {"retry first", h.Retry.First}, {"retry max", h.Retry.Max},
-		{"claim_after", h.ClaimAfter}, {"max_age", h.MaxAge},
-		{"dead_letters max_age", h.DeadLetters.MaxAge}, {"delivery_log max_age", h.DeliveryLog.MaxAge},
+	ms := caddy.Duration(time.Millisecond)
+	durations := []bounded[caddy.Duration]{
+		{"cache_ttl", h.CacheTTL, 0}, {"negative_ttl", h.NegativeTTL, 0}, {"stale_ttl", h.StaleTTL, 0},
+		{"body_timeout", h.BodyTimeout, 0}, {"replay_window", *h.ReplayWindow, 0}, {"upstream timeout", h.Upstream.Timeout, 0},
+		{"rate_limit window", h.RateLimit.Window, 0}, {"retry first", h.Retry.First, 0}, {"retry max", h.Retry.Max, 0},
+		{"claim_after", h.ClaimAfter, 0}, {"max_age", h.MaxAge, 0},
+		{"dead_letters max_age", h.DeadLetters.MaxAge, ms}, {"delivery_log max_age", h.DeliveryLog.MaxAge, ms},
 	}
 	if h.SyncFromCodeMie != nil {
-		durations = append(durations, named[caddy.Duration]{"sync_from_codemie interval", h.SyncFromCodeMie.Interval})
+		durations = append(durations, bounded[caddy.Duration]{"sync_from_codemie interval", h.SyncFromCodeMie.Interval, 0})
 	}
 	for _, d := range durations {
-		if d.value < 0 || time.Duration(d.value) > maxDuration {
-			return fmt.Errorf("%s must be between 0 and %v", d.name, maxDuration)
+		if d.value < d.least || time.Duration(d.value) > maxDuration {
+			least := "0"
+			if d.least > 0 {
+				least = time.Duration(d.least).String()
+			}
+			return fmt.Errorf("%s must be between %s and %v", d.name, least, maxDuration)
 		}
 	}
-	for _, c := range []named[int64]{
-		{"cache_size", int64(h.CacheSize)}, {"workers", int64(h.Workers)}, {"max_in_flight", int64(h.MaxInFlight)},
-		{"max_queue", h.MaxQueue}, {"rate_limit requests", int64(h.RateLimit.Requests)}, {"retry attempts", int64(h.Retry.Attempts)},
-		{"dead_letters max_entries", h.DeadLetters.MaxEntries}, {"delivery_log max_entries", h.DeliveryLog.MaxEntries},
-		{"delivery_log preview_bytes", int64(h.DeliveryLog.PreviewBytes)},
+	for _, c := range []bounded[int64]{
+		{"cache_size", int64(h.CacheSize), 0}, {"workers", int64(h.Workers), 0}, {"max_in_flight", int64(h.MaxInFlight), 0},
+		{"max_queue", h.MaxQueue, 0}, {"rate_limit requests", int64(h.RateLimit.Requests), 0}, {"retry attempts", int64(h.Retry.Attempts), 0},
+		{"dead_letters max_entries", h.DeadLetters.MaxEntries, 0}, {"delivery_log max_entries", h.DeliveryLog.MaxEntries, 0},
+		{"delivery_log preview_bytes", int64(h.DeliveryLog.PreviewBytes), 0},
 	} {
-		if c.value > maxCount {
-			return fmt.Errorf("%s must be at most %d", c.name, maxCount)
-		}
-	}
-	for _, d := range []named[caddy.Duration]{{"dead_letters max_age", h.DeadLetters.MaxAge}, {"delivery_log max_age", h.DeliveryLog.MaxAge}} {
-		if time.Duration(d.value) < time.Millisecond {
-			return fmt.Errorf("%s must be at least 1ms", d.name)
+		if c.value < c.least || c.value > maxCount {
+			return fmt.Errorf("%s must be between %d and %d", c.name, c.least, maxCount)
 		}
 	}
 	return nil
