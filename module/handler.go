@@ -425,7 +425,7 @@ func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 			// The value may be a secret: it is not named.
 			return nil, fmt.Errorf("upstream: header %s: its value is not a header value", name)
 		case cfg.Header.Values(name) != nil:
-			return nil, fmt.Errorf("upstream: header %s: given more than once", name)
+			return nil, fmt.Errorf("upstream: header %s: given more than once", http.CanonicalHeaderKey(name))
 		}
 		cfg.Header.Set(name, value)
 	}

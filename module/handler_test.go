@@ -233,7 +233,7 @@ func TestConfigErrors(t *testing.T) {
 		{"upstream header that is no header name", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\theader \"Bad Name\" v\n\t\t}",
 			`upstream: header "Bad Name": not a header name`},
 		{"upstream header twice", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\theader X-Tenant 1\n\t\t\theader x-tenant 2\n\t\t}",
-			"upstream: header x-tenant: given more than once"},
+			"upstream: header X-Tenant: given more than once"},
 		{"upstream oauth2 without a client", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\toauth2 http://kc/token \"\" s\n\t\t}",
 			"oauth2: token_url, client_id and client_secret are required"},
 		{"upstream oauth2 token URL that is no URL", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\toauth2 :::: c s\n\t\t}",
