@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -62,8 +61,8 @@ func (c *cli) sync(ctx context.Context, fl caddycmd.Flags, _ []string) error {
 // codemieSource is the settings API the flags or the environment name.
 func codemieSource(fl caddycmd.Flags) (*mirror.Source, error) {
 	base := flagOrEnv(fl, "codemie-url", "CODEMIE_WEBHOOKS_CODEMIE_URL")
-	u, err := url.Parse(base)
-	if base == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, ok := httpURL(base)
+	if !ok {
 		return nil, badInput("--codemie-url: the CodeMie API's http or https base URL is required")
 	}
 	token := flagOrEnv(fl, "codemie-token", "CODEMIE_WEBHOOKS_CODEMIE_TOKEN")

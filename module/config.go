@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -67,9 +68,19 @@ type OAuth2 struct {
 	ClientSecret string `json:"client_secret"`
 }
 
+// errIncompleteOAuth2 refuses an oauth2 with a field left out.
+var errIncompleteOAuth2 = errors.New("oauth2: token_url, client_id and client_secret are required")
+
 // complete reports whether every field is given.
 func (o *OAuth2) complete() bool {
 	return o.TokenURL != "" && o.ClientID != "" && o.ClientSecret != ""
+}
+
+// httpURL parses raw as an absolute http or https URL with a host; false
+// for anything else.
+func httpURL(raw string) (*url.URL, bool) {
+	u, err := url.Parse(raw)
+	return u, err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // DeadLetters are the bounds of the dead stream; a bound left at 0 takes
@@ -145,7 +156,7 @@ func (u *Upstream) validate() error {
 	case u.BearerToken != "" && u.OAuth2 != nil:
 		return errors.New("bearer_token and oauth2 are exclusive")
 	case u.OAuth2 != nil && !u.OAuth2.complete():
-		return errors.New("oauth2: token_url, client_id and client_secret are required")
+		return errIncompleteOAuth2
 	case u.Forward && (u.ActAs == ActAsOwner || u.BearerToken != "" || u.OAuth2 != nil):
 		return errors.New("forward hands deliveries to CodeMie's own webhook, which takes no token: drop bearer_token, oauth2 and act_as")
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -395,8 +394,8 @@ func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 		return nil, errors.New("upstream: the CodeMie API's URL is required")
 	}
 	repl := caddy.NewReplacer()
-	base, err := url.Parse(repl.ReplaceKnown(u.URL, ""))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+	base, ok := httpURL(repl.ReplaceKnown(u.URL, ""))
+	if !ok {
 		return nil, fmt.Errorf("upstream: %q is not an http or https URL", u.URL)
 	}
 	if base.User != nil {
@@ -441,7 +440,7 @@ func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 	case u.OAuth2 != nil:
 		tokenURL, id, secret := repl.ReplaceKnown(u.OAuth2.TokenURL, ""), repl.ReplaceKnown(u.OAuth2.ClientID, ""),
 			repl.ReplaceKnown(u.OAuth2.ClientSecret, "")
-		if t, err := url.Parse(tokenURL); err != nil || (t.Scheme != "http" && t.Scheme != "https") || t.Host == "" {
+		if _, ok := httpURL(tokenURL); !ok {
 			return nil, fmt.Errorf("upstream: oauth2: %q is not an http or https URL", tokenURL)
 		}
 		cc := dispatch.NewClientCredentials(tokenURL, id, secret, dispatch.HTTPClient)

@@ -3,7 +3,6 @@ package module
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,7 +42,7 @@ func (s *SyncFromCodeMie) validate() error {
 	case (s.BearerToken == "") == (s.OAuth2 == nil):
 		return errors.New("configure one of bearer_token and oauth2 (an admin of CodeMie's settings)")
 	case s.OAuth2 != nil && !s.OAuth2.complete():
-		return errors.New("oauth2: token_url, client_id and client_secret are required")
+		return errIncompleteOAuth2
 	}
 	return nil
 }
@@ -55,8 +54,8 @@ func (s *SyncFromCodeMie) source(upstreamURL string) (*mirror.Source, error) {
 	if raw == "" {
 		raw = repl.ReplaceKnown(upstreamURL, "")
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, ok := httpURL(raw)
+	if !ok {
 		return nil, fmt.Errorf("sync_from_codemie: %q is not an http or https URL", raw)
 	}
 	src := &mirror.Source{BaseURL: u, Client: dispatch.HTTPClient}
