@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Upstream is the CodeMie API and how to authorize calls to it.
@@ -74,6 +75,29 @@ var errIncompleteOAuth2 = errors.New("oauth2: token_url, client_id and client_se
 // complete reports whether every field is given.
 func (o *OAuth2) complete() bool {
 	return o.TokenURL != "" && o.ClientID != "" && o.ClientSecret != ""
+}
+
+// oauth2Client is an oauth2's fields with placeholders expanded.
+type oauth2Client struct{ tokenURL, id, secret string }
+
+// expand expands o's placeholders with repl, and refuses a token URL that
+// is not an http(s) URL; what names the error says whose oauth2 it is.
+func (o *OAuth2) expand(repl *caddy.Replacer, what string) (oauth2Client, error) {
+	c := oauth2Client{repl.ReplaceKnown(o.TokenURL, ""), repl.ReplaceKnown(o.ClientID, ""), repl.ReplaceKnown(o.ClientSecret, "")}
+	if _, ok := httpURL(c.tokenURL); !ok {
+		return c, fmt.Errorf("%s: oauth2: %q is not an http or https URL", what, c.tokenURL)
+	}
+	return c, nil
+}
+
+// bearerToken expands token's placeholders with repl, and refuses a
+// value that cannot be sent in a header (the error never shows it).
+func bearerToken(repl *caddy.Replacer, token, what string) (string, error) {
+	token = repl.ReplaceKnown(token, "")
+	if !httpguts.ValidHeaderFieldValue(token) {
+		return "", fmt.Errorf("%s: bearer_token: not a header value", what)
+	}
+	return token, nil
 }
 
 // httpURL parses raw as an absolute http or https URL with a host; false

@@ -432,21 +432,20 @@ func (u *Upstream) client(keys *seal.Keys) (*dispatch.Client, error) {
 	case u.BearerToken != "" && u.OAuth2 != nil:
 		return nil, errors.New("upstream: bearer_token and oauth2 are exclusive")
 	case u.BearerToken != "":
-		token := repl.ReplaceKnown(u.BearerToken, "")
-		if !httpguts.ValidHeaderFieldValue(token) {
-			return nil, errors.New("upstream: bearer_token: not a header value")
+		token, err := bearerToken(repl, u.BearerToken, "upstream")
+		if err != nil {
+			return nil, err
 		}
 		cfg.Tokens = dispatch.StaticToken(token)
 	case u.OAuth2 != nil:
-		tokenURL, id, secret := repl.ReplaceKnown(u.OAuth2.TokenURL, ""), repl.ReplaceKnown(u.OAuth2.ClientID, ""),
-			repl.ReplaceKnown(u.OAuth2.ClientSecret, "")
-		if _, ok := httpURL(tokenURL); !ok {
-			return nil, fmt.Errorf("upstream: oauth2: %q is not an http or https URL", tokenURL)
+		o, err := u.OAuth2.expand(repl, "upstream")
+		if err != nil {
+			return nil, err
 		}
-		cc := dispatch.NewClientCredentials(tokenURL, id, secret, dispatch.HTTPClient)
+		cc := dispatch.NewClientCredentials(o.tokenURL, o.id, o.secret, dispatch.HTTPClient)
 		cfg.Tokens = cc
 		if u.ActAs == ActAsOwner {
-			cfg.Tokens = dispatch.NewOwnerTokens(cc, tokenURL, id, secret, dispatch.HTTPClient)
+			cfg.Tokens = dispatch.NewOwnerTokens(cc, o.tokenURL, o.id, o.secret, dispatch.HTTPClient)
 		}
 	}
 	return dispatch.New(cfg), nil

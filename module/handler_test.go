@@ -238,6 +238,8 @@ func TestConfigErrors(t *testing.T) {
 			"oauth2: token_url, client_id and client_secret are required"},
 		{"upstream oauth2 token URL that is no URL", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\toauth2 :::: c s\n\t\t}",
 			`upstream: oauth2: "::::" is not an http or https URL`},
+		{"sync oauth2 token URL that is no URL", "redis 127.0.0.1:1" + up + "\n\t\tsync_from_codemie {\n\t\t\toauth2 :::: c s\n\t\t}",
+			`sync_from_codemie: oauth2: "::::" is not an http or https URL`},
 		{"forward with a token", "integrations_file " + good + "\n\t\tupstream http://x {\n\t\t\tforward\n\t\t\tbearer_token t\n\t\t}",
 			"forward hands deliveries to CodeMie's own webhook, which takes no token"},
 	} {
@@ -264,12 +266,17 @@ func TestJSONConfigBounds(t *testing.T) {
 		{`"upstream": {"url": "http://127.0.0.1:1", "timeout": "9000h"}`, "upstream timeout must be between 0 and 8760h0m0s"},
 		{`"upstream": {"url": "http://127.0.0.1:1", "headers": {"X-Tenant": "a\r\nb"}}`, "upstream: header X-Tenant: its value is not a header value"},
 		{`"upstream": {"url": "http://127.0.0.1:1", "bearer_token": "t\r\nX-Evil: 1"}`, "upstream: bearer_token: not a header value"},
+		{`"redis": {"addrs": ["127.0.0.1:1"]}, "sync_from_codemie": {"bearer_token": "t\r\nX-Evil: 1"}`, "sync_from_codemie: bearer_token: not a header value"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			handler := `{"handler": "codemie_webhooks", "integrations_file": ` + strconv.Quote(good) + `, "upstream": {"url": "http://127.0.0.1:1"}, ` + tc.options + `}`
-			if strings.Contains(tc.options, `"upstream"`) {
-				handler = `{"handler": "codemie_webhooks", "integrations_file": ` + strconv.Quote(good) + `, ` + tc.options + `}`
+			handler := `{"handler": "codemie_webhooks", `
+			if !strings.Contains(tc.options, `"redis"`) {
+				handler += `"integrations_file": ` + strconv.Quote(good) + `, `
 			}
+			if !strings.Contains(tc.options, `"upstream"`) {
+				handler += `"upstream": {"url": "http://127.0.0.1:1"}, `
+			}
+			handler += tc.options + `}`
 			cfg := `{"admin": {"disabled": true}, "apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [` + handler + `]}]}}}}}`
 			err := caddy.Load([]byte(cfg), true)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -60,11 +60,18 @@ func (s *SyncFromCodeMie) source(upstreamURL string) (*mirror.Source, error) {
 	}
 	src := &mirror.Source{BaseURL: u, Client: dispatch.HTTPClient}
 	if s.BearerToken != "" {
-		src.Tokens = dispatch.StaticToken(repl.ReplaceKnown(s.BearerToken, ""))
-	} else {
-		src.Tokens = dispatch.NewClientCredentials(repl.ReplaceKnown(s.OAuth2.TokenURL, ""), repl.ReplaceKnown(s.OAuth2.ClientID, ""),
-			repl.ReplaceKnown(s.OAuth2.ClientSecret, ""), dispatch.HTTPClient)
+		token, err := bearerToken(repl, s.BearerToken, "sync_from_codemie")
+		if err != nil {
+			return nil, err
+		}
+		src.Tokens = dispatch.StaticToken(token)
+		return src, nil
 	}
+	o, err := s.OAuth2.expand(repl, "sync_from_codemie")
+	if err != nil {
+		return nil, err
+	}
+	src.Tokens = dispatch.NewClientCredentials(o.tokenURL, o.id, o.secret, dispatch.HTTPClient)
 	return src, nil
 }
 
