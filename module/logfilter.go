@@ -35,9 +35,11 @@ func init() {
 // Retry-After (headers.Logged). A secure header cannot take one
 // of their names: such a record is malformed.
 //
-// Names compare case-insensitively. A field whose value is not a set of
-// headers is left as it is. Filters of fields nested under the one it
-// filters (such as `request>headers>X-Foo`) no longer apply.
+// Names compare case-insensitively. On the access log's whole `request`
+// field it filters the request's headers and leaves the rest; any other
+// field whose value is not a set of headers is left as it is. Filters of
+// fields nested under the one it filters (such as `request>headers>X-Foo`)
+// no longer apply.
 type WebhookHeadersFilter struct {
 	// Keep names more headers to log besides the safe ones. A header that
 	// carries a credential (Authorization, Cookie, X-Gitlab-Token, a
@@ -134,10 +136,19 @@ func checkKeep(name string) error {
 }
 
 // Filter keeps, of a field whose value is a caddyhttp.LoggableHTTPHeader or
-// an http.Header, only the safe headers and those of Keep. The headers
-// being logged are not changed: the field gets a filtered copy.
+// an http.Header, only the safe headers and those of Keep; of a
+// caddyhttp.LoggableHTTPRequest (the filter put on `request` rather than
+// `request>headers`), it does so with the request's headers. The headers
+// and request being logged are not changed: the field gets filtered copies.
 func (f *WebhookHeadersFilter) Filter(in zapcore.Field) zapcore.Field {
 	switch v := in.Interface.(type) {
+	case caddyhttp.LoggableHTTPRequest:
+		v.Request = f.safeRequest(v.Request)
+		in.Interface = v
+	case *caddyhttp.LoggableHTTPRequest:
+		if v != nil {
+			in.Interface = caddyhttp.LoggableHTTPRequest{Request: f.safeRequest(v.Request), ShouldLogCredentials: v.ShouldLogCredentials}
+		}
 	case caddyhttp.LoggableHTTPHeader:
 		v.Header = f.safe(v.Header)
 		in.Interface = v
@@ -149,6 +160,18 @@ func (f *WebhookHeadersFilter) Filter(in zapcore.Field) zapcore.Field {
 		in.Interface = f.safe(v)
 	}
 	return in
+}
+
+// safeRequest returns a shallow copy of r whose headers are those that may
+// be logged.
+func (f *WebhookHeadersFilter) safeRequest(r *http.Request) *http.Request {
+	if r == nil {
+		return nil
+	}
+	out := new(http.Request)
+	*out = *r
+	out.Header = f.safe(r.Header)
+	return out
 }
 
 // safe returns the headers of h that may be logged.

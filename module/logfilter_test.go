@@ -83,6 +83,8 @@ func headersOf(t *testing.T, f zapcore.Field) http.Header {
 		return v.Header
 	case http.Header:
 		return v
+	case caddyhttp.LoggableHTTPRequest:
+		return v.Header
 	}
 	t.Fatalf("field %s holds %T, not headers", f.Key, f.Interface)
 	return nil
@@ -118,6 +120,10 @@ func TestWebhookHeadersFilter(t *testing.T) {
 			want: append(slices.Clone(safe), "X-Tenant")},
 		{name: "headers not in canonical form", keep: []string{"X-Tenant"}, field: zap.Any("headers", lower),
 			want: append(lowerAll(safe), "x-tenant")},
+		{name: "the whole request, not its headers", field: zap.Object("request", caddyhttp.LoggableHTTPRequest{Request: &http.Request{Header: webhookHeaders()}}),
+			want: safe},
+		{name: "a pointer to the request", field: zap.Object("request", &caddyhttp.LoggableHTTPRequest{Request: &http.Request{Header: webhookHeaders()}}),
+			want: safe},
 		{name: "no headers", field: zap.Object("headers", caddyhttp.LoggableHTTPHeader{}), want: nil},
 		{name: "empty headers", field: zap.Any("headers", http.Header{}), want: []string{}},
 	} {
@@ -299,6 +305,14 @@ func TestWebhookHeadersFilterValidate(t *testing.T) {
 // secure header of its own name send: no secret reaches the log, and the
 // headers that identify a delivery do.
 func TestAccessLogWithWebhookHeaders(t *testing.T) {
+	// The filter belongs on request>headers; put on the whole request, it
+	// must filter the same (it used to leave the field as it was).
+	for _, field := range []string{"request>headers", "request"} {
+		t.Run(field, func(t *testing.T) { accessLogWithWebhookHeaders(t, field) })
+	}
+}
+
+func accessLogWithWebhookHeaders(t *testing.T, field string) {
 	const (
 		ghSecret    = "gh-secret-1c9e"
 		glToken     = "gl-token-77d0"
@@ -323,7 +337,7 @@ func TestAccessLogWithWebhookHeaders(t *testing.T) {
 		format filter {
 			wrap json
 			fields {
-				request>headers webhook_headers {
+				%s webhook_headers {
 					keep X-Tenant
 				}
 				resp_headers webhook_headers
@@ -336,7 +350,7 @@ func TestAccessLogWithWebhookHeaders(t *testing.T) {
 			rate_limit off
 			upstream %s
 		}
-	}`, accessLog, webhooks, integrations, api.URL))
+	}`, accessLog, field, webhooks, integrations, api.URL))
 
 	sig := testenv.SignGitHub256(ghSecret, pullRequest)
 	exchanges := []exchange{
