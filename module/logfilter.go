@@ -141,25 +141,33 @@ func checkKeep(name string) error {
 // `request>headers`), it does so with the request's headers. The headers
 // and request being logged are not changed: the field gets filtered copies.
 func (f *WebhookHeadersFilter) Filter(in zapcore.Field) zapcore.Field {
-	switch v := in.Interface.(type) {
+	switch v := deref(in.Interface).(type) {
 	case caddyhttp.LoggableHTTPRequest:
 		v.Request = f.safeRequest(v.Request)
 		in.Interface = v
-	case *caddyhttp.LoggableHTTPRequest:
-		if v != nil {
-			in.Interface = caddyhttp.LoggableHTTPRequest{Request: f.safeRequest(v.Request), ShouldLogCredentials: v.ShouldLogCredentials}
-		}
 	case caddyhttp.LoggableHTTPHeader:
 		v.Header = f.safe(v.Header)
 		in.Interface = v
-	case *caddyhttp.LoggableHTTPHeader:
-		if v != nil {
-			in.Interface = caddyhttp.LoggableHTTPHeader{Header: f.safe(v.Header), ShouldLogCredentials: v.ShouldLogCredentials}
-		}
 	case http.Header:
 		in.Interface = f.safe(v)
 	}
 	return in
+}
+
+// deref returns what a non-nil pointer to a logged request or set of
+// headers points to, and any other value as it is.
+func deref(v any) any {
+	switch p := v.(type) {
+	case *caddyhttp.LoggableHTTPRequest:
+		if p != nil {
+			return *p
+		}
+	case *caddyhttp.LoggableHTTPHeader:
+		if p != nil {
+			return *p
+		}
+	}
+	return v
 }
 
 // safeRequest returns a shallow copy of r whose headers are those that may
