@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/net/http/httpguts"
@@ -154,8 +155,34 @@ func New(cfg Config) *Client {
 // maxResponse bounds how much of an answer is read, in bytes.
 const maxResponse = 1 << 20
 
+// MaxReason is the most bytes a Result's Reason or Warning keeps. Part of
+// a reason can be a peer's text (Go's transport quotes a malformed status
+// line whole, megabytes of it), and reasons go to logs, the delivery log
+// and dead letters, which are bounded by count, not by size.
+const MaxReason = 512
+
+// ShortReason returns s cut to at most MaxReason bytes, at a character
+// boundary, with "..." marking the cut.
+func ShortReason(s string) string {
+	if len(s) <= MaxReason {
+		return s
+	}
+	cut := MaxReason - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
 // Dispatch makes one attempt at triggering job's resource.
 func (c *Client) Dispatch(ctx context.Context, job Job) Result {
+	res := c.attempt(ctx, job)
+	res.Reason, res.Warning = ShortReason(res.Reason), ShortReason(res.Warning)
+	return res
+}
+
+// attempt is Dispatch's attempt, its reasons not yet cut.
+func (c *Client) attempt(ctx context.Context, job Job) Result {
 	if c.cfg.Forward {
 		return c.forward(ctx, job)
 	}

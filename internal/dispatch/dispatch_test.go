@@ -1,8 +1,10 @@
 package dispatch
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
@@ -244,6 +247,54 @@ func TestDispatchUpstreamDown(t *testing.T) {
 	res := c.Dispatch(context.Background(), job("workflow", "w", "x"))
 	if res.Class != Retryable || res.Status != 0 || !strings.Contains(res.Reason, "connection refused") {
 		t.Errorf("result %+v, want retryable: connection refused", res)
+	}
+}
+
+// TestDispatchLongReasonIsCut: a peer that answers a malformed status
+// line of a megabyte (Go's transport quotes it whole in its error) gets a
+// reason of at most MaxReason bytes; the reasons went whole to the logs,
+// the delivery log and dead letters.
+func TestDispatchLongReasonIsCut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_, _ = bufio.NewReader(conn).ReadString('\n')
+				_, _ = conn.Write([]byte(strings.Repeat("Z", 1<<20) + "\r\n\r\n"))
+			}()
+		}
+	}()
+	c := newClient(t, "http://"+ln.Addr().String(), StaticToken("tok"))
+	res := c.Dispatch(context.Background(), job("workflow", "w", "x"))
+	if res.Class != Retryable || len(res.Reason) > MaxReason || !strings.HasPrefix(res.Reason, "create workflow execution: ") ||
+		!strings.HasSuffix(res.Reason, "ZZZ...") {
+		t.Errorf("result %.80q... (%d bytes), want a retryable reason of at most %d bytes, cut", res.Reason, len(res.Reason), MaxReason)
+	}
+}
+
+func TestShortReason(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int // bytes
+	}{
+		{"", 0},
+		{strings.Repeat("a", MaxReason), MaxReason},
+		{strings.Repeat("a", MaxReason+1), MaxReason},
+		{strings.Repeat("é", MaxReason), MaxReason - 1}, // cut between characters: 2 bytes each
+	} {
+		got := ShortReason(tc.in)
+		if len(got) != tc.want || !utf8.ValidString(got) {
+			t.Errorf("ShortReason of %d bytes: %d bytes (valid UTF-8: %v), want %d", len(tc.in), len(got), utf8.ValidString(got), tc.want)
+		}
 	}
 }
 

@@ -114,7 +114,7 @@ func (s *Source) page(ctx context.Context, page, perPage int) (listing, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is known to the caller
 		}
-		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: %v", page, err)
+		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.ShortReason(err.Error()))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListing))
