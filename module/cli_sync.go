@@ -118,6 +118,10 @@ func (c *cli) mirror(ctx context.Context, settings []mirror.Setting, dryRun bool
 	for _, ch := range plan.Changes {
 		fmt.Fprintf(c.out, "%s%s %s (%s)\n", verb, ch.Action, ch.ID, strings.Join(ch.Fields, ", "))
 	}
+	for _, id := range plan.HandWritten {
+		fmt.Fprintf(c.out, "left alone: %s was written by hand (it has no codemie_setting_id); "+
+			"to serve CodeMie's setting instead, delete it (caddy codemie-webhooks delete %s) and sync again\n", id, id)
+	}
 	for _, id := range slices.Sorted(maps.Keys(plan.NeedsValue)) {
 		for _, f := range plan.NeedsValue[id] {
 			fmt.Fprintf(c.out, "%s needs its %s, which CodeMie masks; until it is set the webhook is refused (500): "+

@@ -323,6 +323,18 @@ func TestCLISync(t *testing.T) {
 		t.Error("a failed sync wrote to Redis")
 	}
 
+	// An id written by hand at the edge is the operator's: a setting that
+	// claims it is left out, and sync says so.
+	runCLI(t, env, "", 0, "set", "manual-1", "--enabled", "true", "--resource-type", "workflow", "--resource-id", "ops")
+	api.SetSettings([]testenv.Setting{gh("sync-a", "s-a"), gh("sync-d", "s-d"), hdr, gh("manual-1", "s-m")})
+	if out := runCLI(t, env, "", 0, "sync"); !strings.Contains(out, "left alone: manual-1 was written by hand") ||
+		strings.Contains(out, "update manual-1") {
+		t.Errorf("sync of an id written by hand:\n%s", out)
+	}
+	if out := runCLI(t, env, "", 0, "get", "manual-1"); !strings.Contains(out, "ops") || strings.Contains(out, "s-m") {
+		t.Errorf("the hand-written record after the sync:\n%s", out)
+	}
+
 	// An export of the settings API's answer, imported as sync does.
 	export := filepath.Join(t.TempDir(), "settings.json")
 	if err := os.WriteFile(export, []byte(`{"data":[{"id":"s-c","user_id":"u-2","credential_type":"Webhook","credential_values":[

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -201,13 +202,75 @@ func TestParseExport(t *testing.T) {
 			t.Fatal(err)
 		}
 		records, problems := Records(settings)
-		if len(records) != 1 || records[0].Fields["is_enabled"] != "true" || records[0].Fields["n"] != "3" ||
+		// "n" is no field of a webhook's: ignored.
+		if len(records) != 1 || records[0].Fields["is_enabled"] != "true" || records[0].Fields["n"] != "" ||
 			records[0].Fields[FieldSettingID] != "s-1" || records[0].Fields["user_id"] != "u" || len(problems) != 1 {
 			t.Errorf("%s: %+v %v", data[:10], records, problems)
 		}
 	}
 	if _, err := ParseExport([]byte(`{"items":[]}`)); err == nil {
 		t.Error("an object without data was read")
+	}
+}
+
+// TestRecordsTakeOnlyWebhookFields: of a setting's credential_values, a
+// record takes only the fields of a webhook (CodeMie's and the edge's
+// own); a value or column past maxValue makes the setting a Problem.
+func TestRecordsTakeOnlyWebhookFields(t *testing.T) {
+	long := strings.Repeat("x", maxValue+1)
+	setting := func(id string, values ...any) Setting {
+		s := Setting{ID: id, UserID: "u-1", CredentialType: "Webhook"}
+		for _, v := range webhookSetting("w-"+id, id, values...).CredentialValues {
+			s.CredentialValues = append(s.CredentialValues, Credential{Key: v.Key, Value: v.Value})
+		}
+		return s
+	}
+	withLongID := setting("s-4")
+	withLongID.ID = long
+	records, problems := Records([]Setting{
+		setting("s-1", "resource_type", "workflow", "resource_id", "wf", "github_webhook_secret\n", "x", "user_id", "someone-else",
+			strings.Repeat("k", 100_000), "v", "filter", `event == "push"`),
+		setting("s-2", "resource_type", "workflow", "resource_id", "wf", "github_webhook_secret", long),
+		setting("s-3", "resource_type", "workflow", "resource_id", long),
+		withLongID,
+	})
+	want := map[string]string{"webhook_id": "w-s-1", "is_enabled": "true", "resource_type": "workflow", "resource_id": "wf",
+		"filter": `event == "push"`, "user_id": "u-1", FieldSettingID: "s-1"}
+	if len(records) != 1 || !maps.Equal(records[0].Fields, want) {
+		t.Errorf("records %+v\nwant one with %v", records, want)
+	}
+	if len(problems) != 3 {
+		t.Fatalf("problems %v, want the three settings with a value too long", problems)
+	}
+	for _, p := range problems {
+		if !strings.Contains(p.Reason, "longer than 65536 bytes") || strings.Contains(p.Reason, "xxx") {
+			t.Errorf("problem %q, want the value too long, never the value", p.Reason)
+		}
+	}
+}
+
+// TestSyncLeavesHandWrittenRecords: an id CodeMie lists whose record was
+// written by hand is neither updated nor, once CodeMie no longer lists it,
+// deleted. Any CodeMie user who can save a setting could otherwise claim
+// an id that exists only at the edge (a Stripe webhook, say), and have
+// its verified deliveries sent to a workflow of theirs.
+func TestSyncLeavesHandWrittenRecords(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	operator := map[string]string{"webhook_id": "stripe-1", "is_enabled": "true", "resource_type": "workflow",
+		"resource_id": "billing", "user_id": "ops", "signature_scheme": "stripe", "signature_secret": "whsec_x"}
+	if err := e.st.Put(ctx, "stripe-1", operator); err != nil {
+		t.Fatal(err)
+	}
+	e.api.SetSettings(append(fixture(), webhookSetting("stripe-1", "s-9", "resource_type", "workflow", "resource_id", "attacker")))
+	plan, _ := e.sync(t)
+	if !slices.Equal(plan.HandWritten, []string{"stripe-1"}) || slices.ContainsFunc(plan.Changes, func(c Change) bool { return c.ID == "stripe-1" }) {
+		t.Errorf("plan %v, hand-written %v: want stripe-1 left alone", summary(plan), plan.HandWritten)
+	}
+	e.api.SetSettings(fixture())
+	e.sync(t)
+	if got, err := e.st.Fields(ctx, "stripe-1"); err != nil || !maps.Equal(got, operator) {
+		t.Errorf("stripe-1 after the syncs: %v %v, want the operator's record", got, err)
 	}
 }
 

@@ -99,15 +99,34 @@ func Records(settings []Setting) ([]Record, []Problem) {
 	return records, problems
 }
 
+// credentialFields are the credential_values keys a record takes:
+// CodeMie's webhook fields (src/codemie/triggers/bindings/webhook.py) and
+// the edge's own (integration.SenderFields). Other keys are ignored: they
+// would do nothing but take room, and the owner, project and alias come
+// from the setting's columns.
+var credentialFields = append([]string{integration.FieldWebhookID, integration.FieldIsEnabled,
+	integration.FieldSecureHeaderName, integration.FieldSecureHeaderValue, integration.FieldGitHubRequireSHA256,
+	integration.FieldGitHubWebhookSecret, integration.FieldGitHubEventFilter, integration.FieldGitLabWebhookToken,
+	integration.FieldGitLabEventFilter, integration.FieldResourceType, integration.FieldResourceID}, integration.SenderFields...)
+
+// maxValue bounds a field's value, and a column's, in bytes: a setting
+// with a longer one is a Problem and no record.
+const maxValue = 64 << 10
+
 // record flattens one setting.
 func record(s Setting) (Record, error) {
 	r := Record{Fields: map[string]string{}}
 	for _, c := range s.CredentialValues {
+		if !slices.Contains(credentialFields, c.Key) {
+			continue
+		}
 		v, err := integration.FieldValue(c.Key, c.Value)
 		if err != nil {
 			return r, fmt.Errorf("field %s: %v", c.Key, err)
 		}
 		switch {
+		case len(v) > maxValue:
+			return r, fmt.Errorf("field %s: longer than %d bytes", c.Key, maxValue)
 		case v == "":
 		case v == Masked && slices.Contains(integration.SecretFields, c.Key):
 			r.Masked = append(r.Masked, c.Key)
@@ -121,6 +140,9 @@ func record(s Setting) (Record, error) {
 	}
 	for field, v := range map[string]string{integration.FieldUserID: s.UserID, integration.FieldProjectName: s.ProjectName,
 		integration.FieldAlias: s.Alias, FieldSettingID: s.ID} {
+		if len(v) > maxValue {
+			return r, fmt.Errorf("%s: longer than %d bytes", field, maxValue)
+		}
 		if v != "" {
 			r.Fields[field] = v
 		}

@@ -49,6 +49,12 @@ type Plan struct {
 	// so stays malformed (never served without its check) until they are
 	// set by hand (caddy codemie-webhooks set).
 	NeedsValue map[string][]string
+	// HandWritten lists the ids CodeMie lists whose stored record was
+	// written by hand (it has no codemie_setting_id): such a record is the
+	// operator's, and is left alone. Any CodeMie user who can save a
+	// setting could otherwise claim an id that exists only at the edge, and
+	// have its verified deliveries sent to a resource of theirs.
+	HandWritten []string
 }
 
 // edgeFields are the record fields beyond CodeMie's (for senders other
@@ -80,8 +86,9 @@ type PlanOptions struct {
 // that make st match. A masked field keeps its stored value, and so does
 // a field of the edge's own (edgeFields) that CodeMie does not list; a
 // record equal to the stored one (secrets compared in clear) is no change;
-// a stored record written by the mirror whose setting is gone is deleted,
-// one written by hand is left alone. keys opens stored secrets and seals
+// a stored record written by the mirror whose setting is gone is deleted;
+// one written by hand is neither updated nor deleted (Plan.HandWritten).
+// keys opens stored secrets and seals
 // the written ones (nil: stored in clear, refused when the store holds
 // encrypted ones).
 func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, opts PlanOptions) (Plan, error) {
@@ -92,6 +99,10 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, 
 		stored, err := st.Fields(ctx, r.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return Plan{}, err
+		}
+		if stored != nil && stored[FieldSettingID] == "" {
+			p.HandWritten = append(p.HandWritten, r.ID)
+			continue
 		}
 		if keys == nil && integration.Summarise(stored).Sealed {
 			return Plan{}, ErrNoKey
