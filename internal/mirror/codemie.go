@@ -19,7 +19,9 @@ import (
 // keeps announcing more pages cannot keep a sync going for ever.
 const maxPages = 10_000
 
-// maxListing bounds one page's answer, in bytes.
+// maxListing bounds a listing's answers, every page's together, in bytes:
+// an API that keeps announcing more pages, each as large as allowed, would
+// otherwise grow the memory by each page until the last.
 const maxListing = 64 << 20
 
 // Source reads CodeMie's webhook settings from its settings API, as an
@@ -54,12 +56,13 @@ func (s *Source) Settings(ctx context.Context) ([]Setting, error) {
 		perPage = 100
 	}
 	var all []Setting
-	total := -1
+	total, budget := -1, int64(maxListing)
 	for page := 0; page < maxPages; page++ {
-		l, err := s.page(ctx, page, perPage)
+		l, n, err := s.page(ctx, page, perPage, budget)
 		if err != nil {
 			return nil, err
 		}
+		budget -= n
 		if total >= 0 && l.Pagination.Total != total {
 			// Settings were created or deleted while we read: offset
 			// pages may then skip one, which would be deleted here.
@@ -90,20 +93,23 @@ func complete(all []Setting, total int) error {
 	return nil
 }
 
-func (s *Source) page(ctx context.Context, page, perPage int) (listing, error) {
+// page reads one page of the listing, at most budget bytes of it, and
+// says how many bytes it read. A 401 drops the token it sent.
+func (s *Source) page(ctx context.Context, page, perPage int, budget int64) (l listing, read int64, err error) {
 	q := url.Values{"filters": {`{"type":"Webhook"}`}, "page": {strconv.Itoa(page)}, "per_page": {strconv.Itoa(perPage)}}
 	u := *s.BaseURL
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/settings/project"
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return listing{}, fmt.Errorf("listing CodeMie's webhook settings: %v", err)
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings: %v", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	var token string
 	if s.Tokens != nil {
-		token, err := s.Tokens.Token(ctx, "")
+		token, err = s.Tokens.Token(ctx, "")
 		if err != nil {
-			return listing{}, fmt.Errorf("listing CodeMie's webhook settings: %w", err)
+			return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("X-Auth-Request-Access-Token", token)
@@ -114,21 +120,26 @@ func (s *Source) page(ctx context.Context, page, perPage int) (listing, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is known to the caller
 		}
-		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.ShortReason(err.Error()))
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.ShortReason(err.Error()))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListing))
-	if err != nil {
-		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: %v", page, err)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: CodeMie answered %d", page, resp.StatusCode)
+		if resp.StatusCode == http.StatusUnauthorized && s.Tokens != nil {
+			s.Tokens.Invalidate("", token) // the next sync fetches a new one
+		}
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: CodeMie answered %d", page, resp.StatusCode)
 	}
-	var l listing
+	body, err := io.ReadAll(io.LimitReader(resp.Body, budget+1))
+	switch {
+	case err != nil:
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.ShortReason(err.Error()))
+	case int64(len(body)) > budget:
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: the listing is larger than %d bytes; nothing was written", page, maxListing)
+	}
 	if err := decodeJSON(body, &l); err != nil {
-		return listing{}, fmt.Errorf("listing CodeMie's webhook settings, page %d: the answer is not the settings listing: %v", page, err)
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: the answer is not the settings listing: %v", page, err)
 	}
-	return l, nil
+	return l, int64(len(body)), nil
 }
 
 // ParseExport reads an export of CodeMie's webhook settings: the settings

@@ -3,14 +3,20 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
@@ -188,6 +194,79 @@ func TestSyncListingFails(t *testing.T) {
 	e.src.Tokens = nil
 	if _, err := e.src.Settings(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("without a token: %v", err)
+	}
+}
+
+// TestSyncListingBounded: an API that keeps announcing more pages, each
+// padded to a megabyte, is refused once the pages together pass
+// maxListing, before they can take more memory.
+func TestSyncListingBounded(t *testing.T) {
+	var pages atomic.Int64
+	padding := strings.Repeat(" ", 1<<20)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := pages.Add(1)
+		fmt.Fprintf(w, `{"data":[{"id":"s-%d","credential_type":"Webhook"}],"pagination":{"total":1000000000,"pages":1000000000}}%s`, n, padding)
+	}))
+	t.Cleanup(api.Close)
+	u, _ := url.Parse(api.URL)
+	src := &Source{BaseURL: u, Client: api.Client()}
+	_, err := src.Settings(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the listing is larger than 67108864 bytes") {
+		t.Errorf("err %v, want the listing refused past maxListing", err)
+	}
+	if n := pages.Load(); n > maxListing>>20+1 {
+		t.Errorf("%d pages read, want at most %d", n, maxListing>>20+1)
+	}
+}
+
+// recordingTokens is a token source that says which tokens were dropped.
+type recordingTokens struct {
+	mu      sync.Mutex
+	dropped []string
+}
+
+func (*recordingTokens) Token(context.Context, string) (string, error) { return "tok-1", nil }
+func (r *recordingTokens) Invalidate(_, token string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropped = append(r.dropped, token)
+}
+
+// TestSyncDropsRefusedToken: a token the settings API refuses (401) is
+// dropped, so the next sync fetches a new one instead of sending it again
+// until a reload.
+func TestSyncDropsRefusedToken(t *testing.T) {
+	e := newEnv(t)
+	tokens := &recordingTokens{}
+	e.src.Tokens = tokens
+	e.api.FailWith(func(testenv.Call) int { return http.StatusUnauthorized })
+	if _, err := e.src.Settings(context.Background()); err == nil || !strings.Contains(err.Error(), "CodeMie answered 401") {
+		t.Fatalf("err %v", err)
+	}
+	if !slices.Equal(tokens.dropped, []string{"tok-1"}) {
+		t.Errorf("dropped %v, want the refused token", tokens.dropped)
+	}
+}
+
+// TestSyncGivesUpAfterItsInterval: a settings API that never answers
+// fails the sync at the end of its interval (reported, and tried again
+// at the next tick), rather than holding the instance's sync for good.
+func TestSyncGivesUpAfterItsInterval(t *testing.T) {
+	e := newEnv(t)
+	e.api.HangOn(func(testenv.Call) bool { return true })
+	var failures atomic.Int64
+	core, logs := observer.New(zap.WarnLevel)
+	r := &Runner{Source: e.src, Store: e.st, Keys: e.keys, Redis: e.redis.Client, LockKey: "sync-lock", Holder: "me",
+		Interval: 200 * time.Millisecond, Logger: zap.New(core), Failed: func() { failures.Add(1) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	testenv.Eventually(t, "two syncs that gave up", func() bool { return failures.Load() >= 2 })
+	cancel()
+	<-done
+	if got := logs.FilterMessage("integration sync failed; the next interval tries again").All(); len(got) < 2 ||
+		!strings.Contains(fmt.Sprint(got[0].ContextMap()["error"]), "gave up after the interval (200ms)") {
+		t.Errorf("logged %v, want each sync to say it gave up", got)
 	}
 }
 

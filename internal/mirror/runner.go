@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -72,7 +74,15 @@ func (r *Runner) tick(ctx context.Context) {
 	if held != 1 {
 		return // another instance syncs this interval
 	}
-	settings, changes, err := r.sync(ctx)
+	// A sync ends within its interval, well before the lock (one and a
+	// half intervals) can pass to another instance: an API that answers
+	// slowly, or never, would otherwise hold this one for good.
+	syncCtx, cancel := context.WithTimeout(ctx, r.Interval)
+	settings, changes, err := r.sync(syncCtx)
+	if err != nil && errors.Is(syncCtx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("gave up after the interval (%v): %v", r.Interval, err)
+	}
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			r.fail("syncing integrations from CodeMie", err)
