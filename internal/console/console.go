@@ -55,6 +55,10 @@ type Console struct {
 	// MaxStream bounds one events stream's life: the browser opens the
 	// next one by itself.
 	MaxStream time.Duration
+	// WriteTimeout bounds each write to an events stream: a client that
+	// stops reading ends its stream, and frees its slot, instead of
+	// holding them (and the server's shutdown) for as long as it likes.
+	WriteTimeout time.Duration
 
 	streams   chan struct{} // a slot per events stream open
 	closed    chan struct{} // closed by Close: streams end
@@ -68,7 +72,7 @@ const MaxStreams = 64
 // carries and its POSTs must send back.
 func New(src Sources, token string) *Console {
 	return &Console{src: src, token: token, Interval: 5 * time.Second, Block: time.Second, MaxStream: 10 * time.Minute,
-		streams: make(chan struct{}, MaxStreams), closed: make(chan struct{})}
+		WriteTimeout: 10 * time.Second, streams: make(chan struct{}, MaxStreams), closed: make(chan struct{})}
 }
 
 // Close ends the events streams open, and any opened later: a server that

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -159,6 +160,56 @@ func TestPageAndAPI(t *testing.T) {
 	waitFor("event: delivery")
 	if data := waitFor("data: "); !strings.Contains(data, `"delivery_id":"d-live"`) {
 		t.Errorf("streamed %s", data)
+	}
+}
+
+// TestStalledStreamEnds: a client that opens an events stream and stops
+// reading has its stream ended once a write has waited WriteTimeout, and
+// its slot freed; it used to hold both (and a shutdown) until MaxStream.
+func TestStalledStreamEnds(t *testing.T) {
+	r := testenv.StartRedis(t)
+	space := keyspace.Space{Prefix: keyspace.DefaultPrefix}
+	l := history.New(r.Client, space.Log(), space.LogUnauthenticated(), history.Limits{MaxEntries: 100_000})
+	c := console.New(sources{delivery.NewQueue(r.Client, delivery.Config{Space: space, Consumer: "test"}), l}, token)
+	c.Interval, c.Block, c.WriteTimeout = 50*time.Millisecond, 10*time.Millisecond, 200*time.Millisecond
+	ended := make(chan struct{})
+	srv := httptest.NewServer(http.StripPrefix("/c/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = c.Serve(w, r, r.URL.Path)
+		close(ended)
+	})))
+	t.Cleanup(srv.Close)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(2048)
+	if _, err := conn.Write([]byte("GET /c/api/events HTTP/1.1\r\nHost: edge\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Records enough to fill the socket's buffers, while the client reads
+	// nothing, until the stream ends.
+	reason := strings.Repeat("r", 512)
+	ctx := context.Background()
+	for range 1000 {
+		select {
+		case <-ended:
+			return
+		default:
+		}
+		batch := make([]history.Record, 100)
+		for j := range batch {
+			batch[j] = history.Record{Time: time.Now(), WebhookID: "wh", Outcome: history.Dispatched, Reason: reason}
+		}
+		if err := l.Append(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalled stream did not end")
 	}
 }
 

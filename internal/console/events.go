@@ -47,7 +47,8 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s := &stream{w: w, rc: http.NewResponseController(w)}
+	s := &stream{w: w, rc: http.NewResponseController(w), timeout: c.WriteTimeout}
+	defer s.deadline() // the server's last write after the handler, too
 	var summaries sync.WaitGroup
 	summaries.Go(func() { c.summaries(ctx, cancel, s) })
 	err = l.Follow(ctx, from, q, c.Block, func(rec history.Record) error { return s.send("delivery", rec) })
@@ -80,11 +81,20 @@ func (c *Console) summaries(ctx context.Context, cancel context.CancelFunc, s *s
 	}
 }
 
-// stream writes Server-Sent Events, one at a time.
+// stream writes Server-Sent Events, one at a time, each within timeout.
 type stream struct {
-	mu sync.Mutex
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+// deadline gives the next write timeout to finish (none when timeout is
+// 0, or when the writer cannot take a deadline).
+func (s *stream) deadline() {
+	if s.timeout > 0 {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	}
 }
 
 func (s *stream) send(event string, v any) error {
@@ -94,6 +104,7 @@ func (s *stream) send(event string, v any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.deadline()
 	if _, err := fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", event, b); err != nil {
 		return err
 	}
