@@ -48,6 +48,7 @@ type ownerToken struct {
 	mu      sync.Mutex // one exchange at a time per owner
 	token   string
 	expires time.Time // zero: never
+	refresh time.Time // when the token is replaced; zero: never
 }
 
 // NewOwnerTokens returns a source of owners' tokens, exchanging edge's
@@ -66,16 +67,17 @@ func (o *OwnerTokens) Token(ctx context.Context, owner string) (string, error) {
 	ot.mu.Lock()
 	defer ot.mu.Unlock()
 	now := o.now()
-	if ot.token != "" && (ot.expires.IsZero() || now.Before(ot.expires.Add(-refreshBefore))) {
+	if fresh(ot.token, ot.refresh, now) {
 		return ot.token, nil
 	}
 	token, expiresIn, err := o.exchange(ctx, owner)
 	if err != nil {
 		return "", err
 	}
-	ot.token, ot.expires = token, time.Time{}
+	ot.token, ot.expires, ot.refresh = token, time.Time{}, time.Time{}
 	if expiresIn > 0 {
-		ot.expires = now.Add(time.Duration(expiresIn) * time.Second)
+		life := time.Duration(expiresIn) * time.Second
+		ot.expires, ot.refresh = now.Add(life), refreshAt(now, life)
 	}
 	return token, nil
 }
@@ -170,7 +172,7 @@ func (o *OwnerTokens) exchange(ctx context.Context, owner string) (string, int64
 	var a exchangeAnswer
 	_ = json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(&a)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-	if resp.StatusCode == http.StatusOK && a.AccessToken != "" {
+	if resp.StatusCode == http.StatusOK && sendable(a.AccessToken) {
 		return a.AccessToken, a.ExpiresIn, nil
 	}
 	return "", 0, o.refused(owner, subject, resp.StatusCode, a.Error)
@@ -193,7 +195,7 @@ func (o *OwnerTokens) refused(owner, subject string, status int, code string) *T
 		o.edge.Invalidate("", subject)
 		return &TokenError{Retryable: true, msg: msg}
 	case status == http.StatusOK:
-		return &TokenError{Retryable: true, msg: msg + ": the answer has no access_token"}
+		return &TokenError{Retryable: true, msg: msg + ": the answer has no access_token that can be sent"}
 	}
 	return &TokenError{msg: msg}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -35,6 +36,25 @@ func (StaticToken) Invalidate(string, string) {}
 // refreshBefore is how long before its expiry a token is replaced.
 const refreshBefore = 30 * time.Second
 
+// refreshAt is when a token fetched at now, good for life, is replaced:
+// refreshBefore before it expires, or halfway through a shorter life (a
+// token good for 30 s or less used to be fetched again for every call).
+func refreshAt(now time.Time, life time.Duration) time.Time {
+	return now.Add(life - min(refreshBefore, life/2))
+}
+
+// fresh reports whether a token replaced at refresh (zero: never) is
+// still used at now.
+func fresh(token string, refresh, now time.Time) bool {
+	return token != "" && (refresh.IsZero() || now.Before(refresh))
+}
+
+// sendable reports whether a token can be sent in a header: one that
+// cannot would fail every call it is kept for.
+func sendable(token string) bool {
+	return token != "" && httpguts.ValidHeaderFieldValue(token)
+}
+
 // ClientCredentials gets tokens with the OAuth2 client-credentials grant
 // (as Keycloak service accounts do), keeps each until shortly before it
 // expires, and shares one fetch among concurrent callers.
@@ -45,7 +65,7 @@ type ClientCredentials struct {
 
 	mu      sync.Mutex
 	token   string
-	expires time.Time // zero: never
+	refresh time.Time // when the token is replaced; zero: never
 }
 
 // NewClientCredentials returns a token source for the client at tokenURL,
@@ -63,24 +83,24 @@ func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	now := cc.now()
-	if cc.token != "" && (cc.expires.IsZero() || now.Before(cc.expires.Add(-refreshBefore))) {
+	if fresh(cc.token, cc.refresh, now) {
 		return cc.token, nil
 	}
 	t, err := cc.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, cc.client))
 	if err != nil {
 		return "", tokenError(err)
 	}
-	if t.AccessToken == "" {
-		return "", &TokenError{Retryable: true, msg: "fetching OAuth2 token: the answer has no access_token"}
+	if !sendable(t.AccessToken) {
+		return "", &TokenError{Retryable: true, msg: "fetching OAuth2 token: the answer has no access_token that can be sent"}
 	}
-	cc.token, cc.expires = t.AccessToken, time.Time{}
+	cc.token, cc.refresh = t.AccessToken, time.Time{}
 	switch {
 	case t.ExpiresIn > 0:
-		cc.expires = now.Add(time.Duration(t.ExpiresIn) * time.Second)
+		cc.refresh = refreshAt(now, time.Duration(t.ExpiresIn)*time.Second)
 	case !t.Expiry.IsZero():
 		// The library dates the expiry by the wall clock; keep its
 		// distance, on this source's clock.
-		cc.expires = now.Add(time.Until(t.Expiry))
+		cc.refresh = refreshAt(now, max(time.Until(t.Expiry), 0))
 	}
 	return cc.token, nil
 }

@@ -2,10 +2,13 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +52,50 @@ func TestClientCredentials(t *testing.T) {
 	cc.Invalidate("", "access-2")
 	if tok, _ := cc.Token(ctx, ""); tok != "access-3" {
 		t.Errorf("after invalidating the current token: %q, want a new one", tok)
+	}
+}
+
+// TestShortLivedToken: a token good for less than twice refreshBefore is
+// kept for half its life; one good for 10 s used to be fetched again for
+// every call, each fetch holding the source's lock.
+func TestShortLivedToken(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	api.SetTokenTTL(10)
+	cc := NewClientCredentials(api.URL+"/token", testenv.FakeClientID, testenv.FakeClientSecret, &http.Client{})
+	now := time.Unix(1_700_000_000, 0)
+	cc.now = func() time.Time { return now }
+	for _, step := range []struct {
+		after time.Duration
+		want  string
+	}{{0, "access-1"}, {4 * time.Second, "access-1"}, {2 * time.Second, "access-2"}} {
+		now = now.Add(step.after)
+		if tok, err := cc.Token(context.Background(), ""); err != nil || tok != step.want {
+			t.Errorf("after %v more: %q, %v, want %q", step.after, tok, err, step.want)
+		}
+	}
+}
+
+// TestUnsendableTokenIsNotKept: an access_token that cannot be sent in a
+// header fails the fetch (retryable) and is not kept: kept, it failed
+// every call until it expired, and for good without an expiry.
+func TestUnsendableTokenIsNotKept(t *testing.T) {
+	var fetches atomic.Int64
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"tok\r\nX-Injected: 1","token_type":"bearer"}`))
+	}))
+	t.Cleanup(idp.Close)
+	cc := NewClientCredentials(idp.URL, "id", "secret", idp.Client())
+	for range 2 {
+		_, err := cc.Token(context.Background(), "")
+		var te *TokenError
+		if !errors.As(err, &te) || !te.Retryable || strings.Contains(err.Error(), "Injected") {
+			t.Errorf("err %v, want a retryable error that does not show the token", err)
+		}
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2: the unsendable token must not be kept", n)
 	}
 }
 
