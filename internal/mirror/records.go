@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/dispatch"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 )
 
@@ -60,6 +61,13 @@ type Problem struct {
 	Reason    string
 }
 
+// problem is setting s's Problem, each part cut to dispatch.MaxReason
+// bytes: a setting's values are CodeMie users' text, and problems are
+// logged at every sync.
+func problem(s Setting, webhookID, reason string) Problem {
+	return Problem{SettingID: dispatch.ShortReason(s.ID), WebhookID: dispatch.ShortReason(webhookID), Reason: dispatch.ShortReason(reason)}
+}
+
 func (p Problem) String() string {
 	return fmt.Sprintf("setting %s (webhook %q): %s", p.SettingID, p.WebhookID, p.Reason)
 }
@@ -82,17 +90,17 @@ func Records(settings []Setting) ([]Record, []Problem) {
 		r, err := record(s)
 		switch {
 		case err != nil:
-			problems = append(problems, Problem{SettingID: s.ID, WebhookID: r.ID, Reason: err.Error()})
+			problems = append(problems, problem(s, r.ID, err.Error()))
 			continue
 		case seen[r.ID]:
-			problems = append(problems, Problem{SettingID: s.ID, WebhookID: r.ID, Reason: "another setting has this webhook id; skipped"})
+			problems = append(problems, problem(s, r.ID, "another setting has this webhook id; skipped"))
 			continue
 		}
 		seen[r.ID] = true
 		records = append(records, r)
 		if len(r.Masked) == 0 {
 			if _, err := integration.DecodeForWrite(r.ID, r.Fields, nil); err != nil {
-				problems = append(problems, Problem{SettingID: s.ID, WebhookID: r.ID, Reason: "the edge refuses it: " + err.Error()})
+				problems = append(problems, problem(s, r.ID, "the edge refuses it: "+err.Error()))
 			}
 		}
 	}
