@@ -15,12 +15,20 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
-func TestClientCredentials(t *testing.T) {
+// clockedCredentials returns a client of a fake CodeMie's token endpoint
+// issuing tokens good for ttl seconds, on a clock the test moves.
+func clockedCredentials(t *testing.T, ttl int) (*testenv.CodeMie, *ClientCredentials, *time.Time) {
+	t.Helper()
 	api := testenv.StartCodeMie(t)
-	api.SetTokenTTL(300)
+	api.SetTokenTTL(ttl)
 	cc := NewClientCredentials(api.URL+"/token", testenv.FakeClientID, testenv.FakeClientSecret, &http.Client{})
 	now := time.Unix(1_700_000_000, 0)
 	cc.now = func() time.Time { return now }
+	return api, cc, &now
+}
+
+func TestClientCredentials(t *testing.T) {
+	api, cc, clock := clockedCredentials(t, 300)
 	ctx := context.Background()
 
 	var wg sync.WaitGroup
@@ -36,11 +44,11 @@ func TestClientCredentials(t *testing.T) {
 		t.Fatalf("concurrent callers fetched %d tokens, want 1", n)
 	}
 
-	now = now.Add(269 * time.Second) // 31s before expiry: still good
+	*clock = clock.Add(269 * time.Second) // 31s before expiry: still good
 	if tok, _ := cc.Token(ctx, ""); tok != "access-1" {
 		t.Errorf("before expiry: %q, want the cached token", tok)
 	}
-	now = now.Add(2 * time.Second) // within 30s of expiry: refreshed
+	*clock = clock.Add(2 * time.Second) // within 30s of expiry: refreshed
 	if tok, _ := cc.Token(ctx, ""); tok != "access-2" {
 		t.Errorf("near expiry: %q, want a refreshed token", tok)
 	}
@@ -59,16 +67,12 @@ func TestClientCredentials(t *testing.T) {
 // kept for half its life; one good for 10 s used to be fetched again for
 // every call, each fetch holding the source's lock.
 func TestShortLivedToken(t *testing.T) {
-	api := testenv.StartCodeMie(t)
-	api.SetTokenTTL(10)
-	cc := NewClientCredentials(api.URL+"/token", testenv.FakeClientID, testenv.FakeClientSecret, &http.Client{})
-	now := time.Unix(1_700_000_000, 0)
-	cc.now = func() time.Time { return now }
+	_, cc, clock := clockedCredentials(t, 10)
 	for _, step := range []struct {
 		after time.Duration
 		want  string
 	}{{0, "access-1"}, {4 * time.Second, "access-1"}, {2 * time.Second, "access-2"}} {
-		now = now.Add(step.after)
+		*clock = clock.Add(step.after)
 		if tok, err := cc.Token(context.Background(), ""); err != nil || tok != step.want {
 			t.Errorf("after %v more: %q, %v, want %q", step.after, tok, err, step.want)
 		}
