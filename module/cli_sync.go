@@ -118,6 +118,9 @@ func (c *cli) mirror(ctx context.Context, settings []mirror.Setting, dryRun bool
 	for _, ch := range plan.Changes {
 		fmt.Fprintf(c.out, "%s%s %s (%s)\n", verb, ch.Action, ch.ID, strings.Join(ch.Fields, ", "))
 	}
+	for _, id := range plan.Contested {
+		fmt.Fprintf(c.out, "left alone: %s is listed by several settings, none of which wrote it; keep one in CodeMie\n", id)
+	}
 	for _, id := range plan.HandWritten {
 		fmt.Fprintf(c.out, "left alone: %s was written by hand (it has no codemie_setting_id); "+
 			"to serve CodeMie's setting instead, delete it (caddy codemie-webhooks delete %s) and sync again\n", id, id)

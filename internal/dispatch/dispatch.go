@@ -356,7 +356,8 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
-// networkReason describes a failed round trip without the URL.
+// networkReason describes a failed round trip without the URL, in at
+// most MaxReason bytes (it may quote what the peer sent).
 func networkReason(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -369,7 +370,7 @@ func networkReason(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
 	}
-	return err.Error()
+	return ShortReason(err.Error())
 }
 
 // HTTPClient is the client that every configuration shares, so that a

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -278,6 +279,12 @@ func TestDispatchLongReasonIsCut(t *testing.T) {
 	if res.Class != Retryable || len(res.Reason) > MaxReason || !strings.HasPrefix(res.Reason, "create workflow execution: ") ||
 		!strings.HasSuffix(res.Reason, "ZZZ...") {
 		t.Errorf("result %.80q... (%d bytes), want a retryable reason of at most %d bytes, cut", res.Reason, len(res.Reason), MaxReason)
+	}
+	// The same peer as a token endpoint: the token's error, which the
+	// sync logs as it is, is cut too.
+	cc := NewClientCredentials("http://"+ln.Addr().String()+"/token", "id", "secret", &http.Client{})
+	if _, err := cc.Token(context.Background(), ""); err == nil || len(err.Error()) > MaxReason+len("fetching OAuth2 token: ") {
+		t.Errorf("token error of %d bytes, want at most %d", len(fmt.Sprint(err)), MaxReason+len("fetching OAuth2 token: "))
 	}
 }
 

@@ -2,12 +2,14 @@ package mirror
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -300,7 +302,11 @@ func TestRecordsTakeOnlyWebhookFields(t *testing.T) {
 	setting := func(id string, values ...any) Setting {
 		s := Setting{ID: id, UserID: "u-1", CredentialType: "Webhook"}
 		for _, v := range webhookSetting("w-"+id, id, values...).CredentialValues {
-			s.CredentialValues = append(s.CredentialValues, Credential{Key: v.Key, Value: v.Value})
+			raw, err := json.Marshal(v.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.CredentialValues = append(s.CredentialValues, Credential{Key: v.Key, Value: raw})
 		}
 		return s
 	}
@@ -329,6 +335,73 @@ func TestRecordsTakeOnlyWebhookFields(t *testing.T) {
 			t.Errorf("problem of setting %.20q... (%d bytes), webhook %.20q... (%d bytes): want each cut to %d",
 				p.SettingID, len(p.SettingID), p.WebhookID, len(p.WebhookID), dispatch.MaxReason)
 		}
+	}
+}
+
+// TestRecordsDecodeOnlyWebhookFields: a value under a key that is no
+// webhook field is never decoded (megabytes of [{},{},...] decoded took
+// gigabytes), and one under a webhook field past maxValue is refused
+// before it is.
+func TestRecordsDecodeOnlyWebhookFields(t *testing.T) {
+	junk := json.RawMessage("[" + strings.Repeat("{},", 4<<20) + "{}]")
+	setting := func(key string) Setting {
+		return Setting{ID: "s-" + key, CredentialType: "Webhook", CredentialValues: []Credential{
+			{Key: "webhook_id", Value: json.RawMessage(`"w-` + key + `"`)}, {Key: "is_enabled", Value: json.RawMessage(`true`)},
+			{Key: key, Value: junk}}}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	records, problems := Records([]Setting{setting("junk"), setting("resource_id")})
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("Records allocated %d bytes for %d bytes of values, want them left undecoded", grew, 2*len(junk))
+	}
+	if len(records) != 1 || records[0].ID != "w-junk" || records[0].Fields["junk"] != "" {
+		t.Errorf("records %+v, want w-junk without the junk", records)
+	}
+	if !slices.ContainsFunc(problems, func(p Problem) bool {
+		return p.SettingID == "s-resource_id" && strings.Contains(p.Reason, "longer than 65536 bytes")
+	}) {
+		t.Errorf("problems %v, want s-resource_id's value refused", problems)
+	}
+}
+
+// TestSyncContestedIDs: settings that list the same webhook id do not
+// decide by the listing's order. The stored record stays its setting's;
+// an id none of them wrote gets no record.
+func TestSyncContestedIDs(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.sync(t)
+	rival := webhookSetting("gh-1", "s-evil", "github_webhook_secret", "attacker-secret", "resource_type", "workflow", "resource_id", "attacker")
+	e.api.SetSettings(append([]testenv.Setting{rival}, fixture()...))
+	plan, problems := e.sync(t)
+	if len(plan.Changes) != 0 || len(plan.Contested) != 0 {
+		t.Errorf("plan %v, contested %v: want gh-1 kept as s-1 wrote it", summary(plan), plan.Contested)
+	}
+	if f, _ := e.st.Fields(ctx, "gh-1"); f[FieldSettingID] != "s-1" || f["resource_id"] != "wf-1" {
+		t.Errorf("gh-1 after the rival's listing: %v", f)
+	}
+	contested := 0
+	for _, p := range problems {
+		if p.WebhookID == "gh-1" && strings.Contains(p.Reason, "another setting lists this webhook id too") {
+			contested++
+		}
+	}
+	if contested != 2 {
+		t.Errorf("problems %v, want one for each of gh-1's two settings", problems)
+	}
+
+	// A new id two settings claim: neither is written.
+	e.api.SetSettings(append(fixture(),
+		webhookSetting("new-1", "s-a", "resource_type", "workflow", "resource_id", "a"),
+		webhookSetting("new-1", "s-b", "resource_type", "workflow", "resource_id", "b")))
+	plan, _ = e.sync(t)
+	if !slices.Equal(plan.Contested, []string{"new-1"}) {
+		t.Errorf("contested %v, want new-1", plan.Contested)
+	}
+	if _, err := e.st.Fields(ctx, "new-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("new-1 written: %v", err)
 	}
 }
 

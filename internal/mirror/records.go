@@ -5,6 +5,7 @@
 package mirror
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -37,10 +38,13 @@ type Setting struct {
 	CredentialValues []Credential `json:"credential_values"`
 }
 
-// Credential is one key of a setting's credential_values.
+// Credential is one key of a setting's credential_values. Its value is
+// kept as JSON until the key is known to be a webhook's field: a value
+// under a key that is ignored is never decoded (a listing's megabytes of
+// [{},{},...] decoded would take gigabytes).
 type Credential struct {
-	Key   string `json:"key"`
-	Value any    `json:"value"`
+	Key   string          `json:"key"`
+	Value json.RawMessage `json:"value"`
 }
 
 // Record is the record the edge serves for one setting.
@@ -51,6 +55,11 @@ type Record struct {
 	Fields map[string]string
 	// Masked lists the fields CodeMie masked: the stored values are kept.
 	Masked []string
+	// Rivals are the records of the other settings that list the same
+	// webhook id. The order of a listing cannot decide between them:
+	// MakePlan keeps the one whose setting wrote the stored record, and
+	// writes none for an id that none of them wrote.
+	Rivals []Record
 }
 
 // Problem is a setting the edge cannot serve as CodeMie stores it:
@@ -79,24 +88,29 @@ func (p Problem) String() string {
 // a record and a Problem.
 func Records(settings []Setting) ([]Record, []Problem) {
 	var (
-		records  []Record
-		problems []Problem
-		seen     = map[string]bool{}
+		records   []Record
+		problems  []Problem
+		first     = map[string]int{} // index in records of the first record of each id
+		settingOf = map[string]Setting{}
 	)
 	for _, s := range settings {
 		if s.CredentialType != credentialType {
 			continue
 		}
 		r, err := record(s)
-		switch {
-		case err != nil:
+		if err != nil {
 			problems = append(problems, problem(s, r.ID, err.Error()))
 			continue
-		case seen[r.ID]:
-			problems = append(problems, problem(s, r.ID, "another setting has this webhook id; skipped"))
+		}
+		if i, ok := first[r.ID]; ok {
+			if len(records[i].Rivals) == 0 {
+				problems = append(problems, problem(settingOf[r.ID], r.ID, contested))
+			}
+			records[i].Rivals = append(records[i].Rivals, r)
+			problems = append(problems, problem(s, r.ID, contested))
 			continue
 		}
-		seen[r.ID] = true
+		first[r.ID], settingOf[r.ID] = len(records), s
 		records = append(records, r)
 		if len(r.Masked) == 0 {
 			if _, err := integration.DecodeForWrite(r.ID, r.Fields, nil); err != nil {
@@ -106,6 +120,10 @@ func Records(settings []Setting) ([]Record, []Problem) {
 	}
 	return records, problems
 }
+
+// contested is the problem of each setting that lists a webhook id
+// another setting lists too.
+const contested = "another setting lists this webhook id too: the stored record stays as its own setting wrote it, and none is written for an id none of them wrote"
 
 // credentialFields are the credential_values keys a record takes:
 // CodeMie's webhook fields (src/codemie/triggers/bindings/webhook.py) and
@@ -128,7 +146,14 @@ func record(s Setting) (Record, error) {
 		if !slices.Contains(credentialFields, c.Key) {
 			continue
 		}
-		v, err := integration.FieldValue(c.Key, c.Value)
+		if len(c.Value) > maxValue {
+			return r, fmt.Errorf("field %s: longer than %d bytes", c.Key, maxValue)
+		}
+		var value any
+		if err := decodeJSON(c.Value, &value); err != nil && len(c.Value) > 0 {
+			return r, fmt.Errorf("field %s: %v", c.Key, err)
+		}
+		v, err := integration.FieldValue(c.Key, value)
 		if err != nil {
 			return r, fmt.Errorf("field %s: %v", c.Key, err)
 		}

@@ -117,6 +117,10 @@ func (r *Runner) sync(ctx context.Context) (settings, changes int, err error) {
 		r.Logger.Warn("CodeMie webhook setting not served as stored", zap.String("setting_id", p.SettingID),
 			zap.String("webhook_id", p.WebhookID), zap.String("reason", p.Reason))
 	}
+	for _, id := range plan.Contested {
+		r.Logger.Warn("several CodeMie settings list a webhook id that none of them wrote; nothing is written for it",
+			zap.String("webhook_id", id))
+	}
 	for _, id := range plan.HandWritten {
 		r.Logger.Warn("CodeMie lists a webhook id whose record was written by hand; the record is left as it is",
 			zap.String("webhook_id", id))

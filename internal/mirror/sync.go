@@ -55,6 +55,10 @@ type Plan struct {
 	// setting could otherwise claim an id that exists only at the edge, and
 	// have its verified deliveries sent to a resource of theirs.
 	HandWritten []string
+	// Contested lists the ids that several settings list, none of which
+	// wrote the stored record (or there is none): nothing is written for
+	// them, and a stored record stays as it is.
+	Contested []string
 }
 
 // edgeFields are the record fields beyond CodeMie's (for senders other
@@ -87,7 +91,9 @@ type PlanOptions struct {
 // a field of the edge's own (edgeFields) that CodeMie does not list; a
 // record equal to the stored one (secrets compared in clear) is no change;
 // a stored record written by the mirror whose setting is gone is deleted;
-// one written by hand is neither updated nor deleted (Plan.HandWritten).
+// one written by hand is neither updated nor deleted (Plan.HandWritten);
+// an id several settings list takes the record of the one that wrote the
+// stored record, or none (Plan.Contested).
 // keys opens stored secrets and seals
 // the written ones (nil: stored in clear, refused when the store holds
 // encrypted ones).
@@ -103,6 +109,13 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, 
 		if stored != nil && stored[FieldSettingID] == "" {
 			p.HandWritten = append(p.HandWritten, r.ID)
 			continue
+		}
+		if len(r.Rivals) > 0 {
+			var ok bool
+			if r, ok = writer(r, stored); !ok {
+				p.Contested = append(p.Contested, r.ID)
+				continue
+			}
 		}
 		if keys == nil && integration.Summarise(stored).Sealed {
 			return Plan{}, ErrNoKey
@@ -157,6 +170,17 @@ func MakePlan(ctx context.Context, st Store, keys *seal.Keys, records []Record, 
 			ErrMassDelete, deletes, owned)
 	}
 	return p, nil
+}
+
+// writer returns, of r and its rivals, the record of the setting that
+// wrote stored; false when none did.
+func writer(r Record, stored map[string]string) (Record, bool) {
+	for _, c := range append([]Record{r}, r.Rivals...) {
+		if stored != nil && c.Fields[FieldSettingID] == stored[FieldSettingID] {
+			return c, true
+		}
+	}
+	return r, false
 }
 
 // Apply makes the plan's changes, each integration atomically and
