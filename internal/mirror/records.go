@@ -82,10 +82,11 @@ func (p Problem) String() string {
 }
 
 // Records turns CodeMie's webhook settings into records. Settings of
-// another credential type are skipped; one without a usable webhook id,
-// or with an id another setting has, is a Problem and no record; one the
-// edge will refuse when it is served (such as an unknown resource type) is
-// a record and a Problem.
+// another credential type are skipped; one without a usable webhook id is
+// a Problem and no record; settings that list the same id are each a
+// Problem, and one record whose Rivals are the others'; one the edge will
+// refuse when it is served (such as an unknown resource type) is a record
+// and a Problem.
 func Records(settings []Setting) ([]Record, []Problem) {
 	var (
 		records   []Record
