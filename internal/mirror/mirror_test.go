@@ -331,6 +331,9 @@ func TestRecordsTakeOnlyWebhookFields(t *testing.T) {
 		if !strings.Contains(p.Reason, "longer than 65536 bytes") || strings.Contains(p.Reason, "xxx") {
 			t.Errorf("problem %q, want the value too long, never the value", p.Reason)
 		}
+		if p.SettingID == "s-2" && p.WebhookID != "w-s-2" {
+			t.Errorf("s-2's problem names webhook %q, want w-s-2", p.WebhookID)
+		}
 		if len(p.SettingID) > dispatch.MaxReason || len(p.WebhookID) > dispatch.MaxReason {
 			t.Errorf("problem of setting %.20q... (%d bytes), webhook %.20q... (%d bytes): want each cut to %d",
 				p.SettingID, len(p.SettingID), p.WebhookID, len(p.WebhookID), dispatch.MaxReason)

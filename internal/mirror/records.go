@@ -140,27 +140,40 @@ var credentialFields = append([]string{integration.FieldWebhookID, integration.F
 // with a longer one is a Problem and no record.
 const maxValue = 64 << 10
 
+// credentialValue is c's value as a record field holds it, decoded only
+// when it is at most maxValue bytes of JSON.
+func credentialValue(c Credential) (string, error) {
+	if len(c.Value) > maxValue {
+		return "", fmt.Errorf("field %s: longer than %d bytes", c.Key, maxValue)
+	}
+	var value any
+	if err := decodeJSON(c.Value, &value); err != nil && len(c.Value) > 0 {
+		return "", fmt.Errorf("field %s: %v", c.Key, err)
+	}
+	v, err := integration.FieldValue(c.Key, value)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("field %s: %v", c.Key, err)
+	case len(v) > maxValue:
+		return "", fmt.Errorf("field %s: longer than %d bytes", c.Key, maxValue)
+	}
+	return v, nil
+}
+
 // record flattens one setting.
 func record(s Setting) (Record, error) {
 	r := Record{Fields: map[string]string{}}
+	var bad error // the first field refused; the rest are read for the id
 	for _, c := range s.CredentialValues {
 		if !slices.Contains(credentialFields, c.Key) {
 			continue
 		}
-		if len(c.Value) > maxValue {
-			return r, fmt.Errorf("field %s: longer than %d bytes", c.Key, maxValue)
-		}
-		var value any
-		if err := decodeJSON(c.Value, &value); err != nil && len(c.Value) > 0 {
-			return r, fmt.Errorf("field %s: %v", c.Key, err)
-		}
-		v, err := integration.FieldValue(c.Key, value)
-		if err != nil {
-			return r, fmt.Errorf("field %s: %v", c.Key, err)
-		}
+		v, err := credentialValue(c)
 		switch {
-		case len(v) > maxValue:
-			return r, fmt.Errorf("field %s: longer than %d bytes", c.Key, maxValue)
+		case err != nil:
+			if bad == nil {
+				bad = err
+			}
 		case v == "":
 		case v == Masked && slices.Contains(integration.SecretFields, c.Key):
 			r.Masked = append(r.Masked, c.Key)
@@ -169,6 +182,9 @@ func record(s Setting) (Record, error) {
 		}
 	}
 	r.ID = r.Fields[integration.FieldWebhookID]
+	if bad != nil {
+		return r, bad
+	}
 	if !integration.ValidID(r.ID) {
 		return r, fmt.Errorf("webhook id %q: the edge serves only 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", r.ID)
 	}
