@@ -70,11 +70,11 @@ type Problem struct {
 	Reason    string
 }
 
-// problem is setting s's Problem, each part cut to dispatch.MaxReason
+// problem is a setting's Problem, each part cut to dispatch.MaxReason
 // bytes: a setting's values are CodeMie users' text, and problems are
 // logged at every sync.
-func problem(s Setting, webhookID, reason string) Problem {
-	return Problem{SettingID: dispatch.ShortReason(s.ID), WebhookID: dispatch.ShortReason(webhookID), Reason: dispatch.ShortReason(reason)}
+func problem(settingID, webhookID, reason string) Problem {
+	return Problem{SettingID: dispatch.ShortReason(settingID), WebhookID: dispatch.ShortReason(webhookID), Reason: dispatch.ShortReason(reason)}
 }
 
 func (p Problem) String() string {
@@ -89,10 +89,9 @@ func (p Problem) String() string {
 // and a Problem.
 func Records(settings []Setting) ([]Record, []Problem) {
 	var (
-		records   []Record
-		problems  []Problem
-		first     = map[string]int{} // index in records of the first record of each id
-		settingOf = map[string]Setting{}
+		records  []Record
+		problems []Problem
+		first    = map[string]int{} // index in records of the first record of each id
 	)
 	for _, s := range settings {
 		if s.CredentialType != credentialType {
@@ -100,22 +99,22 @@ func Records(settings []Setting) ([]Record, []Problem) {
 		}
 		r, err := record(s)
 		if err != nil {
-			problems = append(problems, problem(s, r.ID, err.Error()))
+			problems = append(problems, problem(s.ID, r.ID, err.Error()))
 			continue
 		}
 		if i, ok := first[r.ID]; ok {
 			if len(records[i].Rivals) == 0 {
-				problems = append(problems, problem(settingOf[r.ID], r.ID, contested))
+				problems = append(problems, problem(records[i].Fields[FieldSettingID], r.ID, contested))
 			}
 			records[i].Rivals = append(records[i].Rivals, r)
-			problems = append(problems, problem(s, r.ID, contested))
+			problems = append(problems, problem(s.ID, r.ID, contested))
 			continue
 		}
-		first[r.ID], settingOf[r.ID] = len(records), s
+		first[r.ID] = len(records)
 		records = append(records, r)
 		if len(r.Masked) == 0 {
 			if _, err := integration.DecodeForWrite(r.ID, r.Fields, nil); err != nil {
-				problems = append(problems, problem(s, r.ID, "the edge refuses it: "+err.Error()))
+				problems = append(problems, problem(s.ID, r.ID, "the edge refuses it: "+err.Error()))
 			}
 		}
 	}
