@@ -317,6 +317,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if w, ok := src.(store.Watcher); ok {
 		go w.Watch(ctx, cache.Invalidate, cache.InvalidateAll)
 	}
+	if h.redisClient != nil {
+		go h.watchEviction(ctx)
+	}
 	if h.redisClient != nil && !h.DeliveryLog.Off {
 		h.startLog()
 	}

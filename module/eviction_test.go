@@ -1,0 +1,104 @@
+package module_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+	"github.com/codemie-edge/caddy-webhooks/module"
+)
+
+// policyLogs counts the log lines of each level that name a maxmemory
+// policy, by "level policy".
+func policyLogs(t *testing.T, c *testenv.Caddy) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	for _, line := range strings.Split(c.Logs(t), "\n") {
+		var l struct {
+			Level  string `json:"level"`
+			Policy string `json:"maxmemory_policy"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Policy != "" {
+			n[l.Level+" "+l.Policy]++
+		}
+	}
+	return n
+}
+
+// infoReads returns what counts the INFO commands r has served to others
+// than itself.
+func infoReads(t *testing.T, r *testenv.Redis) func() int64 {
+	own := int64(0)
+	return func() int64 {
+		t.Helper()
+		stats, err := r.Client.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(stats, "cmdstat_info:calls=")
+		calls, _, _ := strings.Cut(rest, ",")
+		n, err := strconv.ParseInt(calls, 10, 64)
+		if err != nil {
+			t.Fatalf("INFO commandstats: %v", err)
+		}
+		n -= own // this call is not counted yet, the earlier ones are
+		own++
+		return n
+	}
+}
+
+// TestRedisEvictionPolicy: a Redis that may evict what the edge keeps is
+// logged once per change, at a level that says what it can lose, and
+// shown by a gauge.
+func TestRedisEvictionPolicy(t *testing.T) {
+	defer module.SetEvictionInterval(20 * time.Millisecond)()
+	r := testenv.StartRedis(t)
+	api := testenv.StartCodeMie(t)
+	ctx := context.Background()
+	set := func(maxmemory, policy string) {
+		t.Helper()
+		if err := r.Client.ConfigSet(ctx, "maxmemory", maxmemory).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Client.ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("64mb", "allkeys-lru")
+	c := testenv.StartCaddy(t, testenv.RedisSite(r.Addr, api.URL).String())
+	gauge := func(policy string) float64 {
+		return metricValue(t, c, fmt.Sprintf(`caddy_codemie_webhooks_redis_maxmemory_policy{policy=%q,server=%q}`, policy, r.Addr))
+	}
+
+	reads := infoReads(t, r)
+	for _, step := range []struct {
+		maxmemory, policy string
+		log               string // the line logged for it: "level policy"
+	}{
+		{"64mb", "allkeys-lru", "error allkeys-lru"},
+		{"0", "allkeys-lru", "warn allkeys-lru"}, // nothing evicted until a limit is set
+		{"64mb", "volatile-lru", "warn volatile-lru"},
+		{"64mb", "noeviction", "info noeviction"},
+	} {
+		set(step.maxmemory, step.policy)
+		testenv.Eventually(t, step.log+" to be logged", func() bool { return policyLogs(t, c)[step.log] > 0 })
+		testenv.Eventually(t, step.policy+"'s gauge", func() bool { return gauge(step.policy) == 1 })
+		// The next reads find no change: nothing more is logged.
+		start := reads()
+		testenv.Eventually(t, "the policy to be read again", func() bool { return reads() >= start+3 })
+		if n := policyLogs(t, c)[step.log]; n != 1 {
+			t.Errorf("%s logged %d times, want once", step.log, n)
+		}
+	}
+	if v := gauge("allkeys-lru"); v != -1 {
+		t.Errorf("the gauge of a policy no longer in force: %v", v)
+	}
+	if logs := policyLogs(t, c); len(logs) != 4 {
+		t.Errorf("logged %v: want each change once", logs)
+	}
+}
