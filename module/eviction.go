@@ -2,7 +2,7 @@ package module
 
 import (
 	"context"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,22 +18,82 @@ var evictionInterval atomic.Int64
 
 func init() { evictionInterval.Store(int64(time.Minute)) }
 
-// watchEviction reads how the Redis servers evict when full, at once and
-// then every evictionInterval until ctx is done: it keeps the
-// redis_maxmemory_policy gauge and logs what changes. A Redis that may
-// evict loses what the edge promised to keep: queued webhooks and
-// integrations (allkeys-*), replay markers and rate-limit counters
-// (volatile-*).
-func (h *Handler) watchEviction(ctx context.Context) {
-	var last []redisconn.Eviction
-	for {
-		now, err := h.redis.Evictions(ctx, h.redisClient)
-		if err != nil {
-			h.logger.Debug("reading the Redis eviction policy", zap.Error(err))
-		} else {
-			reportEvictions(h.logger, last, now)
-			last = now
+// unknownPolicy is the gauge's policy for a server that could not be read.
+const unknownPolicy = "unknown"
+
+// evictionWatches holds what each running watchEviction read last, by
+// handler: the redis_maxmemory_policy gauge shows them at every scrape, so
+// a server no configuration uses any more has no series.
+var evictionWatches = &watches{last: map[*Handler][]redisconn.Eviction{}}
+
+// watches is the running watchers' last readings.
+type watches struct {
+	mu   sync.Mutex
+	last map[*Handler][]redisconn.Eviction
+}
+
+// set stores h's reading and returns the one before.
+func (w *watches) set(h *Handler, now []redisconn.Eviction) (last []redisconn.Eviction) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last, w.last[h] = w.last[h], now
+	return last
+}
+
+// remove drops h's reading: its configuration is unloaded.
+func (w *watches) remove(h *Handler) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last, h)
+}
+
+// policyCollector is the redis_maxmemory_policy gauge: 1 for each server
+// and policy that a running watcher read last.
+type policyCollector struct{ desc *prometheus.Desc }
+
+func newPolicyCollector() policyCollector {
+	return policyCollector{desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "redis_maxmemory_policy"),
+		"1 for each Redis server that takes writes, labelled with its maxmemory-policy (read every minute; unknown when it "+
+			"cannot be read): anything but noeviction can lose queued webhooks (allkeys-*) or replay markers (volatile-*).",
+		[]string{"server", "policy"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector. Handlers that share a server
+// give one series (two while their readings differ).
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := map[[2]string]bool{}
+	evictionWatches.mu.Lock()
+	defer evictionWatches.mu.Unlock()
+	for _, readings := range evictionWatches.last {
+		for _, e := range readings {
+			labels := [2]string{e.Server, e.Policy}
+			if e.Err != nil {
+				labels[1] = unknownPolicy
+			}
+			if !seen[labels] {
+				seen[labels] = true
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, labels[0], labels[1])
+			}
 		}
+	}
+}
+
+// watchEviction reads how the Redis servers evict when full, at once and
+// then every evictionInterval until ctx is done, for the gauge, and logs
+// what changes. A Redis that may evict loses what the edge promised to
+// keep: queued webhooks and integrations (allkeys-*), replay markers and
+// rate-limit counters (volatile-*).
+func (h *Handler) watchEviction(ctx context.Context) {
+	defer evictionWatches.remove(h)
+	for {
+		now := h.redis.Evictions(ctx, h.redisClient)
+		if ctx.Err() != nil {
+			return // unloaded while reading: the error says nothing of Redis
+		}
+		reportEvictions(h.logger, evictionWatches.set(h, now), now)
 		select {
 		case <-ctx.Done():
 			return
@@ -42,44 +102,32 @@ func (h *Handler) watchEviction(ctx context.Context) {
 	}
 }
 
-// reportEvictions sets the gauge for each server in now and logs each
-// whose policy or limit is not what it was in last.
+// reportEvictions logs each server in now whose reading is not what it
+// was in last.
 func reportEvictions(logger *zap.Logger, last, now []redisconn.Eviction) {
 	for _, e := range now {
-		metrics.redisPolicy.DeletePartialMatch(prometheus.Labels{"server": e.Server})
-		metrics.redisPolicy.WithLabelValues(e.Server, e.Policy).Set(1)
 		before, seen := findEviction(last, e.Server)
-		if seen && before == e {
+		if seen && before.Same(e) {
 			continue
 		}
 		fields := []zap.Field{zap.String("server", e.Server), zap.String("maxmemory_policy", e.Policy), zap.Int64("maxmemory", e.MaxMemory)}
 		switch {
+		case e.Err != nil:
+			logger.Warn("cannot read Redis's maxmemory-policy (INFO memory), so whether it may evict what the edge keeps is unknown; "+
+				"the Redis user needs the INFO command", zap.String("server", e.Server), zap.Error(e.Err))
 		case e.EvictsAny() && e.MaxMemory > 0:
 			logger.Error("Redis evicts any key when it is full: queued webhooks, integrations and dead letters can be lost; "+
 				"set maxmemory-policy noeviction", fields...)
-		case e.EvictsAny() || e.EvictsExpiring():
-			logger.Warn(evictionWarning(e), fields...)
-		case seen && (before.EvictsAny() || before.EvictsExpiring()):
-			logger.Info("Redis no longer evicts keys", fields...)
+		case e.EvictsAny():
+			logger.Warn("Redis would evict any key once a maxmemory is set: queued webhooks, integrations and dead letters "+
+				"could be lost; set maxmemory-policy noeviction", fields...)
+		case e.EvictsExpiring():
+			logger.Warn("Redis evicts keys that expire when it is full (once a maxmemory is set): replay markers and rate-limit "+
+				"counters can be lost, so a redelivered webhook may run twice; set maxmemory-policy noeviction", fields...)
+		case seen:
+			logger.Info("Redis does not evict keys", fields...)
 		}
 	}
-}
-
-// evictionWarning says what a policy that is not yet, or only partly, a
-// danger can lose.
-func evictionWarning(e redisconn.Eviction) string {
-	var b strings.Builder
-	if e.EvictsAny() {
-		b.WriteString("Redis would evict any key once a maxmemory is set: queued webhooks, integrations and dead letters could be lost")
-	} else {
-		b.WriteString("Redis evicts keys that expire when it is full: replay markers and rate-limit counters can be lost, " +
-			"so a redelivered webhook may run twice")
-		if e.MaxMemory == 0 {
-			b.WriteString(" (once a maxmemory is set)")
-		}
-	}
-	b.WriteString("; set maxmemory-policy noeviction")
-	return b.String()
 }
 
 // findEviction returns the entry of server in all, if any.

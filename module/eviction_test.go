@@ -54,25 +54,21 @@ func infoReads(t *testing.T, r *testenv.Redis) func() int64 {
 
 // TestRedisEvictionPolicy: a Redis that may evict what the edge keeps is
 // logged once per change, at a level that says what it can lose, and
-// shown by a gauge.
+// shown by a gauge whose series go with the configuration.
 func TestRedisEvictionPolicy(t *testing.T) {
 	defer module.SetEvictionInterval(20 * time.Millisecond)()
 	r := testenv.StartRedis(t)
 	api := testenv.StartCodeMie(t)
-	ctx := context.Background()
 	set := func(maxmemory, policy string) {
 		t.Helper()
-		if err := r.Client.ConfigSet(ctx, "maxmemory", maxmemory).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Client.ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
+		if err := r.Client.Do(context.Background(), "CONFIG", "SET", "maxmemory", maxmemory, "maxmemory-policy", policy).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	set("64mb", "allkeys-lru")
 	c := testenv.StartCaddy(t, testenv.RedisSite(r.Addr, api.URL).String())
-	gauge := func(policy string) float64 {
-		return metricValue(t, c, fmt.Sprintf(`caddy_codemie_webhooks_redis_maxmemory_policy{policy=%q,server=%q}`, policy, r.Addr))
+	gauge := func(server, policy string) float64 {
+		return metricValue(t, c, fmt.Sprintf(`caddy_codemie_webhooks_redis_maxmemory_policy{policy=%q,server=%q}`, policy, server))
 	}
 
 	reads := infoReads(t, r)
@@ -87,7 +83,7 @@ func TestRedisEvictionPolicy(t *testing.T) {
 	} {
 		set(step.maxmemory, step.policy)
 		testenv.Eventually(t, step.log+" to be logged", func() bool { return policyLogs(t, c)[step.log] > 0 })
-		testenv.Eventually(t, step.policy+"'s gauge", func() bool { return gauge(step.policy) == 1 })
+		testenv.Eventually(t, step.policy+"'s gauge", func() bool { return gauge(r.Addr, step.policy) == 1 })
 		// The next reads find no change: nothing more is logged.
 		start := reads()
 		testenv.Eventually(t, "the policy to be read again", func() bool { return reads() >= start+3 })
@@ -95,10 +91,28 @@ func TestRedisEvictionPolicy(t *testing.T) {
 			t.Errorf("%s logged %d times, want once", step.log, n)
 		}
 	}
-	if v := gauge("allkeys-lru"); v != -1 {
+	if v := gauge(r.Addr, "allkeys-lru"); v != -1 {
 		t.Errorf("the gauge of a policy no longer in force: %v", v)
 	}
 	if logs := policyLogs(t, c); len(logs) != 4 {
 		t.Errorf("logged %v: want each change once", logs)
 	}
+
+	// A user without INFO: the policy is unknown, said once.
+	ctx := context.Background()
+	if err := r.Client.Do(ctx, "ACL", "SETUSER", "edge", "on", ">edge-password", "~*", "&*", "+@all", "-info").Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.LoadCaddyfile(t, strings.Replace(c.Config, "redis "+r.Addr,
+		"redis "+r.Addr+" {\n\t\t\tusername edge\n\t\t\tpassword edge-password\n\t\t}", 1))
+	testenv.Eventually(t, "the unknown policy's gauge", func() bool { return gauge(r.Addr, "unknown") == 1 })
+	testenv.Eventually(t, "the old configuration's series to go", func() bool { return gauge(r.Addr, "noeviction") == -1 })
+	if logs := c.Logs(t); !strings.Contains(logs, "the Redis user needs the INFO command") || strings.Contains(logs, "edge-password") {
+		t.Errorf("the unreadable policy's log (want it said, without the password):\n%s", logs)
+	}
+
+	// A configuration without Redis: no series is left.
+	route, metrics := strings.Index(c.Config, "route "), strings.Index(c.Config, "handle /metrics")
+	testenv.LoadCaddyfile(t, c.Config[:route]+"respond /x 200\n\t"+c.Config[metrics:])
+	testenv.Eventually(t, "the series to go with the configuration", func() bool { return gauge(r.Addr, "unknown") == -1 })
 }

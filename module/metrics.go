@@ -97,8 +97,6 @@ var metrics struct {
 	// Per webhook, for the delivery.TopWebhooks with the most waiting.
 	webhookWaiting *prometheus.GaugeVec
 	webhookOldest  *prometheus.GaugeVec
-	// 1 for each Redis server that takes writes, with its maxmemory-policy.
-	redisPolicy *prometheus.GaugeVec
 }
 
 const namespace, subsystem = "caddy", "codemie_webhooks"
@@ -188,10 +186,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 			fmt.Sprintf("Webhooks waiting to be dispatched, for the %d webhooks with the most.", delivery.TopWebhooks), "queue", "webhook")
 		metrics.webhookOldest = gaugeVec("queue_webhook_oldest_age_seconds",
 			fmt.Sprintf("Age of the oldest webhook waiting, for the %d webhooks with the most waiting.", delivery.TopWebhooks), "queue", "webhook")
-		metrics.redisPolicy = gaugeVec("redis_maxmemory_policy",
-			"1 for each Redis server that takes writes, labelled with its maxmemory-policy: anything but noeviction can lose queued webhooks (allkeys-*) or replay markers (volatile-*).",
-			"server", "policy")
-		metrics.collectors = append(metrics.collectors, metrics.dispatchDuration, metrics.deliveryAge)
+		metrics.collectors = append(metrics.collectors, metrics.dispatchDuration, metrics.deliveryAge, newPolicyCollector())
 	})
 	for _, c := range metrics.collectors {
 		if err := reg.Register(c); err != nil {

@@ -14,14 +14,17 @@ import (
 // Eviction is how one Redis server that takes writes frees memory when it
 // is full, as its INFO memory says.
 type Eviction struct {
-	// Server names the server: its address, or, behind Sentinels, the
-	// master's name.
+	// Server names the server: its address; behind Sentinels, the
+	// Sentinels' addresses and the master's name.
 	Server string
 	// Policy is its maxmemory-policy.
 	Policy string
 	// MaxMemory is its maxmemory, in bytes; 0: no limit, so nothing is
 	// evicted whatever the policy.
 	MaxMemory int64
+	// Err says why the server could not be read (Policy is then empty):
+	// down, or a user not allowed INFO.
+	Err error
 }
 
 // EvictsAny reports whether the policy may evict any key (allkeys-*): a
@@ -32,57 +35,57 @@ func (e Eviction) EvictsAny() bool { return strings.HasPrefix(e.Policy, "allkeys
 // time to live (volatile-*): replay markers, rate-limit counters.
 func (e Eviction) EvictsExpiring() bool { return strings.HasPrefix(e.Policy, "volatile-") }
 
+// Same reports whether e and o say the same of the same server (any two
+// errors are the same).
+func (e Eviction) Same(o Eviction) bool {
+	return e.Server == o.Server && e.Policy == o.Policy && e.MaxMemory == o.MaxMemory && (e.Err == nil) == (o.Err == nil)
+}
+
 // Evictions reads how every server taking client's writes evicts: the one
 // node, the master behind the Sentinels, or each master of a cluster,
-// ordered by Server. client is the one Acquire or NewClient gave for c.
-func (c Config) Evictions(ctx context.Context, client redis.UniversalClient) ([]Eviction, error) {
+// ordered by Server; a server that cannot be read has its Err. client is
+// the one Acquire or NewClient gave for c.
+func (c Config) Evictions(ctx context.Context, client redis.UniversalClient) []Eviction {
 	cluster, ok := client.(*redis.ClusterClient)
 	if !ok {
-		e, err := readEviction(ctx, client)
-		if err != nil {
-			return nil, err
-		}
+		e := readEviction(ctx, client)
 		e.Server = c.server()
-		return []Eviction{e}, nil
+		return []Eviction{e}
 	}
 	var (
 		mu  sync.Mutex
 		all []Eviction
 	)
 	err := cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		e, err := readEviction(ctx, node)
-		if err != nil {
-			return fmt.Errorf("%s: %w", node.Options().Addr, err)
-		}
+		e := readEviction(ctx, node)
 		e.Server = node.Options().Addr
 		mu.Lock()
 		all = append(all, e)
 		mu.Unlock()
-		return nil
+		return nil // the other masters are read all the same
 	})
-	if err != nil {
-		return nil, err
+	if err != nil { // no master is known
+		return []Eviction{{Server: c.server(), Err: err}}
 	}
 	slices.SortFunc(all, func(a, b Eviction) int { return strings.Compare(a.Server, b.Server) })
-	return all, nil
+	return all
 }
 
-// server names the one server c reaches when it is not a cluster.
+// server names what c reaches: the node, the Sentinels' master, or the
+// cluster's entry points.
 func (c Config) server() string {
-	switch {
-	case c.MasterName != "":
-		return "sentinel master " + c.MasterName
-	case len(c.Addrs) > 0:
-		return c.Addrs[0]
+	addrs := strings.Join(c.options().Addrs, ",")
+	if c.MasterName != "" {
+		return "sentinel " + addrs + " master " + c.MasterName
 	}
-	return c.options().Addrs[0]
+	return addrs
 }
 
 // readEviction reads the policy and limit from one server's INFO memory.
-func readEviction(ctx context.Context, node redis.Cmdable) (Eviction, error) {
+func readEviction(ctx context.Context, node redis.Cmdable) Eviction {
 	info, err := node.Info(ctx, "memory").Result()
 	if err != nil {
-		return Eviction{}, fmt.Errorf("reading INFO memory: %w", err)
+		return Eviction{Err: fmt.Errorf("reading INFO memory: %w", err)}
 	}
 	var e Eviction
 	for line := range strings.Lines(info) {
@@ -92,12 +95,12 @@ func readEviction(ctx context.Context, node redis.Cmdable) (Eviction, error) {
 			e.Policy = value
 		case "maxmemory":
 			if e.MaxMemory, err = strconv.ParseInt(value, 10, 64); err != nil {
-				return Eviction{}, fmt.Errorf("INFO memory: maxmemory %q: %v", value, err)
+				return Eviction{Err: fmt.Errorf("INFO memory: maxmemory %q: %v", value, err)}
 			}
 		}
 	}
 	if e.Policy == "" {
-		return Eviction{}, fmt.Errorf("INFO memory has no maxmemory_policy")
+		return Eviction{Err: fmt.Errorf("INFO memory has no maxmemory_policy")}
 	}
-	return e, nil
+	return e
 }

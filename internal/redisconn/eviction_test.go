@@ -2,7 +2,7 @@ package redisconn
 
 import (
 	"context"
-	"slices"
+	"maps"
 	"strings"
 	"testing"
 
@@ -11,14 +11,10 @@ import (
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
-// setPolicy sets a server's maxmemory and maxmemory-policy.
+// setPolicy sets a server's maxmemory and maxmemory-policy, in one step.
 func setPolicy(t *testing.T, node *redis.Client, maxmemory, policy string) {
 	t.Helper()
-	ctx := context.Background()
-	if err := node.ConfigSet(ctx, "maxmemory", maxmemory).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := node.ConfigSet(ctx, "maxmemory-policy", policy).Err(); err != nil {
+	if err := node.Do(context.Background(), "CONFIG", "SET", "maxmemory", maxmemory, "maxmemory-policy", policy).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,10 +39,7 @@ func TestEvictionsOfOneServer(t *testing.T) {
 		{"1gb", "noeviction", Eviction{Server: r.Addr, Policy: "noeviction", MaxMemory: 1 << 30}, false, false},
 	} {
 		setPolicy(t, r.Client, tc.maxmemory, tc.policy)
-		got, err := cfg.Evictions(context.Background(), client)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := cfg.Evictions(context.Background(), client)
 		if len(got) != 1 || got[0] != tc.want {
 			t.Errorf("%s %s: got %+v, want %+v", tc.maxmemory, tc.policy, got, tc.want)
 			continue
@@ -58,7 +51,8 @@ func TestEvictionsOfOneServer(t *testing.T) {
 }
 
 // TestEvictionsOfEachMaster: in a cluster every master has its own
-// policy, and one that evicts is named.
+// policy, and one that evicts is named; a master that is down is named
+// with its error, and the others are read all the same.
 func TestEvictionsOfEachMaster(t *testing.T) {
 	c := testenv.StartRedisCluster(t)
 	cfg := Config{Addrs: c.Addrs}
@@ -67,19 +61,35 @@ func TestEvictionsOfEachMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	node := redis.NewClient(&redis.Options{Addr: c.Addrs[1]})
-	defer node.Close()
-	setPolicy(t, node, "128mb", "allkeys-lfu")
-
-	got, err := cfg.Evictions(context.Background(), client)
-	if err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	nodes := make([]*redis.Client, len(c.Addrs))
+	for i, addr := range c.Addrs {
+		nodes[i] = redis.NewClient(&redis.Options{Addr: addr})
+		defer nodes[i].Close()
 	}
-	want := []Eviction{{Server: c.Addrs[0], Policy: "noeviction"}, {Server: c.Addrs[1], Policy: "allkeys-lfu", MaxMemory: 128 << 20},
-		{Server: c.Addrs[2], Policy: "noeviction"}}
-	slices.SortFunc(want, func(a, b Eviction) int { return strings.Compare(a.Server, b.Server) })
-	if !slices.Equal(got, want) {
+	setPolicy(t, nodes[1], "128mb", "allkeys-lfu")
+
+	byServer := func() map[string]Eviction {
+		all := map[string]Eviction{}
+		for _, e := range cfg.Evictions(ctx, client) {
+			all[e.Server] = e
+		}
+		return all
+	}
+	got := byServer()
+	want := map[string]Eviction{c.Addrs[0]: {Server: c.Addrs[0], Policy: "noeviction"},
+		c.Addrs[1]: {Server: c.Addrs[1], Policy: "allkeys-lfu", MaxMemory: 128 << 20}, c.Addrs[2]: {Server: c.Addrs[2], Policy: "noeviction"}}
+	if !maps.Equal(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
+	}
+
+	_ = nodes[2].ShutdownNoSave(ctx).Err() // its connection ends with it
+	got = byServer()
+	if down := got[c.Addrs[2]]; down.Err == nil || down.Policy != "" {
+		t.Errorf("the master that is down: %+v", down)
+	}
+	if got[c.Addrs[1]] != want[c.Addrs[1]] || len(got) != 3 {
+		t.Errorf("beside a master that is down: %+v", got)
 	}
 }
 
@@ -95,27 +105,43 @@ func TestEvictionsBehindSentinels(t *testing.T) {
 	defer client.Close()
 	setPolicy(t, s.Master.Client, "0", "volatile-lru")
 
-	got, err := cfg.Evictions(context.Background(), client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Eviction{Server: "sentinel master " + s.MasterName, Policy: "volatile-lru"}
+	got := cfg.Evictions(context.Background(), client)
+	want := Eviction{Server: "sentinel " + s.Addr + " master " + s.MasterName, Policy: "volatile-lru"}
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
 
-// TestEvictionsUnreachable reports the error and no server.
-func TestEvictionsUnreachable(t *testing.T) {
+// TestEvictionsUnreadable: a server that is down, or that refuses INFO to
+// the user, is named with its error.
+func TestEvictionsUnreadable(t *testing.T) {
 	r := testenv.StartRedis(t)
-	cfg := Config{Addrs: []string{r.Addr}}
-	client, err := NewClient(cfg)
-	if err != nil {
+	ctx := context.Background()
+	if err := r.Client.Do(ctx, "ACL", "SETUSER", "edge", "on", ">edge-password", "~*", "&*", "+@all", "-info").Err(); err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
-	r.Stop()
-	if got, err := cfg.Evictions(context.Background(), client); err == nil || got != nil {
-		t.Errorf("a stopped server: %+v, %v", got, err)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		stop bool
+		want string
+	}{
+		{"no INFO for the user", Config{Addrs: []string{r.Addr}, Username: "edge", Password: "edge-password"}, false, "NOPERM"},
+		{"down", Config{Addrs: []string{r.Addr}}, true, "refused"},
+	} {
+		client, err := NewClient(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.stop {
+			r.Stop()
+		}
+		got := tc.cfg.Evictions(ctx, client)
+		_ = client.Close()
+		if len(got) != 1 || got[0].Server != r.Addr || got[0].Err == nil || !strings.Contains(got[0].Err.Error(), tc.want) {
+			t.Errorf("%s: %+v", tc.name, got)
+		} else if strings.Contains(got[0].Err.Error(), "edge-password") {
+			t.Errorf("%s: the password in %v", tc.name, got[0].Err)
+		}
 	}
 }
