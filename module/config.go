@@ -137,13 +137,6 @@ type DeliveryLog struct {
 	PreviewBytes int `json:"preview_bytes,omitempty"`
 }
 
-func (l *DeliveryLog) validate() error {
-	if l.MaxEntries < 0 || l.MaxAge < 0 || l.PreviewBytes < 0 {
-		return errors.New("max_entries, max_age and preview_bytes must not be negative")
-	}
-	return nil
-}
-
 // Retry is an exponential backoff with full jitter.
 type Retry struct {
 	// Attempts is the number of dispatch attempts in all.
@@ -196,29 +189,19 @@ func (u *Upstream) validate() error {
 	return nil
 }
 
-// validate checks the backoff's values.
+// validate checks that the backoff's bounds are in order (validBounds
+// checks each).
 func (r *Retry) validate() error {
-	switch {
-	case r.Attempts < 0 || r.First < 0:
-		return errors.New("attempts and first must not be negative")
-	case r.Max < r.First:
+	if r.Max < r.First {
 		return fmt.Errorf("max %s is less than first %s", time.Duration(r.Max), time.Duration(r.First))
 	}
 	return nil
 }
 
-// validate checks the bounds.
+// validate checks the byte bound (validBounds checks the others).
 func (d *DeadLetters) validate() error {
-	if d.MaxEntries < 0 || d.MaxAge < 0 || d.MaxBytes < 0 {
-		return errors.New("max_entries, max_age and max_bytes must not be negative")
-	}
-	return nil
-}
-
-// validate checks the limit.
-func (rl *RateLimit) validate() error {
-	if rl.Requests < 0 || rl.Window < 0 {
-		return errors.New("requests and window must not be negative")
+	if d.MaxBytes < 0 {
+		return errors.New("max_bytes must not be negative")
 	}
 	return nil
 }

@@ -514,11 +514,11 @@ func (h *Handler) Validate() error {
 	case h.Upstream == nil:
 		return errors.New("upstream: the CodeMie API's URL is required")
 	}
-	if h.CacheSize < 0 {
-		return errors.New("cache_size must not be negative")
+	if err := h.validBounds(); err != nil {
+		return err
 	}
-	if h.MaxBody < 0 || h.MaxBodiesInFlight < 0 || h.BodyTimeout < 0 {
-		return errors.New("max_body, max_bodies_in_flight and body_timeout must not be negative")
+	if h.MaxBody < 0 || h.MaxBodiesInFlight < 0 {
+		return errors.New("max_body and max_bodies_in_flight must not be negative")
 	}
 	if h.MaxBodiesInFlight <= h.MaxBody {
 		// Reading a body of max_body takes max_body+1 bytes: one more
@@ -527,9 +527,6 @@ func (h *Handler) Validate() error {
 	}
 	if err := validFilteredStatus(h.FilteredStatus); err != nil {
 		return fmt.Errorf("filtered_status: %v", err)
-	}
-	if *h.ReplayWindow < 0 {
-		return errors.New("replay_window must not be negative")
 	}
 	if err := h.Upstream.validate(); err != nil {
 		return fmt.Errorf("upstream: %v", err)
@@ -551,21 +548,13 @@ func (h *Handler) Validate() error {
 	if err := h.DeadLetters.validate(); err != nil {
 		return fmt.Errorf("dead_letters: %v", err)
 	}
-	if err := h.RateLimit.validate(); err != nil {
-		return fmt.Errorf("rate_limit: %v", err)
-	}
-	if err := h.DeliveryLog.validate(); err != nil {
-		return fmt.Errorf("delivery_log: %v", err)
-	}
 	switch {
 	case h.Delivery == DeliveryAsync && h.Redis == nil:
 		return errors.New("delivery async needs redis: an integrations file allows only delivery sync")
 	case validDelivery(h.Delivery) != nil:
 		return fmt.Errorf("delivery: %v", validDelivery(h.Delivery))
-	case h.Workers < 0 || h.MaxInFlight < 0 || h.MaxQueue < 0 || h.MaxAge < 0 || h.ClaimAfter < 0:
-		return errors.New("workers, max_in_flight, max_queue, max_age and claim_after must not be negative")
 	}
-	return h.validBounds()
+	return nil
 }
 
 // bounded is an option's name and value, and the least value it takes,
