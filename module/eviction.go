@@ -2,6 +2,7 @@ package module
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,8 +114,7 @@ func reportEvictions(logger *zap.Logger, last, now []redisconn.Eviction) {
 		fields := []zap.Field{zap.String("server", e.Server), zap.String("maxmemory_policy", e.Policy), zap.Int64("maxmemory", e.MaxMemory)}
 		switch {
 		case e.Err != nil:
-			logger.Warn("cannot read Redis's maxmemory-policy (INFO memory), so whether it may evict what the edge keeps is unknown; "+
-				"the Redis user needs the INFO command", zap.String("server", e.Server), zap.Error(e.Err))
+			logger.Warn(unreadableEviction(e.Err), zap.String("server", e.Server), zap.Error(e.Err))
 		case e.EvictsAny() && e.MaxMemory > 0:
 			logger.Error("Redis evicts any key when it is full: queued webhooks, integrations and dead letters can be lost; "+
 				"set maxmemory-policy noeviction", fields...)
@@ -128,6 +128,16 @@ func reportEvictions(logger *zap.Logger, last, now []redisconn.Eviction) {
 			logger.Info("Redis does not evict keys", fields...)
 		}
 	}
+}
+
+// unreadableEviction says that a server's policy could not be read, and
+// what to do when the user may not run INFO.
+func unreadableEviction(err error) string {
+	msg := "cannot read Redis's maxmemory-policy (INFO memory), so whether it may evict what the edge keeps is unknown"
+	if strings.Contains(err.Error(), "NOPERM") {
+		msg += "; allow the Redis user the INFO command (+info)"
+	}
+	return msg
 }
 
 // findEviction returns the entry of server in all, if any.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,7 +108,7 @@ func TestRedisEvictionPolicy(t *testing.T) {
 		"redis "+r.Addr+" {\n\t\t\tusername edge\n\t\t\tpassword edge-password\n\t\t}", 1))
 	testenv.Eventually(t, "the unknown policy's gauge", func() bool { return gauge(r.Addr, "unknown") == 1 })
 	testenv.Eventually(t, "the old configuration's series to go", func() bool { return gauge(r.Addr, "noeviction") == -1 })
-	if logs := c.Logs(t); !strings.Contains(logs, "the Redis user needs the INFO command") || strings.Contains(logs, "edge-password") {
+	if logs := c.Logs(t); !strings.Contains(logs, "allow the Redis user the INFO command (+info)") || strings.Contains(logs, "edge-password") {
 		t.Errorf("the unreadable policy's log (want it said, without the password):\n%s", logs)
 	}
 
@@ -115,4 +116,27 @@ func TestRedisEvictionPolicy(t *testing.T) {
 	route, metrics := strings.Index(c.Config, "route "), strings.Index(c.Config, "handle /metrics")
 	testenv.LoadCaddyfile(t, c.Config[:route]+"respond /x 200\n\t"+c.Config[metrics:])
 	testenv.Eventually(t, "the series to go with the configuration", func() bool { return gauge(r.Addr, "unknown") == -1 })
+}
+
+// TestRedisDatabaseOutOfRange: a db the server does not have cannot be
+// known from the configuration; it is logged at start, and no webhook is
+// answered 200.
+func TestRedisDatabaseOutOfRange(t *testing.T) {
+	r := testenv.StartRedis(t) // 16 databases
+	api := testenv.StartCodeMie(t)
+	c := testenv.StartCaddy(t, testenv.RedisSite(r.Addr+" {\n\t\t\tdb 99\n\t\t}", api.URL).String())
+	testenv.Eventually(t, "the database's error to be logged", func() bool {
+		for _, line := range strings.Split(c.Logs(t), "\n") {
+			if strings.Contains(line, "cannot read Redis's maxmemory-policy") && strings.Contains(line, "DB index is out of range") {
+				return true
+			}
+		}
+		return false
+	})
+	if logs := c.Logs(t); strings.Contains(logs, "+info") {
+		t.Errorf("an error that is no permission's blamed on INFO:\n%s", logs)
+	}
+	if status, _, answer := postSigned(t, c, "wf", "d-1", "{}"); status != http.StatusServiceUnavailable {
+		t.Errorf("a webhook with its store's database missing: %d %s", status, answer)
+	}
 }
