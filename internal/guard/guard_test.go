@@ -129,14 +129,65 @@ func TestMemory(t *testing.T) {
 	}
 }
 
+// TestMemoryBound: at most maxSeen markers are kept, the oldest forgotten
+// first, and the expired ones as soon as another is set.
 func TestMemoryBound(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	g := NewMemory(Config{ReplayWindow: time.Hour})
+	g.now = clk.now
 	ctx := context.Background()
+	id := func(i int) Delivery { return Delivery{ID: "d" + strconv.Itoa(i)} }
 	for i := range maxSeen + 10 {
-		g.Check(ctx, "a", Delivery{ID: "d" + string(rune('a'+i%26)) + time.Duration(i).String()})
+		g.Check(ctx, "a", id(i))
 	}
 	if len(g.seen) > maxSeen {
-		t.Errorf("seen %d ids, bound is %d", len(g.seen), maxSeen)
+		t.Errorf("%d markers and %d in order, the bound is %d", len(g.seen), len(g.order), maxSeen)
+	}
+	for _, tc := range []struct {
+		i    int
+		want Verdict
+	}{{maxSeen + 9, Duplicate}, {10, Duplicate}, {9, Admit}, {0, Admit}} {
+		if d, _ := g.Check(ctx, "a", id(tc.i)); d.Verdict != tc.want {
+			t.Errorf("delivery %d: %v, want %v (the oldest forgotten first)", tc.i, d.Verdict, tc.want)
+		}
+	}
+
+	clk.t = clk.t.Add(time.Hour)
+	g.Check(ctx, "a", Delivery{ID: "after"})
+	if len(g.seen) != 1 {
+		t.Errorf("%d markers and %d in order an hour later, want only the new one", len(g.seen), len(g.order))
+	}
+}
+
+// TestMemoryMarkerSetAgain: a marker set again lives its whole window,
+// although an older entry of it is forgotten first.
+func TestMemoryMarkerSetAgain(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	g := NewMemory(Config{ReplayWindow: time.Hour})
+	g.now = clk.now
+	ctx := context.Background()
+	body := Delivery{ID: "first", Digest: "sha256:same"}
+	g.Check(ctx, "a", body)
+	clk.t = clk.t.Add(30 * time.Minute)
+	g.Check(ctx, "a", Delivery{ID: "second", Digest: "sha256:same"}) // the same body again: its digest set again
+	clk.t = clk.t.Add(45 * time.Minute)
+	g.Check(ctx, "a", Delivery{ID: "third"}) // the first two markers expire
+	if d, _ := g.Check(ctx, "a", Delivery{Digest: "sha256:same"}); d.Verdict != Duplicate {
+		t.Errorf("the body replayed without an id 45 minutes after it was seen again: %v, want Duplicate", d.Verdict)
+	}
+}
+
+// BenchmarkMemoryFull admits deliveries into a guard that keeps maxSeen
+// markers: each costs as much as into an empty one.
+func BenchmarkMemoryFull(b *testing.B) {
+	g := NewMemory(Config{ReplayWindow: time.Hour})
+	ctx := context.Background()
+	for i := range maxSeen {
+		g.Check(ctx, "a", Delivery{ID: "fill" + strconv.Itoa(i)})
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		g.Check(ctx, "a", Delivery{ID: "d" + strconv.Itoa(i), Digest: "sha256:" + strconv.Itoa(i)})
 	}
 }
 

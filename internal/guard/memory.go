@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// maxSeen bounds the delivery ids one Memory guard remembers. When full,
-// expired ids are swept and, if that is not enough, arbitrary ones are
-// dropped (a replay of those would then be admitted).
+// maxSeen bounds the markers (delivery ids and body digests) one Memory
+// guard remembers. When it is reached the oldest are forgotten first: a
+// replay of those would then be admitted.
 const maxSeen = 100_000
 
 // Memory is a Guard that keeps its state in this process: for a single
@@ -20,6 +20,16 @@ type Memory struct {
 	mu      sync.Mutex
 	windows map[string]window    // webhook id -> its current window; only known webhooks reach the guard
 	seen    map[string]time.Time // webhook id + "\x00" + delivery id -> forgotten at
+	// order is every marker set, oldest first: all live as long
+	// (cfg.ReplayWindow), so the first is the first to expire. A marker set
+	// again or forgotten leaves an entry that no longer matches seen.
+	order []marker
+}
+
+// marker is one marker set: its key in seen, and when it is forgotten.
+type marker struct {
+	key   string
+	until time.Time
 }
 
 type window struct {
@@ -55,31 +65,29 @@ func (g *Memory) Check(_ context.Context, id string, d Delivery) (Decision, erro
 		}
 	}
 	if remember {
-		g.makeRoom(now)
-		g.seen[key] = now.Add(g.cfg.ReplayWindow)
+		g.remember(key, now)
 		if also := d.also(); also != "" {
-			g.seen[id+"\x00"+also] = now.Add(g.cfg.ReplayWindow)
+			g.remember(id+"\x00"+also, now)
 		}
 	}
 	return Decision{Verdict: Admit}, nil
 }
 
-// makeRoom keeps the seen set under maxSeen. g.mu must be held.
-func (g *Memory) makeRoom(now time.Time) {
-	if len(g.seen) < maxSeen {
-		return
-	}
-	for k, until := range g.seen {
-		if !now.Before(until) {
-			delete(g.seen, k)
+// remember sets the marker key for the replay window, after forgetting
+// the markers that expired and, when maxSeen are kept, the oldest: a
+// step for each marker ever set, never a scan. g.mu must be held.
+func (g *Memory) remember(key string, now time.Time) {
+	for len(g.order) > 0 && (len(g.order) >= maxSeen || !now.Before(g.order[0].until)) {
+		oldest := g.order[0]
+		g.order[0] = marker{} // its key is garbage once forgotten
+		g.order = g.order[1:]
+		if until, ok := g.seen[oldest.key]; ok && until.Equal(oldest.until) {
+			delete(g.seen, oldest.key)
 		}
 	}
-	for k := range g.seen {
-		if len(g.seen) < maxSeen {
-			break
-		}
-		delete(g.seen, k)
-	}
+	until := now.Add(g.cfg.ReplayWindow)
+	g.seen[key] = until
+	g.order = append(g.order, marker{key: key, until: until})
 }
 
 // Forget implements Guard.
