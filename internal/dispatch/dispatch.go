@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/codemie-edge/caddy-webhooks/internal/answer"
+	"github.com/codemie-edge/caddy-webhooks/internal/headers"
 	"github.com/codemie-edge/caddy-webhooks/internal/integration"
 	"github.com/codemie-edge/caddy-webhooks/internal/seal"
 )
@@ -313,6 +314,12 @@ func (c *Client) request(ctx context.Context, job Job, cl call) (*http.Request, 
 	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if cl.forwarded != nil {
 		for name, values := range cl.forwarded.header {
+			if _, set := req.Header[name]; set && !headers.Named(headers.Forwarded, name) {
+				// An integration's secure header never replaces one the edge
+				// sends (user-id, the operator's headers, the ids): its
+				// record may be a CodeMie user's.
+				continue
+			}
 			req.Header[name] = values
 		}
 		return req, nil // the webhook endpoint takes no token: it checks the sender's own

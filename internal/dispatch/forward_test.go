@@ -58,3 +58,28 @@ func TestForward(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardKeepsTheEdgesHeaders: an integration's secure header named
+// like a header the edge sends (user-id, the operator's, the ids) does not
+// replace it; the sender's own headers CodeMie verifies with do.
+func TestForwardKeepsTheEdgesHeaders(t *testing.T) {
+	api := testenv.StartCodeMie(t)
+	sent := http.Header{"User-Id": {"admin"}, "X-Env": {"other-tenant"}, "Idempotency-Key": {"forged"},
+		"Content-Type": {"application/x-www-form-urlencoded"}}
+	fw := SealForward("wh", sent, []string{"User-Id", "X-Env", "Idempotency-Key"}, nil)
+	c := newClient(t, api.URL, nil)
+	c.cfg.Forward = true
+	j := job("workflow", "wf", "payload=%7B%7D")
+	j.Forward = fw
+	c.Dispatch(context.Background(), j)
+	calls := api.Calls()
+	if len(calls) != 1 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	for name, want := range map[string]string{"User-Id": "user-1", "X-Env": "test", "Idempotency-Key": "delivery-1",
+		"Content-Type": "application/x-www-form-urlencoded"} {
+		if got := calls[0].Header.Get(name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
