@@ -38,10 +38,20 @@ type Store struct {
 	stamp   stamp
 }
 
-// stamp tells whether a file changed since it was read.
+// stamp tells whether a file changed since it was read: its modification
+// time, its size, or which file it is (one moved over it, a symlink
+// pointed elsewhere, as a Kubernetes ConfigMap is updated), so that a
+// replacement of the same size and time, from a copy that keeps times, is
+// read too.
 type stamp struct {
 	mod  time.Time
 	size int64
+	file os.FileInfo
+}
+
+// same reports whether o stamps the same file, unchanged.
+func (st stamp) same(o stamp) bool {
+	return st.mod.Equal(o.mod) && st.size == o.size && st.file != nil && o.file != nil && os.SameFile(st.file, o.file)
 }
 
 // Open reads the integrations file at path, opening encrypted secrets with
@@ -79,9 +89,9 @@ func (s *Store) reload() (bool, error) {
 	case fi.Size() > MaxFileSize:
 		return false, fmt.Errorf("reading integrations file: %s has %d bytes, more than the most of %d", s.path, fi.Size(), MaxFileSize)
 	}
-	st := stamp{mod: fi.ModTime(), size: fi.Size()}
+	st := stamp{mod: fi.ModTime(), size: fi.Size(), file: fi}
 	s.mu.RLock()
-	same := st == s.stamp
+	same := st.same(s.stamp)
 	s.mu.RUnlock()
 	if same {
 		return false, nil

@@ -126,3 +126,35 @@ func TestLoadAndReload(t *testing.T) {
 		t.Errorf("after a fixed file Load(b) err = %v, want ErrNotFound", err)
 	}
 }
+
+// TestReloadsAFileMovedOverIt: a new file of the same size and
+// modification time moved over the old one (a copy that keeps times, a
+// ConfigMap's symlink swapped) is read.
+func TestReloadsAFileMovedOverIt(t *testing.T) {
+	dir := t.TempDir()
+	path, next := filepath.Join(dir, "integrations.json"), filepath.Join(dir, "next.json")
+	testenv.WriteFile(t, path, `[{"webhook_id": "a", "is_enabled": true}]`)
+	testenv.WriteFile(t, next, `[{"webhook_id": "b", "is_enabled": true}]`)
+	when := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, p := range []string{path, next} {
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(path, nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := s.reload(); err != nil || !changed {
+		t.Fatalf("reload after the move: %v, %v; want it read", changed, err)
+	}
+	if _, err := s.Load(context.Background(), "b"); err != nil {
+		t.Errorf("Load(b) after the move: %v", err)
+	}
+	if changed, _ := s.reload(); changed {
+		t.Error("the same file read again with nothing changed")
+	}
+}
