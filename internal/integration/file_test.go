@@ -44,6 +44,11 @@ func TestDecodeFileErrors(t *testing.T) {
 		{"empty token values", `[{"webhook_id": "a", "gitlab_webhook_token": ["", ""]}]`, "field gitlab_webhook_token: a secret's values must not be empty"},
 		{"an empty secret among others", `[{"webhook_id": "a", "github_webhook_secret": ["` + secret + `", ""]}]`, "field github_webhook_secret: a secret's values must not be empty"},
 		{"secret of a line break", `[{"webhook_id": "a", "github_webhook_secret": "\n"}]`, "field github_webhook_secret: holds no value"},
+		{"secret of a space", `[{"webhook_id": "a", "github_webhook_secret": " "}]`, "field github_webhook_secret: a value is only spaces"},
+		{"a space among the values", `[{"webhook_id": "a", "gitlab_webhook_token": "abc\r\n \t"}]`, "field gitlab_webhook_token: a value is only spaces"},
+		{"secret of a NUL", `[{"webhook_id": "a", "signature_scheme": "github", "signature_secret": "\u0000"}]`, "field signature_secret: a value holds a control character"},
+		{"secret with a control character", `[{"webhook_id": "a", "github_webhook_secret": "ab\u0007cd"}]`, "field github_webhook_secret: a value holds a control character"},
+		{"id of two dots", `[{"webhook_id": ".."}]`, "field webhook_id: must be"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeFile([]byte(tc.data), nil)

@@ -5,6 +5,7 @@
 package integration
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/base64"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -245,9 +247,10 @@ func (in *Integration) SecretHeaders() []string {
 }
 
 // ValidID reports whether id can be a webhook id: 1 to MaxIDLength bytes of
-// [A-Za-z0-9._~-] (the URL's unreserved characters).
+// [A-Za-z0-9._~-] (the URL's unreserved characters), but not "." or "..",
+// which name no path segment of their own.
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > MaxIDLength {
+	if len(id) == 0 || len(id) > MaxIDLength || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -492,6 +495,9 @@ func (d *decoder) secrets(field string) Secrets {
 	out := make(Secrets, 0, len(lines))
 	for _, line := range lines {
 		v, err := d.keys.Open(d.id, line)
+		if err == nil {
+			err = weakSecret(v)
+		}
 		if err != nil {
 			if d.err == nil {
 				d.err = &FieldError{ID: d.id, Field: field, Reason: err.Error()}
@@ -501,6 +507,19 @@ func (d *decoder) secrets(field string) Secrets {
 		out = append(out, Secret(v))
 	}
 	return out
+}
+
+// weakSecret refuses a secret value that is only spaces, or holds a
+// control character: a NUL key signs as no key does (HMAC pads keys with
+// zero bytes), so a value of NULs would let unsigned requests through.
+func weakSecret(v []byte) error {
+	if len(bytes.TrimSpace(v)) == 0 {
+		return errors.New("a value is only spaces")
+	}
+	if bytes.ContainsFunc(v, unicode.IsControl) {
+		return errors.New("a value holds a control character")
+	}
+	return nil
 }
 
 func (d *decoder) boolean(field string, unset bool) bool {

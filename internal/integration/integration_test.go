@@ -30,6 +30,10 @@ func TestValidID(t *testing.T) {
 		{"ü", false},
 		{"a\x00", false},
 		{"{a}", false},
+		{".", false},
+		{"..", false},
+		{"...", true},
+		{".a", true},
 	} {
 		if got := ValidID(tc.id); got != tc.want {
 			t.Errorf("ValidID(%q) = %v, want %v", tc.id, got, tc.want)
