@@ -46,6 +46,9 @@ func DecodeFileFields(data []byte) ([]map[string]string, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("decoding integrations file: data after the array")
 	}
+	if err := repeatedField(data); err != nil {
+		return nil, err
+	}
 	out := make([]map[string]string, 0, len(records))
 	seen := map[string]bool{}
 	for i, rec := range records {
@@ -64,6 +67,55 @@ func DecodeFileFields(data []byte) ([]map[string]string, error) {
 		out = append(out, fields)
 	}
 	return out, nil
+}
+
+// repeatedField refuses a record that names a field twice: encoding/json
+// keeps the last value, so a secret followed by "github_webhook_secret":
+// null would turn the check off unseen. data has decoded as an array of
+// objects already (so its nesting is bounded).
+func repeatedField(data []byte) error {
+	type frame struct {
+		object, wantKey bool
+		names           map[string]bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var stack []frame
+	record := -1
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("decoding integrations file: %v", jsonErrorWithoutValue(err))
+		}
+		top := len(stack) - 1
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) == 1 {
+				record++
+			}
+			stack = append(stack, frame{object: tok == json.Delim('{'), wantKey: true, names: map[string]bool{}})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:top]
+		default:
+			if top < 0 {
+				continue // no scalar stands alone: the data is an array
+			}
+			if f := &stack[top]; f.object && f.wantKey {
+				name, _ := tok.(string)
+				if f.names[name] {
+					return fmt.Errorf("integrations file record %d: field %q appears more than once", record, name)
+				}
+				f.names[name], f.wantKey = true, false
+				continue
+			}
+		}
+		if top := len(stack) - 1; top >= 0 && stack[top].object {
+			stack[top].wantKey = true // a value ended: a name comes next
+		}
+	}
 }
 
 // jsonErrorWithoutValue keeps the position of a JSON syntax or type error but

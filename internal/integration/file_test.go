@@ -49,6 +49,8 @@ func TestDecodeFileErrors(t *testing.T) {
 		{"secret of a NUL", `[{"webhook_id": "a", "signature_scheme": "github", "signature_secret": "\u0000"}]`, "field signature_secret: a value holds a control character"},
 		{"secret with a control character", `[{"webhook_id": "a", "github_webhook_secret": "ab\u0007cd"}]`, "field github_webhook_secret: a value holds a control character"},
 		{"id of two dots", `[{"webhook_id": ".."}]`, "field webhook_id: must be"},
+		{"a field twice", `[{"webhook_id": "a", "github_webhook_secret": "` + secret + `"}, {"webhook_id": "b", "github_webhook_secret": "` + secret + `", "is_enabled": true, "github_webhook_secret": null}]`,
+			`integrations file record 1: field "github_webhook_secret" appears more than once`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeFile([]byte(tc.data), nil)
@@ -63,4 +65,24 @@ func TestDecodeFileErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDecodeFileFields: any input is decoded or refused, never a panic;
+// each record decoded has a webhook id.
+func FuzzDecodeFileFields(f *testing.F) {
+	for _, seed := range []string{`[]`, `[{"webhook_id": "a"}]`, `[{"webhook_id": "a", "x": [1, {"y": 2}]}]`,
+		`[{"webhook_id": "a", "webhook_id": "b"}]`, `[{"webhook_id": "a", "s": ["x", "y"]}, {"webhook_id": "b"}]`, `[[]]`, `[{}`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		records, err := DecodeFileFields([]byte(data))
+		if err != nil {
+			return
+		}
+		for i, r := range records {
+			if r[FieldWebhookID] == "" {
+				t.Errorf("record %d decoded without a webhook id: %v", i, r)
+			}
+		}
+	})
 }
