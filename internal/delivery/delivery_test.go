@@ -398,6 +398,12 @@ func TestBackoff(t *testing.T) {
 	if d := w.backoff(1, 5*time.Hour); d != time.Hour {
 		t.Errorf("Retry-After beyond the cap: wait %v, want the cap", d)
 	}
+	// No attempt before: the first bound (a negative count panicked).
+	for _, attempt := range []int{0, -1, math.MinInt} {
+		if d := w.backoff(attempt, 0); d < 0 || d > time.Second {
+			t.Errorf("attempt %d: wait %v outside [0, 1s]", attempt, d)
+		}
+	}
 	// The largest cap: drawing up to it must not overflow (it panicked).
 	w.q.cfg.FirstBackoff, w.q.cfg.MaxBackoff = math.MaxInt64, math.MaxInt64
 	if d := w.backoff(1, 0); d < 0 {

@@ -15,6 +15,7 @@ package delivery
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -192,6 +193,9 @@ func decodeEntry(id string, fields streamFields) (Entry, error) {
 	attempts := 0
 	if s := str(fieldAttempts); s != "" {
 		n, err := strconv.Atoi(s)
+		if err == nil && n < 0 {
+			err = errors.New("negative")
+		}
 		if err != nil {
 			return Entry{}, fmt.Errorf("entry %s: field %s: %v", id, fieldAttempts, err)
 		}

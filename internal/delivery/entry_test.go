@@ -82,6 +82,7 @@ func TestDecodeEarlierLayout(t *testing.T) {
 		{"received_at": "x"},
 		{"meta": "{not json"},
 		{"meta": `{"received_at":1}`, "attempts": "many"},
+		{"meta": `{"received_at":1}`, "attempts": "-1"}, // its backoff shifted by a negative count: a panic
 	} {
 		if _, err := decodeEntry("1-1", broken); err == nil {
 			t.Errorf("%v decoded", broken)

@@ -340,6 +340,7 @@ func (w *Workers) retryLater(ctx context.Context, t ticket, e Entry, attempt int
 // FirstBackoff*2^(attempt-1), capped at MaxBackoff, and never shorter than
 // what the API asked for with Retry-After (itself capped at MaxBackoff).
 func (w *Workers) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	attempt = max(attempt, 1)
 	ceiling := w.q.cfg.MaxBackoff
 	if attempt-1 < 62 && w.q.cfg.FirstBackoff < ceiling>>(attempt-1) {
 		ceiling = w.q.cfg.FirstBackoff << (attempt - 1)
