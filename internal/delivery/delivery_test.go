@@ -519,22 +519,50 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 }
 
-// TestAdmitFailedEnqueueForgets: when the XADD fails inside the script, the
-// delivery is not left marked as seen, so the sender's retry goes through.
+// TestAdmitFailedEnqueueForgets: when a command of the script fails (a key
+// of the wrong type), the delivery is not left marked as seen and no entry
+// is left in the stream without its ticket, so the sender's retry goes
+// through and is queued once.
 func TestAdmitFailedEnqueueForgets(t *testing.T) {
-	r := testenv.StartRedis(t)
-	cfg := testConfig
-	cfg.MaxLength = 0
-	q := NewQueue(r.Client, cfg)
 	ctx := context.Background()
-	r.Client.Set(ctx, "{t:queue}", "not a stream", 0)
-	g := guard.Config{ReplayWindow: time.Hour}
-	_, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", guard.Delivery{ID: "d-1"}, entry("d-1"))
-	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
-		t.Fatalf("err = %v, want the XADD's WRONGTYPE", err)
-	}
-	if r.Client.Exists(ctx, "t:{wh}:seen:d-1").Val() != 0 {
-		t.Error("a delivery that was not queued stayed marked as seen")
+	for _, tc := range []struct {
+		name, key string
+		limit     int
+	}{
+		{"the stream", "{t:queue}", 0},
+		{"the lane", "{t:queue}:lane:wh", 0},
+		{"the lengths of lanes", "{t:queue}:waiting", 0},
+		{"the rate counter", "t:{wh}:rl", 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := testenv.StartRedis(t)
+			cfg := testConfig
+			cfg.MaxLength = 0
+			q := NewQueue(r.Client, cfg)
+			if err := r.Client.SAdd(ctx, tc.key, "not what it should be").Err(); err != nil {
+				t.Fatal(err)
+			}
+			g := guard.Config{ReplayWindow: time.Hour, Limit: tc.limit, Window: time.Minute}
+			d := guard.Delivery{ID: "d-1", Digest: "sha256:0a"}
+			_, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", d, entry("d-1"))
+			if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+				t.Fatalf("err = %v, want the WRONGTYPE", err)
+			}
+			if n := r.Client.Exists(ctx, "t:{wh}:seen:d-1", "t:{wh}:seen:sha256:0a").Val(); n != 0 {
+				t.Errorf("a delivery that was not queued stayed marked as seen (%d markers)", n)
+			}
+			if n := r.Client.XLen(ctx, "{t:queue}").Val(); n != 0 {
+				t.Errorf("%d entries left in the stream without a ticket", n)
+			}
+
+			r.Client.Del(ctx, tc.key)
+			if dec, err := q.Admit(ctx, redisconn.Bound{}, g, "wh", d, entry("d-1")); err != nil || dec.Verdict != guard.Admit {
+				t.Errorf("the sender's retry: %+v, %v; want it admitted", dec, err)
+			}
+			if n := r.Client.LLen(ctx, "{t:queue}:lane:wh").Val(); n != 1 {
+				t.Errorf("%d tickets in the lane after the retry, want 1", n)
+			}
+		})
 	}
 }
 

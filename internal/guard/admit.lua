@@ -21,7 +21,9 @@
 -- Returns {1, 0} for a duplicate, {2, ms} when limited for ms more, {3, 0}
 -- when admitted and covered by a queued entry (nothing appended), {0, 0}
 -- when admitted (and appended); the error STREAMFULL when the stream is
--- full, with nothing recorded. The marker is set (NX) before the limit is
+-- full, with nothing recorded; any other error (a key of the wrong type)
+-- with the delivery's markers and entry taken back, so that the sender's
+-- retry is not a duplicate of a webhook that was never queued. The marker is set (NX) before the limit is
 -- counted and removed again when the request is limited, so a duplicate is
 -- not counted and a limited delivery's retry after the window is admitted.
 --
@@ -45,57 +47,73 @@ local replay = KEYS[2] ~= KEYS[1]
 if replay and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
   return {1, 0}
 end
-local limit = tonumber(ARGV[1])
-if limit > 0 then
-  local n = redis.call('INCR', KEYS[1])
-  if n == 1 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  end
-  if n > limit then
-    if replay then
-      redis.call('DEL', KEYS[2])
-    end
-    local ttl = redis.call('PTTL', KEYS[1])
-    if ttl < 0 then
-      redis.call('PEXPIRE', KEYS[1], ARGV[2])
-      ttl = tonumber(ARGV[2])
-    end
-    return {2, ttl}
-  end
-end
 local record = KEYS[3] ~= KEYS[1]
-if record then
-  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-end
-local collapse = append and KEYS[4] ~= KEYS[1]
-if collapse then
-  local queued = redis.call('GET', KEYS[4])
-  if queued and redis.call('LPOS', KEYS[6], queued, 'RANK', -1) then
-    return {3, 0}
-  end
-end
-if append then
-  local ok, id = pcall(redis.call, 'XADD', KEYS[5], '*', unpack(ARGV, 8))
-  if not ok then
-    -- not appended: the sender's retry must not be a duplicate
-    if replay then
-      redis.call('DEL', KEYS[2])
+local appended, ticket -- the entry's id and its ticket, once appended
+
+-- admit does the rest once the delivery is marked; an error in any of its
+-- commands (a key of the wrong type) is caught below.
+local function admit()
+  local limit = tonumber(ARGV[1])
+  if limit > 0 then
+    local n = redis.call('INCR', KEYS[1])
+    if n == 1 then
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
     end
-    if record then
-      redis.call('DEL', KEYS[3])
+    if n > limit then
+      if replay then
+        redis.call('DEL', KEYS[2])
+      end
+      local ttl = redis.call('PTTL', KEYS[1])
+      if ttl < 0 then
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        ttl = tonumber(ARGV[2])
+      end
+      return {2, ttl}
     end
-    return redis.error_reply(type(id) == 'table' and id.err or tostring(id))
   end
-  local ticket = id .. ARGV[5]
-  local n = redis.call('RPUSH', KEYS[6], ticket)
-  if n == 1 then
-    redis.call('RPUSH', KEYS[7], ARGV[7])
+  if record then
+    redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
   end
-  if bit.band(n, n - 1) == 0 then
-    redis.call('ZADD', KEYS[8], n, ARGV[7])
-  end
+  local collapse = append and KEYS[4] ~= KEYS[1]
   if collapse then
-    redis.call('SET', KEYS[4], ticket, 'PX', ARGV[4])
+    local queued = redis.call('GET', KEYS[4])
+    if queued and redis.call('LPOS', KEYS[6], queued, 'RANK', -1) then
+      return {3, 0}
+    end
   end
+  if append then
+    appended = redis.call('XADD', KEYS[5], '*', unpack(ARGV, 8))
+    ticket = appended .. ARGV[5]
+    local n = redis.call('RPUSH', KEYS[6], ticket)
+    if n == 1 then
+      redis.call('RPUSH', KEYS[7], ARGV[7])
+    end
+    if bit.band(n, n - 1) == 0 then
+      redis.call('ZADD', KEYS[8], n, ARGV[7])
+    end
+    if collapse then
+      redis.call('SET', KEYS[4], ticket, 'PX', ARGV[4])
+    end
+  end
+  return {0, 0}
 end
-return {0, 0}
+
+local ok, reply = pcall(admit)
+if ok then
+  return reply
+end
+-- Not queued after all: no entry without its ticket is left, and the
+-- sender's retry must not be a duplicate.
+if ticket then
+  redis.pcall('LREM', KEYS[6], -1, ticket)
+end
+if appended then
+  redis.pcall('XDEL', KEYS[5], appended)
+end
+if replay then
+  redis.pcall('DEL', KEYS[2])
+end
+if record then
+  redis.pcall('DEL', KEYS[3])
+end
+return redis.error_reply(type(reply) == 'table' and reply.err or tostring(reply))
