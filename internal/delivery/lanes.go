@@ -50,8 +50,10 @@ func (t ticket) entryID() string {
 const ticketLua = `
 local lanePrefix, busyPrefix, parkedPrefix, parking, holders = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
+-- parse splits ticket t; its id is nil when t is not a ticket (a bad
+-- edit of a lane or the due set), which every caller then drops.
 local function parse(t)
-  local id, webhook, resource = string.match(t, '^([^|]+)|([^|]*)|(.*)$')
+  local id, webhook, resource = string.match(t, '^(%d+%-%d+)|([^|]*)|(.*)$')
   return id, webhook or '', resource or ''
 end
 
@@ -124,7 +126,8 @@ func (q *Queue) names(args ...any) []any {
 // whose first ticket's resource has ARGV[7] in flight (0: no limit) is
 // parked on it. KEYS[1] the stream, KEYS[2] the ring, KEYS[3] the leases,
 // KEYS[4] the waiting set. Returns {lanes in the ring, {ticket, entry
-// fields}...}; a ticket whose entry is gone is dropped.
+// fields}...}; a ticket whose entry is gone, or that is no ticket, is
+// dropped.
 var takeScript = redis.NewScript(ticketLua + `
 local now, lease, limit, want = nowMs(), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {}
@@ -164,7 +167,7 @@ for _ = 1, tonumber(ARGV[9]) do
       else
         redis.call('ZADD', KEYS[4], left, webhook)
       end
-      local e = redis.call('XRANGE', KEYS[1], id, id)[1]
+      local e = id and redis.call('XRANGE', KEYS[1], id, id)[1]
       if e then
         redis.call('ZADD', KEYS[3], now + lease, t)
         redis.call('ZADD', busy, now + lease, t)
@@ -285,7 +288,7 @@ func (q *Queue) schedule(ctx context.Context, t ticket, attempt int, dueMs int64
 
 // moveDueScript puts up to ARGV[7] entries due at ARGV[6] (ms) back at the
 // end of their lanes, each as a new entry with its attempts counted, and
-// returns how many it moved. KEYS[1] the due set, KEYS[2] the stream,
+// returns how many it moved; a member that names no entry is dropped. KEYS[1] the due set, KEYS[2] the stream,
 // KEYS[3] the ring, KEYS[4] the waiting set.
 var moveDueScript = redis.NewScript(ticketLua + `
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[6], 'LIMIT', 0, ARGV[7])

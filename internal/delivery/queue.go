@@ -278,7 +278,7 @@ func idTime(id string) (time.Time, bool) {
 // deadBytes returns the counter once it agrees with the stream: dropped
 // when the stream is empty (it was deleted by hand, or emptied), and
 // counted entry by entry when it is missing while the stream is not (a
-// dead stream from before the counter). A counter exists only while the
+// dead stream from before the counter), or is not a number. A counter exists only while the
 // stream has entries.
 const deadBytesLua = `
 local function entrySize(fields, from)
@@ -301,10 +301,10 @@ local function deadBytes()
     end
     return 0
   end
-  if n then
+  if tonumber(n) then
     return tonumber(n)
   end
-  n = 0
+  n = 0 -- none, or not a number (a bad edit): counted again
   local start = '-'
   while true do
     local e = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1)[1]

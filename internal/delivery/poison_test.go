@@ -1,0 +1,96 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
+)
+
+// TestPoisonedDueSet: a member of the due set that names no entry (a bad
+// edit) is dropped, and the retries due behind it move on.
+func TestPoisonedDueSet(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor("wh", "wf-1", "d-1")); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := q.take(ctx, 1, "holder")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("take: %v, %v", got, err)
+	}
+	if err := q.schedule(ctx, got[0].ticket, 1, 5, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"1|abc|wh|workflow:wf-1", "garbage", "1|"} {
+		if err := r.Client.ZAdd(ctx, q.due, redis.Z{Score: 0, Member: bad}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := q.moveDue(ctx, 10, 10); err != nil || n != 4 {
+		t.Fatalf("moveDue: %d, %v; want the 4 members gone through", n, err)
+	}
+	if n := r.Client.ZCard(ctx, q.due).Val(); n != 0 {
+		t.Errorf("%d members left in the due set", n)
+	}
+	if again, _, err := q.take(ctx, 1, "holder"); err != nil || len(again) != 1 || again[0].fields.str(fieldAttempts) != "1" {
+		t.Errorf("the retry taken: %v, %v", again, err)
+	}
+}
+
+// TestPoisonedLane: a lane entry that is no ticket is dropped without
+// failing the take, and the tickets around it are taken.
+func TestPoisonedLane(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	for i, webhook := range []string{"a", "b", "c"} {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(webhook, fmt.Sprint("wf-", i), "d-"+webhook)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Client.LPush(ctx, q.lanePrefix+"b", "garbage").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var taken []string
+	for range 3 {
+		got, _, err := q.take(ctx, 3, "holder")
+		if err != nil {
+			t.Fatalf("take: %v", err)
+		}
+		for _, g := range got {
+			taken = append(taken, strings.Split(string(g.ticket), "|")[1])
+		}
+	}
+	slices.Sort(taken)
+	if !slices.Equal(taken, []string{"a", "b", "c"}) {
+		t.Errorf("taken %v, want a, b and c once each", taken)
+	}
+	if n := r.Client.LLen(ctx, q.lanePrefix+"b").Val(); n != 0 {
+		t.Errorf("%d left in the poisoned lane", n)
+	}
+}
+
+// TestDeadBytesNotANumber: a dead-letter byte counter that is not a number
+// (a bad edit) is counted again, and each letter is buried once.
+func TestDeadBytesNotANumber(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, withDead(DeadLimits{MaxEntries: 10}))
+	b := newBurier(q)
+	b.bury(t, entry("d-1"))
+	if err := r.Client.Set(context.Background(), q.deadBytes, "abc", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b.bury(t, entry("d-2"))
+	if ids := deadIDs(t, q); fmt.Sprint(ids) != "[d-1 d-2]" {
+		t.Errorf("dead letters %v, want d-1 and d-2 once each", ids)
+	}
+	checkDeadBytes(t, q)
+}
