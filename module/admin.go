@@ -61,11 +61,11 @@ func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := need(r, http.MethodPost); err != nil {
 			return err
 		}
-		n, err := q.ReplayAll(r.Context())
+		replayed, unreadable, err := q.ReplayAll(r.Context())
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 		}
-		return writeAdmin(w, map[string]int{"replayed": n})
+		return writeAdmin(w, map[string]int{"replayed": replayed, "unreadable": unreadable})
 	case strings.HasPrefix(path, "dead/"):
 		return a.deadLetter(w, r, q, strings.TrimPrefix(path, "dead/"))
 	}
@@ -122,6 +122,8 @@ func (Admin) deadLetter(w http.ResponseWriter, r *http.Request, q *delivery.Queu
 	switch {
 	case errors.Is(err, delivery.ErrNoSuchEntry):
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: err}
+	case errors.Is(err, delivery.ErrUnreadable):
+		return caddy.APIError{HTTPStatus: http.StatusUnprocessableEntity, Err: err}
 	case err != nil:
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 	}

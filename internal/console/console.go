@@ -376,6 +376,8 @@ func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request, rest string
 	switch {
 	case errors.Is(err, delivery.ErrNoSuchEntry):
 		return &Error{http.StatusNotFound, err}
+	case errors.Is(err, delivery.ErrUnreadable):
+		return &Error{http.StatusUnprocessableEntity, err}
 	case err != nil:
 		return unavailable(err)
 	}

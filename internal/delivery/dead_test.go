@@ -214,7 +214,7 @@ func TestDeadBytesFollowsDeleteAndReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDeadBytes(t, q)
-	if n, err := q.ReplayAll(ctx); err != nil || n != 2 {
+	if n, _, err := q.ReplayAll(ctx); err != nil || n != 2 {
 		t.Fatalf("replay-all: %d, %v", n, err)
 	}
 	if checkDeadBytes(t, q) != 0 || r.Client.Exists(ctx, q.deadBytes).Val() != 0 {
@@ -253,7 +253,7 @@ func TestDeadLettersOnCluster(t *testing.T) {
 		if err := q.DeleteDead(ctx, letters[0].ID); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := q.ReplayAll(ctx); err != nil || n != 1 {
+		if n, _, err := q.ReplayAll(ctx); err != nil || n != 1 {
 			t.Errorf("prefix %q: replay-all %d, %v", prefix, n, err)
 		}
 		checkDeadBytes(t, q)
@@ -385,7 +385,7 @@ func TestReplayAllStopsAtStart(t *testing.T) {
 			b.bury(t, entry(fmt.Sprint("during-", i)))
 		}
 	}})
-	n, err := NewQueue(client, testConfig).ReplayAll(ctx)
+	n, _, err := NewQueue(client, testConfig).ReplayAll(ctx)
 	if err != nil || n != 150 {
 		t.Errorf("replay-all: %d, %v; want the 150 dead when it started", n, err)
 	}
@@ -395,6 +395,31 @@ func TestReplayAllStopsAtStart(t *testing.T) {
 	}
 	if l := r.Client.XLen(ctx, "{t:queue}").Val(); l != 150 {
 		t.Errorf("%d entries queued, want 150", l)
+	}
+}
+
+// TestReplayAllPassesUnreadable: a dead letter that cannot be read as an
+// entry (buried for that) is counted and left, and the others are
+// replayed; replayed alone, it is ErrUnreadable.
+func TestReplayAllPassesUnreadable(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	q := NewQueue(r.Client, testConfig)
+	b := newBurier(q)
+	b.bury(t, entry("d-1"))
+	bad, err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: q.dead, Values: []any{fieldMeta, "{not json", fieldBody, "x"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.bury(t, entry("d-2"))
+	if replayed, unreadable, err := q.ReplayAll(ctx); err != nil || replayed != 2 || unreadable != 1 {
+		t.Errorf("replay-all: %d replayed, %d unreadable, %v; want 2 and 1", replayed, unreadable, err)
+	}
+	if err := q.Replay(ctx, bad); !errors.Is(err, ErrUnreadable) {
+		t.Errorf("replaying the unreadable one: %v", err)
+	}
+	if l := r.Client.XLen(ctx, q.dead).Val(); l != 1 {
+		t.Errorf("%d dead letters left, want the unreadable one", l)
 	}
 }
 

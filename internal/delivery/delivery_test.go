@@ -220,7 +220,7 @@ func TestDeadLetters(t *testing.T) {
 	if err := q.DeleteDead(ctx, byDelivery["final-2"].ID); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := q.ReplayAll(ctx); err != nil || n != 1 {
+	if n, _, err := q.ReplayAll(ctx); err != nil || n != 1 {
 		t.Errorf("replay-all: %d, %v; want the 1 left", n, err)
 	}
 	testenv.Eventually(t, "replay-all to deliver", func() bool { return s.count("always-500") > testConfig.Attempts })

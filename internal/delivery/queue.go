@@ -416,6 +416,10 @@ func (q *Queue) deadLetters(ctx context.Context, after, last string, count int64
 // ErrNoSuchEntry says a dead letter id is not in the dead stream.
 var ErrNoSuchEntry = errors.New("no such dead letter")
 
+// ErrUnreadable says a dead letter cannot be read as an entry (it was
+// buried because it could not be): it cannot be replayed, only deleted.
+var ErrUnreadable = errors.New("the dead letter cannot be read as a webhook")
+
 // deleteDeadScript removes dead letter ARGV[1] and takes its size off the
 // counter. Returns 1, or 0 when there was no such entry.
 var deleteDeadScript = redis.NewScript(deadBytesLua + `
@@ -452,7 +456,7 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 	}
 	e, err := decodeEntry(id, msgs[0].Values)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrUnreadable, err)
 	}
 	e.Attempts = 0
 	if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
@@ -475,32 +479,35 @@ return false
 `)
 
 // ReplayAll replays the dead letters present when it is called, and
-// returns how many it replayed. Entries that die while it runs, replayed
-// ones among them, are left for later.
-func (q *Queue) ReplayAll(ctx context.Context) (int, error) {
+// returns how many it replayed and how many it left because they cannot
+// be read as entries (ErrUnreadable: delete them). Entries that die while
+// it runs, replayed ones among them, are left for later.
+func (q *Queue) ReplayAll(ctx context.Context) (replayed, unreadable int, err error) {
 	last, err := lastDeadScript.Run(ctx, q.client, []string{q.dead}).Text()
 	if errors.Is(err, redis.Nil) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("reading the newest dead letter: %w", err)
+		return 0, 0, fmt.Errorf("reading the newest dead letter: %w", err)
 	}
-	n, after := 0, ""
+	after := ""
 	for {
 		page, next, err := q.deadLetters(ctx, after, last, 100)
 		if err != nil {
-			return n, err
+			return replayed, unreadable, err
 		}
 		for _, dl := range page {
 			switch err := q.Replay(ctx, dl.ID); {
 			case err == nil:
-				n++
+				replayed++
+			case errors.Is(err, ErrUnreadable):
+				unreadable++
 			case !errors.Is(err, ErrNoSuchEntry):
-				return n, err
+				return replayed, unreadable, err
 			}
 		}
 		if next == "" {
-			return n, nil
+			return replayed, unreadable, nil
 		}
 		after = next
 	}
