@@ -326,17 +326,24 @@ func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
 }
 
 // handBackScript puts tickets back at the front of their lanes: those
-// ARGV[8..] that holder ARGV[7] holds, or, when there are none, up to 100
+// ARGV[9..] that holder ARGV[7] holds, or, when there are none, up to 100
 // whose lease has ended, whoever held them. Then it brings back lanes parked on a
 // resource with room (a raised limit, a lease ended unseen) for ARGV[6]
-// (0: no limit). KEYS[1] the leases, KEYS[2] the ring, KEYS[3] the
+// (0: no limit). A lease lasts ARGV[8] ms from when it was taken or
+// renewed, so one that ends more than twice that from now (Redis's clock
+// went back, a bad edit) counts as ended: it would hold its resource's
+// room for as long. KEYS[1] the leases, KEYS[2] the ring, KEYS[3] the
 // waiting set. Returns the tickets moved.
 var handBackScript = redis.NewScript(ticketLua + `
-local tickets, holder = {unpack(ARGV, 8)}, ARGV[7]
+local tickets, holder = {unpack(ARGV, 9)}, ARGV[7]
 local expired = #tickets == 0
 local now = nowMs()
+local beyond = '(' .. (now + 2 * tonumber(ARGV[8]))
 if expired then
   tickets, holder = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100), nil
+  for _, t in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], beyond, '+inf', 'LIMIT', 0, 100)) do
+    tickets[#tickets + 1] = t
+  end
 end
 local moved = {}
 for i = #tickets, 1, -1 do
@@ -351,6 +358,7 @@ if expired then
   for _, resource in ipairs(redis.call('SMEMBERS', parking)) do
     local busy = busyPrefix .. resource
     redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', busy, beyond, '+inf')
     local room, count = 0, redis.call('ZCARD', busy)
     if limit == 0 then
       room = redis.call('LLEN', parkedPrefix .. resource)
@@ -367,7 +375,7 @@ return moved
 // or, with none, those whose lease has ended, and the parked lanes that
 // have room back in the ring; it returns the tickets it moved.
 func (q *Queue) handBack(ctx context.Context, holder string, tickets ...string) ([]string, error) {
-	args := q.names(max(q.cfg.MaxInFlight, 0), holder)
+	args := q.names(max(q.cfg.MaxInFlight, 0), holder, q.lease().Milliseconds())
 	for _, t := range tickets {
 		args = append(args, t)
 	}

@@ -295,3 +295,42 @@ func TestStaleHolderLeavesTheLease(t *testing.T) {
 		t.Errorf("left after the fresh holder's finish: %v", left)
 	}
 }
+
+// TestLeaseEndingFarAhead: a lease that ends further ahead than a lease
+// lasts (Redis's clock went back, a bad edit) is handed back with the
+// others that ended, and its resource's room with it.
+func TestLeaseEndingFarAhead(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := testConfig
+	cfg.MaxInFlight = 1
+	q := NewQueue(r.Client, cfg)
+	ctx := context.Background()
+	for _, e := range []Entry{entryFor("a", "shared", "a-1"), entryFor("b", "shared", "b-1")} {
+		if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := q.take(ctx, 1, "ghost")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ghost take: %v %v", got, err)
+	}
+	const year3000 = 32503680000000
+	tk := string(got[0].ticket)
+	for _, key := range []string{"{t:queue}:leases", "{t:queue}:busy:workflow:shared"} {
+		if err := r.Client.ZAdd(ctx, key, redis.Z{Score: year3000, Member: tk}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := q.take(ctx, 1, "test"); err != nil { // parks b on the full resource
+		t.Fatal(err)
+	}
+	if moved, err := q.handBack(ctx, ""); err != nil || len(moved) != 1 || moved[0] != tk {
+		t.Fatalf("handed back %v, %v; want the lease ending in the year 3000", moved, err)
+	}
+	if n := r.Client.ZCard(ctx, "{t:queue}:busy:workflow:shared").Val(); n != 0 {
+		t.Errorf("%d leases still counted against the resource", n)
+	}
+	if taken, _, err := q.take(ctx, 2, "test"); err != nil || len(taken) != 1 {
+		t.Errorf("after the hand-back: took %v, %v; want one (the resource allows one)", taken, err)
+	}
+}
