@@ -126,61 +126,103 @@ func (q *Queue) names(args ...any) []any {
 // whose first ticket's resource has ARGV[7] in flight (0: no limit) is
 // parked on it. KEYS[1] the stream, KEYS[2] the ring, KEYS[3] the leases,
 // KEYS[4] the waiting set. Returns {lanes in the ring, {ticket, entry
-// fields}...}; a ticket whose entry is gone, or that is no ticket, is
-// dropped.
+// fields}..., error}; a ticket whose entry is gone, or that is no ticket,
+// is dropped. A visit that fails (a key of the wrong type) ends the take:
+// the ticket it took goes back to the front of its lane, what was taken
+// before it is returned, and the error is the third element (else false).
 var takeScript = redis.NewScript(ticketLua + `
 local now, lease, limit, want = nowMs(), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {}
-for _ = 1, tonumber(ARGV[9]) do
-  if #out >= want then
-    break
-  end
+-- the visit's ticket once out of its lane ({lane, ticket, webhook}), its
+-- lane once out of the ring, and its busy set once its lease began
+local popped, unringed, leased
+
+-- visit takes the ticket at the front of the next lane in turn; false when
+-- the ring is empty.
+local function visit()
   -- the ring's head, now at its tail until the visit is over
   local webhook = redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT')
   if not webhook then
-    break
+    return false
   end
   local lane = lanePrefix .. webhook
   local t = redis.call('LINDEX', lane, 0)
   if not t then
     redis.call('RPOP', KEYS[2])
     redis.call('ZREM', KEYS[4], webhook)
+    return true
+  end
+  local id, _, resource = parse(t)
+  local busy = busyPrefix .. resource
+  -- room made, for lanes parked on the resource, once the visit is over
+  local room = 0
+  local full = limit > 0 and redis.call('ZCARD', busy) >= limit
+  if full then
+    -- leases that ended (their instance died) count no more
+    room = redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+    full = redis.call('ZCARD', busy) >= limit
+  end
+  if full then
+    park(KEYS[2], webhook, resource)
   else
-    local id, _, resource = parse(t)
-    local busy = busyPrefix .. resource
-    -- room made, for lanes parked on the resource, once the visit is over
-    local room = 0
-    local full = limit > 0 and redis.call('ZCARD', busy) >= limit
-    if full then
-      -- leases that ended (their instance died) count no more
-      room = redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
-      full = redis.call('ZCARD', busy) >= limit
-    end
-    if full then
-      park(KEYS[2], webhook, resource)
+    redis.call('LPOP', lane)
+    popped = {lane, t, webhook}
+    local left = redis.call('LLEN', lane)
+    if left == 0 then
+      redis.call('RPOP', KEYS[2])
+      unringed = true
+      redis.call('ZREM', KEYS[4], webhook)
     else
-      redis.call('LPOP', lane)
-      local left = redis.call('LLEN', lane)
-      if left == 0 then
-        redis.call('RPOP', KEYS[2])
-        redis.call('ZREM', KEYS[4], webhook)
-      else
-        redis.call('ZADD', KEYS[4], left, webhook)
+      redis.call('ZADD', KEYS[4], left, webhook)
+    end
+    local e = id and redis.call('XRANGE', KEYS[1], id, id)[1]
+    if e then
+      leased = busy
+      redis.call('ZADD', KEYS[3], now + lease, t)
+      redis.call('ZADD', busy, now + lease, t)
+      redis.call('HSET', holders, t, ARGV[10])
+      out[#out + 1] = {t, e[2]}
+      popped = nil -- handed out
+    else
+      room = room + 1 -- no lease follows: the turn passes on
+    end
+  end
+  unpark(KEYS[2], resource, room)
+  return true
+end
+
+local failure = false
+for _ = 1, tonumber(ARGV[9]) do
+  if #out >= want then
+    break
+  end
+  popped, unringed, leased = nil, nil, nil
+  local ok, more = pcall(visit)
+  if not ok then
+    failure = type(more) == 'table' and more.err or tostring(more)
+    if popped then
+      local lane, t, webhook = popped[1], popped[2], popped[3]
+      if leased then
+        redis.pcall('ZREM', KEYS[3], t)
+        redis.pcall('ZREM', leased, t)
+        redis.pcall('HDEL', holders, t)
       end
-      local e = id and redis.call('XRANGE', KEYS[1], id, id)[1]
-      if e then
-        redis.call('ZADD', KEYS[3], now + lease, t)
-        redis.call('ZADD', busy, now + lease, t)
-        redis.call('HSET', holders, t, ARGV[10])
-        out[#out + 1] = {t, e[2]}
-      else
-        room = room + 1 -- no lease follows: the turn passes on
+      redis.pcall('LPUSH', lane, t)
+      if unringed then
+        redis.pcall('RPUSH', KEYS[2], webhook)
       end
     end
-    unpark(KEYS[2], resource, room)
+    break
+  end
+  if not more then
+    break
   end
 end
-return {redis.call('LLEN', KEYS[2]), out}
+local lanes = redis.pcall('LLEN', KEYS[2])
+if type(lanes) ~= 'number' then
+  lanes = 0
+end
+return {lanes, out, failure}
 `)
 
 // taken is an entry taken for dispatch.
@@ -197,11 +239,14 @@ func (q *Queue) take(ctx context.Context, n int, holder string) ([]taken, int64,
 	if err != nil {
 		return nil, 0, fmt.Errorf("taking deliveries: %w", err)
 	}
-	if len(reply) != 2 {
+	if len(reply) != 3 {
 		return nil, 0, fmt.Errorf("taking deliveries: unexpected reply %v", reply)
 	}
 	lanes, _ := reply[0].(int64)
 	rows, _ := reply[1].([]any)
+	if failed, ok := reply[2].(string); ok {
+		err = fmt.Errorf("taking deliveries: %s", failed)
+	}
 	out := make([]taken, 0, len(rows))
 	for _, r := range rows {
 		row, _ := r.([]any)
@@ -212,7 +257,7 @@ func (q *Queue) take(ctx context.Context, n int, holder string) ([]taken, int64,
 		flat, _ := row[1].([]any)
 		out = append(out, taken{ticket: ticket(t), fields: fieldsOf(flat)})
 	}
-	return out, lanes, nil
+	return out, lanes, err
 }
 
 // renewScript extends the leases of the tickets ARGV[8..] that holder

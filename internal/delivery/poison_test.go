@@ -94,3 +94,37 @@ func TestDeadBytesNotANumber(t *testing.T) {
 	}
 	checkDeadBytes(t, q)
 }
+
+// TestTakeFailsWithoutLoss: a take that fails on a key of the wrong type
+// (a bad edit) says so and puts the ticket it took back at the front of
+// its lane; once the key is fixed, every entry is taken.
+func TestTakeFailsWithoutLoss(t *testing.T) {
+	ctx := context.Background()
+	for _, key := range []string{"{t:queue}:waiting", "{t:queue}:leases", "{t:queue}:holders"} {
+		t.Run(key, func(t *testing.T) {
+			r := testenv.StartRedis(t)
+			q := NewQueue(r.Client, testConfig)
+			for _, webhook := range []string{"a", "b"} {
+				if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(webhook, "wf-"+webhook, "d-"+webhook)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.Client.Del(ctx, key).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Client.SAdd(ctx, key, "not what it should be").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := q.take(ctx, 2, "holder"); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") || len(got) != 0 {
+				t.Fatalf("take: %v, %v; want the WRONGTYPE and nothing taken", got, err)
+			}
+			if n := r.Client.LLen(ctx, q.lanePrefix+"a").Val() + r.Client.LLen(ctx, q.lanePrefix+"b").Val(); n != 2 {
+				t.Errorf("%d tickets left in the lanes, want both", n)
+			}
+			r.Client.Del(ctx, key)
+			if got, _, err := q.take(ctx, 2, "holder"); err != nil || len(got) != 2 {
+				t.Errorf("take once the key is fixed: %d taken, %v; want both", len(got), err)
+			}
+		})
+	}
+}
