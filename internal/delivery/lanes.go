@@ -377,9 +377,12 @@ func (q *Queue) moveDue(ctx context.Context, nowMs int64, n int) (int, error) {
 // (0: no limit). A lease lasts ARGV[8] ms from when it was taken or
 // renewed, so one that ends more than twice that from now (Redis's clock
 // went back, a bad edit) counts as ended: it would hold its resource's
-// room for as long. KEYS[1] the leases, KEYS[2] the ring, KEYS[3] the
-// waiting set. Returns the tickets moved.
+// room for as long. With no tickets it also puts back in the ring lanes
+// that hold tickets but were left out of it (strandedSample). KEYS[1] the
+// leases, KEYS[2] the ring, KEYS[3] the waiting set. Returns the tickets
+// moved.
 var handBackScript = redis.NewScript(ticketLua + `
+local strandedSample = ` + strconv.Itoa(strandedSample) + `
 local tickets, holder = {unpack(ARGV, 9)}, ARGV[7]
 local expired = #tickets == 0
 local now = nowMs()
@@ -412,9 +415,28 @@ if expired then
     end
     unpark(KEYS[2], resource, room)
   end
+  -- A lane holding tickets whose webhook is in neither the ring nor the
+  -- list parked on its first ticket's resource (the ring deleted, a partial
+  -- restore) would never be visited: a sample of the lanes that hold
+  -- tickets is checked each time, and such a one joins the ring.
+  for _, webhook in ipairs(redis.call('ZRANDMEMBER', KEYS[3], strandedSample)) do
+    local t = redis.call('LINDEX', lanePrefix .. webhook, 0)
+    if t and not redis.call('LPOS', KEYS[2], webhook) then
+      local _, _, resource = parse(t)
+      if not redis.call('LPOS', parkedPrefix .. resource, webhook) then
+        redis.call('RPUSH', KEYS[2], webhook)
+      end
+    end
+  end
 end
 return moved
 `)
+
+// strandedSample is how many lanes holding tickets each reclaim checks for
+// a webhook missing from the ring: each check scans the ring (LPOS), so a
+// few per reclaim; a lane so stranded is found within about (lanes holding
+// tickets / strandedSample) reclaims.
+const strandedSample = 10
 
 // handBack puts the tickets holder holds back at the front of their lanes,
 // or, with none, those whose lease has ended, and the parked lanes that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -332,5 +333,41 @@ func TestLeaseEndingFarAhead(t *testing.T) {
 	}
 	if taken, _, err := q.take(ctx, 2, "test"); err != nil || len(taken) != 1 {
 		t.Errorf("after the hand-back: took %v, %v; want one (the resource allows one)", taken, err)
+	}
+}
+
+// TestStrandedLaneBackInRing: lanes that hold tickets while their webhooks
+// are out of the ring (the ring deleted by hand) join it again at the
+// reclaims, and their entries are taken.
+func TestStrandedLaneBackInRing(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	webhooks := make([]string, 3*strandedSample)
+	for i := range webhooks {
+		webhooks[i] = fmt.Sprint("w-", i)
+		if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor(webhooks[i], "wf", "d-"+webhooks[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Client.Del(ctx, q.ring).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "every stranded lane back in the ring", func() bool {
+		if _, err := q.handBack(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		return r.Client.LLen(ctx, q.ring).Val() == int64(len(webhooks))
+	})
+	ring := r.Client.LRange(ctx, q.ring, 0, -1).Val()
+	slices.Sort(ring)
+	sorted := slices.Clone(webhooks)
+	slices.Sort(sorted)
+	if !slices.Equal(ring, sorted) {
+		t.Errorf("ring %v, want each webhook once", ring)
+	}
+	got, _, err := q.take(ctx, len(webhooks), "holder")
+	if err != nil || len(got) != len(webhooks) {
+		t.Errorf("took %d, %v; want all %d", len(got), err, len(webhooks))
 	}
 }
