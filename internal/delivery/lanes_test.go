@@ -192,10 +192,11 @@ func TestStatsPerWebhook(t *testing.T) {
 	}
 }
 
-// TestParkedLaneBackAfterLeaseEnds: with max_in_flight 1, a lane whose
-// resource is held by an instance that died is parked, and comes back when
-// that lease ends and the entry is handed back: both are delivered.
-func TestParkedLaneBackAfterLeaseEnds(t *testing.T) {
+// ghostHoldsShared queues a-1 and b-1 of webhooks a and b for resource
+// workflow:shared, which allows one dispatch at once, and has an instance
+// that then dies ("ghost") take a-1: its ticket.
+func ghostHoldsShared(t *testing.T) (*testenv.Redis, *Queue, ticket) {
+	t.Helper()
 	r := testenv.StartRedis(t)
 	cfg := testConfig
 	cfg.MaxInFlight = 1
@@ -206,10 +207,20 @@ func TestParkedLaneBackAfterLeaseEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// An instance takes a-1 and dies; b-1's lane is parked on the resource.
-	if got, _, err := q.take(ctx, 1, "ghost"); err != nil || len(got) != 1 {
+	got, _, err := q.take(ctx, 1, "ghost")
+	if err != nil || len(got) != 1 {
 		t.Fatalf("ghost take: %v %v", got, err)
 	}
+	return r, q, got[0].ticket
+}
+
+// TestParkedLaneBackAfterLeaseEnds: with max_in_flight 1, a lane whose
+// resource is held by an instance that died is parked, and comes back when
+// that lease ends and the entry is handed back: both are delivered.
+func TestParkedLaneBackAfterLeaseEnds(t *testing.T) {
+	// An instance takes a-1 and dies; b-1's lane is parked on the resource.
+	r, q, _ := ghostHoldsShared(t)
+	ctx := context.Background()
 	if got, lanes, err := q.take(ctx, 1, "test"); err != nil || len(got) != 0 || lanes != 0 {
 		t.Fatalf("take while the resource is full: %v, %d lanes in the ring, %v", got, lanes, err)
 	}
@@ -301,22 +312,10 @@ func TestStaleHolderLeavesTheLease(t *testing.T) {
 // lasts (Redis's clock went back, a bad edit) is handed back with the
 // others that ended, and its resource's room with it.
 func TestLeaseEndingFarAhead(t *testing.T) {
-	r := testenv.StartRedis(t)
-	cfg := testConfig
-	cfg.MaxInFlight = 1
-	q := NewQueue(r.Client, cfg)
+	r, q, ghost := ghostHoldsShared(t)
 	ctx := context.Background()
-	for _, e := range []Entry{entryFor("a", "shared", "a-1"), entryFor("b", "shared", "b-1")} {
-		if err := q.Enqueue(ctx, redisconn.Bound{}, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, _, err := q.take(ctx, 1, "ghost")
-	if err != nil || len(got) != 1 {
-		t.Fatalf("ghost take: %v %v", got, err)
-	}
 	const year3000 = 32503680000000
-	tk := string(got[0].ticket)
+	tk := string(ghost)
 	for _, key := range []string{"{t:queue}:leases", "{t:queue}:busy:workflow:shared"} {
 		if err := r.Client.ZAdd(ctx, key, redis.Z{Score: year3000, Member: tk}).Err(); err != nil {
 			t.Fatal(err)
