@@ -35,23 +35,16 @@ type Store struct {
 
 	mu      sync.RWMutex
 	records map[string]*integration.Integration
-	stamp   stamp
+	read    os.FileInfo // the file as it was when records were read
 }
 
-// stamp tells whether a file changed since it was read: its modification
-// time, its size, or which file it is (one moved over it, a symlink
-// pointed elsewhere, as a Kubernetes ConfigMap is updated), so that a
-// replacement of the same size and time, from a copy that keeps times, is
-// read too.
-type stamp struct {
-	mod  time.Time
-	size int64
-	file os.FileInfo
-}
-
-// same reports whether o stamps the same file, unchanged.
-func (st stamp) same(o stamp) bool {
-	return st.mod.Equal(o.mod) && st.size == o.size && st.file != nil && o.file != nil && os.SameFile(st.file, o.file)
+// unchanged reports whether the file now is the one read, unchanged: the
+// same modification time, size and file (one moved over it, a symlink
+// pointed elsewhere, as a Kubernetes ConfigMap is updated, is another), so
+// that a replacement of the same size and time, from a copy that keeps
+// times, is read too.
+func unchanged(now, read os.FileInfo) bool {
+	return read != nil && now.ModTime().Equal(read.ModTime()) && now.Size() == read.Size() && os.SameFile(now, read)
 }
 
 // Open reads the integrations file at path, opening encrypted secrets with
@@ -89,9 +82,8 @@ func (s *Store) reload() (bool, error) {
 	case fi.Size() > MaxFileSize:
 		return false, fmt.Errorf("reading integrations file: %s has %d bytes, more than the most of %d", s.path, fi.Size(), MaxFileSize)
 	}
-	st := stamp{mod: fi.ModTime(), size: fi.Size(), file: fi}
 	s.mu.RLock()
-	same := st.same(s.stamp)
+	same := unchanged(fi, s.read)
 	s.mu.RUnlock()
 	if same {
 		return false, nil
@@ -105,7 +97,7 @@ func (s *Store) reload() (bool, error) {
 		return false, fmt.Errorf("%s: %w", s.path, err)
 	}
 	s.mu.Lock()
-	s.records, s.stamp = records, st
+	s.records, s.read = records, fi
 	s.mu.Unlock()
 	return true, nil
 }
