@@ -147,7 +147,7 @@ func (w *Workers) adoptDue(ctx context.Context, legacy, retry string) int {
 // removes it from the earlier versions' stream; it reports whether it did.
 func (w *Workers) adoptOne(ctx context.Context, legacy string, m redis.XMessage, attempts int) bool {
 	ctx = context.WithoutCancel(ctx) // once appended, it must leave the old stream
-	e, err := decodeEntry(m.ID, m.Values)
+	e, err := readEntry(m.ID, m.Values)
 	switch {
 	case err != nil:
 		if !w.deadLetter(ctx, m.ID, m.Values, Entry{}, 0, dispatch.Result{Step: "decode", Reason: err.Error()}) {

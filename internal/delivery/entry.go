@@ -220,6 +220,26 @@ func decodeEntry(id string, fields streamFields) (Entry, error) {
 	}, nil
 }
 
+// readEntry reads an entry to dispatch or to queue again: decodeEntry's,
+// refused when it lacks what every entry the intake writes holds (a body,
+// the webhook's id, when it was received), so that one written by hand
+// ("meta" null, the body left out) dies as unreadable rather than being
+// dispatched empty or buried as expired. decodeEntry alone reads the dead
+// letters' listing, which leaves their bodies out.
+func readEntry(id string, fields streamFields) (Entry, error) {
+	e, err := decodeEntry(id, fields)
+	if err != nil {
+		return Entry{}, err
+	}
+	if _, ok := fields[fieldBody].(string); !ok {
+		return Entry{}, fmt.Errorf("entry %s: no field %s", id, fieldBody)
+	}
+	if e.Job.WebhookID == "" || e.ReceivedAt.UnixMilli() <= 0 {
+		return Entry{}, fmt.Errorf("entry %s: field %s: no webhook id or time received", id, fieldMeta)
+	}
+	return e, nil
+}
+
 // fromFields reads meta from the separate fields of the earlier layout.
 func (m *meta) fromFields(str func(string) string) error {
 	received, err := strconv.ParseInt(str("received_at"), 10, 64)

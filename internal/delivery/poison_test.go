@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/guard"
 	"github.com/codemie-edge/caddy-webhooks/internal/redisconn"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
@@ -126,5 +128,48 @@ func TestTakeFailsWithoutLoss(t *testing.T) {
 				t.Errorf("take once the key is fixed: %d taken, %v; want both", len(got), err)
 			}
 		})
+	}
+}
+
+// TestIncompleteEntriesDie: an entry written by hand without what the
+// intake always writes (a body, a webhook id, a time received) is not
+// dispatched: it dies as unreadable, and the entries around it are
+// delivered.
+func TestIncompleteEntriesDie(t *testing.T) {
+	r := testenv.StartRedis(t)
+	q := NewQueue(r.Client, testConfig)
+	ctx := context.Background()
+	broken := map[string][]any{
+		"no-body":    {fieldMeta, `{"webhook_id":"wh","delivery_id":"no-body","received_at":1764200000000}`},
+		"meta-null":  {fieldMeta, "null", fieldBody, "{}"},
+		"no-webhook": {fieldMeta, `{"delivery_id":"no-webhook","received_at":1764200000000}`, fieldBody, "{}"},
+	}
+	for delivery, fields := range broken {
+		a := q.appendOf(entryFor("wh", "wf", delivery))
+		a.Fields = fields
+		if err := guard.AppendUnguarded(ctx, q.requests, redisconn.Bound{}, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Enqueue(ctx, redisconn.Bound{}, entryFor("wh", "wf", "whole")); err != nil {
+		t.Fatal(err)
+	}
+	s := newScripted(succeed)
+	var dead atomic.Int32
+	start(t, q, s, Events{Dead: func() { dead.Add(1) }})
+	testenv.Eventually(t, "the whole entry delivered and the others dead", func() bool {
+		return s.count("whole") == 1 && dead.Load() == int32(len(broken))
+	})
+	dl, _, err := q.DeadLetters(ctx, "", 10)
+	if err != nil || len(dl) != len(broken) {
+		t.Fatalf("dead letters %+v, %v", dl, err)
+	}
+	for _, d := range dl {
+		if d.LastStep != "decode" {
+			t.Errorf("dead letter %s died at %q (%s), want decode", d.ID, d.LastStep, d.LastReason)
+		}
+	}
+	if n := len(s.attempts); n != 1 {
+		t.Errorf("%d deliveries dispatched, want the whole one alone", n)
 	}
 }

@@ -454,7 +454,7 @@ func (q *Queue) Replay(ctx context.Context, id string) error {
 	if len(msgs) == 0 {
 		return ErrNoSuchEntry
 	}
-	e, err := decodeEntry(id, msgs[0].Values)
+	e, err := readEntry(id, msgs[0].Values)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnreadable, err)
 	}

@@ -252,7 +252,7 @@ func (w *Workers) start(t taken) {
 func (w *Workers) process(t taken) {
 	// Finishing an entry must not be cut short by a stop.
 	ctx := context.WithoutCancel(w.dispatchCtx)
-	e, err := decodeEntry(t.ticket.entryID(), t.fields)
+	e, err := readEntry(t.ticket.entryID(), t.fields)
 	a := Attempt{EntryID: t.ticket.entryID(), Job: e.Job, Outcome: AttemptDead}
 	if err != nil {
 		a.Result = dispatch.Result{Step: "decode", Reason: err.Error()}
