@@ -8,6 +8,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -118,8 +120,9 @@ type Tokens interface {
 	// token is the same for every owner.
 	Token(ctx context.Context, owner string) (string, error)
 	// Invalidate drops a token the API refused, so the next call for
-	// owner gets a new one.
-	Invalidate(owner, token string)
+	// owner gets a new one, and reports whether it can be a new one: a
+	// static token cannot.
+	Invalidate(owner, token string) (renewed bool)
 }
 
 // Config says where the CodeMie API is and how to call it.
@@ -155,6 +158,9 @@ func New(cfg Config) *Client {
 
 // maxResponse bounds how much of an answer is read, in bytes.
 const maxResponse = 1 << 20
+
+// maxResponseHeader bounds an answer's headers, in bytes.
+const maxResponseHeader = 64 << 10
 
 // MaxReason is the most bytes a Result's Reason or Warning keeps. Part of
 // a reason can be a peer's text (Go's transport quotes a malformed status
@@ -239,7 +245,7 @@ func (c *Client) do(ctx context.Context, job Job, cl call, out any) (res Result,
 	}
 	resp, err := c.cfg.Client.Do(req)
 	if err != nil {
-		res.Class, res.Reason = Retryable, cl.step+": "+networkReason(err)
+		res.Class, res.Reason = Retryable, cl.step+": "+NetworkReason(err)
 		return res, false
 	}
 	defer resp.Body.Close()
@@ -249,8 +255,11 @@ func (c *Client) do(ctx context.Context, job Job, cl call, out any) (res Result,
 		if res.Class == Retryable {
 			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
 		}
-		if resp.StatusCode == http.StatusUnauthorized && c.cfg.Tokens != nil {
-			c.cfg.Tokens.Invalidate(job.UserID, strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
+		if resp.StatusCode == http.StatusUnauthorized && c.cfg.Tokens != nil && cl.forwarded == nil &&
+			c.cfg.Tokens.Invalidate(job.UserID, strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")) {
+			// A token that expired early or was revoked: the next attempt
+			// carries a new one.
+			res.Class = Retryable
 		}
 		res.Reason = fmt.Sprintf("%s: CodeMie answered %d", cl.step, resp.StatusCode)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
@@ -258,7 +267,7 @@ func (c *Client) do(ctx context.Context, job Job, cl call, out any) (res Result,
 	}
 	if out != nil {
 		if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(out); err != nil {
-			res.Class, res.Reason = Final, cl.step+": CodeMie's answer is not the expected JSON"
+			res.Class, res.Reason = answerError(cl.step, err)
 			return res, false
 		}
 	}
@@ -363,21 +372,57 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
-// networkReason describes a failed round trip without the URL, in at
-// most MaxReason bytes (it may quote what the peer sent).
-func networkReason(err error) string {
+// answerError classifies a 2xx answer that could not be decoded: one
+// that is not the JSON expected is final; one cut short (the connection
+// lost, the call's timeout, a stop) is retried.
+func answerError(step string, err error) (Class, string) {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.Is(err, io.EOF) || errors.As(err, &syntax) || errors.As(err, &typ) {
+		return Final, step + ": CodeMie's answer is not the expected JSON"
+	}
+	return Retryable, step + ": reading CodeMie's answer: " + NetworkReason(err)
+}
+
+// NetworkReason describes a failed round trip by its kind, in words of its
+// own: never the URL, nor what the peer sent. Go's transport quotes a
+// malformed answer, and a peer that echoes the request would have the
+// Authorization header, or the token form's client secret, quoted back
+// into logs and dead letters; what Go quotes is left out.
+func NetworkReason(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	var ne net.Error
+	var (
+		ne     net.Error
+		dns    *net.DNSError
+		cert   *tls.CertificateVerificationError
+		alert  tls.AlertError
+		record tls.RecordHeaderError
+		errno  syscall.Errno
+	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timed out"
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "looking up the host: no such host"
+		}
+		return "looking up the host failed"
+	case errors.As(err, &cert):
+		return "TLS: the server's certificate was not accepted"
+	case errors.As(err, &alert), errors.As(err, &record):
+		return "TLS: the handshake failed"
+	case errors.As(err, &errno):
+		return errno.Error() // the system's own words: connection refused, reset by peer
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection closed before the answer ended"
 	}
-	return ShortReason(err.Error())
+	text, _, _ := strings.Cut(err.Error(), `"`)
+	return ShortReason(strings.TrimRight(text, ": "))
 }
 
 // HTTPClient is the client that every configuration shares, so that a
@@ -396,6 +441,9 @@ var HTTPClient = &http.Client{
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// Answers are read up to maxResponse; their headers, up to this
+		// (Go's default is 10 MiB, for each of hundreds of calls).
+		MaxResponseHeaderBytes: maxResponseHeader,
 	},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }

@@ -76,7 +76,7 @@ func (o *OwnerTokens) Token(ctx context.Context, owner string) (string, error) {
 	}
 	ot.token, ot.expires, ot.refresh = token, time.Time{}, time.Time{}
 	if expiresIn > 0 {
-		life := time.Duration(expiresIn) * time.Second
+		life := lifeOf(expiresIn)
 		ot.expires, ot.refresh = now.Add(life), refreshAt(now, life)
 	}
 	return token, nil
@@ -120,19 +120,20 @@ func (o *OwnerTokens) evict() {
 	}
 }
 
-// Invalidate implements Tokens: a token the API refused is not used again.
-func (o *OwnerTokens) Invalidate(owner, token string) {
+// Invalidate implements Tokens: a token the API refused is not used
+// again; the next call exchanges a new one.
+func (o *OwnerTokens) Invalidate(owner, token string) bool {
 	o.mu.Lock()
 	ot, ok := o.owners[owner]
 	o.mu.Unlock()
-	if !ok {
-		return
+	if ok {
+		ot.mu.Lock()
+		if ot.token == token {
+			ot.token = ""
+		}
+		ot.mu.Unlock()
 	}
-	ot.mu.Lock()
-	if ot.token == token {
-		ot.token = ""
-	}
-	ot.mu.Unlock()
+	return true
 }
 
 // exchangeAnswer is the token endpoint's answer (RFC 6749 section 5).
@@ -166,7 +167,7 @@ func (o *OwnerTokens) exchange(ctx context.Context, owner string) (string, int64
 	req.SetBasicAuth(url.QueryEscape(o.clientID), url.QueryEscape(o.secret))
 	resp, err := o.client.Do(req)
 	if err != nil {
-		return "", 0, &TokenError{Retryable: true, msg: "exchanging a token for owner " + quoteOwner(owner) + ": " + networkReason(err)}
+		return "", 0, &TokenError{Retryable: true, msg: "exchanging a token for owner " + quoteOwner(owner) + ": " + NetworkReason(err)}
 	}
 	defer resp.Body.Close()
 	var a exchangeAnswer

@@ -31,7 +31,7 @@ type StaticToken string
 func (t StaticToken) Token(context.Context, string) (string, error) { return string(t), nil }
 
 // Invalidate implements Tokens; a static token cannot be renewed.
-func (StaticToken) Invalidate(string, string) {}
+func (StaticToken) Invalidate(string, string) bool { return false }
 
 // refreshBefore is how long before its expiry a token is replaced.
 const refreshBefore = 30 * time.Second
@@ -49,10 +49,28 @@ func fresh(token string, refresh, now time.Time) bool {
 	return token != "" && (refresh.IsZero() || now.Before(refresh))
 }
 
+// maxToken is the longest token kept, in bytes: it is sent twice in each
+// call's headers, and one is kept for each of up to 10,000 owners.
+// Keycloak's run to a few KB with many roles.
+const maxToken = 16 << 10
+
+// maxLife is the longest a token is kept, whatever its expires_in says
+// (one that overflows a time.Duration too).
+const maxLife = 24 * time.Hour
+
 // sendable reports whether a token can be sent in a header: one that
 // cannot would fail every call it is kept for.
 func sendable(token string) bool {
-	return token != "" && httpguts.ValidHeaderFieldValue(token)
+	return token != "" && len(token) <= maxToken && httpguts.ValidHeaderFieldValue(token)
+}
+
+// lifeOf is how long a token good for expiresIn seconds (more than 0) is
+// kept: at most maxLife.
+func lifeOf(expiresIn int64) time.Duration {
+	if expiresIn >= int64(maxLife/time.Second) {
+		return maxLife
+	}
+	return time.Duration(expiresIn) * time.Second
 }
 
 // ClientCredentials gets tokens with the OAuth2 client-credentials grant
@@ -96,22 +114,24 @@ func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error
 	cc.token, cc.refresh = t.AccessToken, time.Time{}
 	switch {
 	case t.ExpiresIn > 0:
-		cc.refresh = refreshAt(now, time.Duration(t.ExpiresIn)*time.Second)
+		cc.refresh = refreshAt(now, lifeOf(t.ExpiresIn))
 	case !t.Expiry.IsZero():
 		// The library dates the expiry by the wall clock; keep its
 		// distance, on this source's clock.
-		cc.refresh = refreshAt(now, max(time.Until(t.Expiry), 0))
+		cc.refresh = refreshAt(now, min(max(time.Until(t.Expiry), 0), maxLife))
 	}
 	return cc.token, nil
 }
 
-// Invalidate implements Tokens: a token the API refused is not used again.
-func (cc *ClientCredentials) Invalidate(_, token string) {
+// Invalidate implements Tokens: a token the API refused is not used
+// again; the next call fetches a new one.
+func (cc *ClientCredentials) Invalidate(_, token string) bool {
 	cc.mu.Lock()
 	if cc.token == token {
 		cc.token = ""
 	}
 	cc.mu.Unlock()
+	return true
 }
 
 // tokenError describes a failed fetch by status only.
@@ -125,5 +145,5 @@ func tokenError(err error) *TokenError {
 		}
 		return &TokenError{Retryable: status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500, msg: msg}
 	}
-	return &TokenError{Retryable: true, msg: "fetching OAuth2 token: " + networkReason(err)}
+	return &TokenError{Retryable: true, msg: "fetching OAuth2 token: " + NetworkReason(err)}
 }

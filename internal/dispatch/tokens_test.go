@@ -79,27 +79,46 @@ func TestShortLivedToken(t *testing.T) {
 	}
 }
 
-// TestUnsendableTokenIsNotKept: an access_token that cannot be sent in a
-// header fails the fetch (retryable) and is not kept: kept, it failed
-// every call until it expired, and for good without an expiry.
-func TestUnsendableTokenIsNotKept(t *testing.T) {
-	var fetches atomic.Int64
-	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"tok\r\nX-Injected: 1","token_type":"bearer"}`))
-	}))
-	t.Cleanup(idp.Close)
-	cc := NewClientCredentials(idp.URL, "id", "secret", idp.Client())
-	for range 2 {
-		_, err := cc.Token(context.Background(), "")
-		var te *TokenError
-		if !errors.As(err, &te) || !te.Retryable || strings.Contains(err.Error(), "Injected") {
-			t.Errorf("err %v, want a retryable error that does not show the token", err)
+// TestLongTokenLife: a token whose expires_in is past a day (up to
+// overflowing a time.Duration, which made it expired at once and fetched
+// again for every call) is kept for a day.
+func TestLongTokenLife(t *testing.T) {
+	_, cc, clock := clockedCredentials(t, 9223372037)
+	for _, step := range []struct {
+		after time.Duration
+		want  string
+	}{{0, "access-1"}, {time.Hour, "access-1"}, {24 * time.Hour, "access-2"}} {
+		*clock = clock.Add(step.after)
+		if tok, err := cc.Token(context.Background(), ""); err != nil || tok != step.want {
+			t.Errorf("after %v more: %q, %v, want %q", step.after, tok, err, step.want)
 		}
 	}
-	if n := fetches.Load(); n != 2 {
-		t.Errorf("%d fetches, want 2: the unsendable token must not be kept", n)
+}
+
+// TestUnsendableTokenIsNotKept: an access_token that cannot be sent in a
+// header, or is longer than maxToken, fails the fetch (retryable) and is
+// not kept: kept, it failed every call until it expired, and for good
+// without an expiry; one of megabytes was kept for each of 10,000 owners.
+func TestUnsendableTokenIsNotKept(t *testing.T) {
+	for _, token := range []string{`tok\r\nX-Injected: 1`, strings.Repeat("X", maxToken+1)} {
+		var fetches atomic.Int64
+		idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fetches.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"` + token + `","token_type":"bearer"}`))
+		}))
+		t.Cleanup(idp.Close)
+		cc := NewClientCredentials(idp.URL, "id", "secret", idp.Client())
+		for range 2 {
+			_, err := cc.Token(context.Background(), "")
+			var te *TokenError
+			if !errors.As(err, &te) || !te.Retryable || strings.Contains(err.Error(), "Injected") || strings.Contains(err.Error(), "XXX") {
+				t.Errorf("err %v, want a retryable error that does not show the token", err)
+			}
+		}
+		if n := fetches.Load(); n != 2 {
+			t.Errorf("%d fetches, want 2: the unsendable token must not be kept", n)
+		}
 	}
 }
 
@@ -150,8 +169,8 @@ func TestUnauthorizedInvalidatesToken(t *testing.T) {
 	cc := NewClientCredentials(api.URL+"/token", testenv.FakeClientID, testenv.FakeClientSecret, &http.Client{})
 	c := newClient(t, api.URL, cc)
 	api.FailWith(func(testenv.Call) int { return http.StatusUnauthorized })
-	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Final || res.Status != 401 {
-		t.Fatalf("result %+v, want final 401", res)
+	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Retryable || res.Status != 401 {
+		t.Fatalf("result %+v, want 401 retryable: the next attempt carries a new token", res)
 	}
 	api.FailWith(nil)
 	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Success {

@@ -116,11 +116,7 @@ func (s *Source) page(ctx context.Context, page, perPage int, budget int64) (l l
 	}
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL is known to the caller
-		}
-		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.ShortReason(err.Error()))
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.NetworkReason(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -132,7 +128,7 @@ func (s *Source) page(ctx context.Context, page, perPage int, budget int64) (l l
 	body, err := io.ReadAll(io.LimitReader(resp.Body, budget+1))
 	switch {
 	case err != nil:
-		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.ShortReason(err.Error()))
+		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: %s", page, dispatch.NetworkReason(err))
 	case int64(len(body)) > budget:
 		return listing{}, 0, fmt.Errorf("listing CodeMie's webhook settings, page %d: the listing is larger than %d bytes; nothing was written", page, maxListing)
 	}

@@ -228,10 +228,11 @@ type recordingTokens struct {
 }
 
 func (*recordingTokens) Token(context.Context, string) (string, error) { return "tok-1", nil }
-func (r *recordingTokens) Invalidate(_, token string) {
+func (r *recordingTokens) Invalidate(_, token string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dropped = append(r.dropped, token)
+	return true
 }
 
 // TestSyncDropsRefusedToken: a token the settings API refuses (401) is
@@ -338,6 +339,24 @@ func TestRecordsTakeOnlyWebhookFields(t *testing.T) {
 			t.Errorf("problem of setting %.20q... (%d bytes), webhook %.20q... (%d bytes): want each cut to %d",
 				p.SettingID, len(p.SettingID), p.WebhookID, len(p.WebhookID), dispatch.MaxReason)
 		}
+	}
+}
+
+// TestRecordsNeedTheSettingID: a setting listed without its id is a
+// Problem, not a record that later syncs would take for hand-written and
+// keep after CodeMie deleted the setting.
+func TestRecordsNeedTheSettingID(t *testing.T) {
+	s := Setting{UserID: "u-1", CredentialType: "Webhook"}
+	for _, v := range webhookSetting("w-1", "", "resource_type", "workflow", "resource_id", "wf").CredentialValues {
+		raw, err := json.Marshal(v.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.CredentialValues = append(s.CredentialValues, Credential{Key: v.Key, Value: raw})
+	}
+	records, problems := Records([]Setting{s})
+	if len(records) != 0 || len(problems) != 1 || problems[0].WebhookID != "w-1" || problems[0].Reason != "the setting has no id" {
+		t.Errorf("records %+v, problems %+v; want one problem for w-1, no record", records, problems)
 	}
 }
 

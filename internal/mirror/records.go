@@ -6,6 +6,7 @@ package mirror
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -186,6 +187,11 @@ func record(s Setting) (Record, error) {
 	}
 	if !integration.ValidID(r.ID) {
 		return r, fmt.Errorf("webhook id %q: the edge serves only 1 to 128 characters of A-Z a-z 0-9 . _ ~ -", r.ID)
+	}
+	if s.ID == "" {
+		// Its record would be hand-written to every later sync: never
+		// updated, nor deleted with the setting.
+		return r, errors.New("the setting has no id")
 	}
 	for field, v := range map[string]string{integration.FieldUserID: s.UserID, integration.FieldProjectName: s.ProjectName,
 		integration.FieldAlias: s.Alias, FieldSettingID: s.ID} {
