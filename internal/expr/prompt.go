@@ -18,8 +18,8 @@ const MaxPromptBytes = 64 << 10
 //
 //	Review {{body.pull_request.html_url}}: {{body.pull_request.title}}
 //
-// A reference is event, action, body, body.<gjson path>, headers.<name> or
-// webhook.<field>. A string renders as its text, anything else as its JSON;
+// A reference is event, action, body, body.<path> (keys and array indexes
+// separated by dots, as Path reads them), headers.<name> or webhook.<field>. A string renders as its text, anything else as its JSON;
 // what is missing renders empty. \n in the text is a newline. Templates
 // read the delivery and nothing else.
 type Prompt struct {
@@ -68,7 +68,9 @@ func reference(ref string) (part, error) {
 	switch {
 	case (root == "event" || root == "action" || root == "body") && path == "" && ref == root:
 		return part{root: root}, nil
-	case (root == "body" || root == "headers" || root == "webhook") && path != "":
+	case root == "body" && path != "":
+		return part{root: root, path: Path(path)}, nil
+	case (root == "headers" || root == "webhook") && path != "":
 		return part{root: root, path: path}, nil
 	}
 	return part{}, fmt.Errorf("{{%s}}: not event, action, body, body.<path>, headers.<name> or webhook.<field>", ref)
@@ -77,25 +79,29 @@ func reference(ref string) (part, error) {
 // Source is the template as written.
 func (p *Prompt) Source() string { return p.src }
 
-// Render fills the template from v, at most MaxPromptBytes.
+// Render fills the template from v, as valid UTF-8 (each invalid byte
+// replaced), at most MaxPromptBytes.
 func (p *Prompt) Render(v Vars) string {
 	var b strings.Builder
 	for _, pt := range p.parts {
-		if b.Len() >= MaxPromptBytes {
+		text := pt.text
+		if pt.root != "" {
+			text = v.lookup(pt)
+		}
+		room := MaxPromptBytes - b.Len()
+		if len(text) >= room {
+			b.WriteString(strings.ToValidUTF8(text[:room], "\uFFFD"))
 			break
 		}
-		if pt.root == "" {
-			b.WriteString(pt.text)
-			continue
-		}
-		b.WriteString(v.lookup(pt))
+		b.WriteString(strings.ToValidUTF8(text, "\uFFFD"))
 	}
 	out := b.String()
-	if len(out) > MaxPromptBytes {
-		out = out[:MaxPromptBytes]
-		for !utf8.ValidString(out) {
-			out = out[:len(out)-1]
+	if len(out) > MaxPromptBytes { // a replacement or a character cut
+		cut := MaxPromptBytes
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
 		}
+		out = out[:cut]
 	}
 	return out
 }

@@ -167,7 +167,8 @@ type Sender struct {
 	// Unset: 5m.
 	SignatureTolerance time.Duration
 	// EventFilter lists the allowed values of the payload's EventField (a
-	// gjson path; unset: "type"); empty allows all.
+	// gjson path, as expr.Path makes it of the field as written; unset:
+	// "type"); empty allows all.
 	EventFilter []string
 	EventField  string
 	// GraphValidation answers Microsoft Graph's subscription validation
@@ -345,7 +346,7 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			SignatureEncoding:  fields[FieldSignatureEncoding],
 			SignatureTolerance: d.duration(FieldSignatureTolerance, DefaultSignatureTolerance),
 			EventFilter:        splitList(fields[FieldEventFilter]),
-			EventField:         cmp.Or(fields[FieldEventField], DefaultEventField),
+			EventField:         expr.Path(cmp.Or(fields[FieldEventField], DefaultEventField)),
 			GraphValidation:    d.boolean(FieldGraphValidation, false),
 			Filter:             compiled(&d, FieldFilter, "a boolean CEL expression", expr.CompileFilter),
 			Prompt:             compiled(&d, FieldPrompt, "a prompt template", expr.CompilePrompt),

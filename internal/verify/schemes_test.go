@@ -213,6 +213,28 @@ func TestEventFilterOnPayloadField(t *testing.T) {
 	}
 }
 
+// TestEventFieldIsAPath: event_field reads a key at a path, never a gjson
+// modifier: "@pretty" recursed once per level of a body read before its
+// depth is checked, and 20 MB of "[" overflowed the stack, a fatal error
+// that took Caddy down.
+func TestEventFieldIsAPath(t *testing.T) {
+	for _, tc := range []struct {
+		field, body string
+		want        Outcome
+	}{
+		{"@pretty", strings.Repeat("[", 20<<20), Filtered},
+		{"@pretty", `{"@pretty":"push"}`, Pass},
+		{"data.kind", `{"data":{"kind":"push"}}`, Pass},
+		{`data\.kind`, `{"data.kind":"push"}`, Pass},
+	} {
+		in := schemeIntegration(t, map[string]string{"secure_header_name": "X-Key", "secure_header_value": "k",
+			"event_filter": "push", "event_field": tc.field})
+		if r := Check(in, headers("X-Key", "k"), []byte(tc.body), Options{}); r.Outcome != tc.want {
+			t.Errorf("event_field %q over %.20q: %s, want %s", tc.field, tc.body, r.Outcome, tc.want)
+		}
+	}
+}
+
 func FuzzParseStandardSignatures(f *testing.F) {
 	f.Add(swSignature)
 	f.Add("v1,bm90IGl0 v2,xyz v1,")
