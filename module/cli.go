@@ -91,7 +91,7 @@ var setFlags = []struct{ flag, field, help string }{
 	{"signature-encoding", integration.FieldSignatureEncoding, "hmac-sha256: hex or base64"},
 	{"signature-tolerance", integration.FieldSignatureTolerance, "how far a signed timestamp may be from now (default 5m)"},
 	{"event-filter", integration.FieldEventFilter, "allowed values of the payload's event field, comma-separated"},
-	{"event-field", integration.FieldEventField, "gjson path of the event field (default type)"},
+	{"event-field", integration.FieldEventField, "path of the event field, keys separated by dots (default type)"},
 	{"graph-validation", integration.FieldGraphValidation, "true: answer Microsoft Graph's validationToken"},
 	{"filter", integration.FieldFilter, "CEL expression over event, action, body, headers and webhook; only deliveries for which it is true are taken"},
 	{"prompt", integration.FieldPrompt, "what an assistant or workflow is given instead of the body: text with {{body.<path>}}, {{event}}, ... references"},
@@ -260,6 +260,9 @@ func (c *cli) set(ctx context.Context, fl caddycmd.Flags, args []string) error {
 		records, err := integration.DecodeFileFields([]byte("[" + string(data) + "]"))
 		if err != nil {
 			return errBadInput{err}
+		}
+		if len(records) != 1 {
+			return badInput("stdin holds %d records, not one", len(records))
 		}
 		if other := records[0][integration.FieldWebhookID]; other != id {
 			return badInput("the record on stdin is for webhook %q, not %q", other, id)
