@@ -132,7 +132,7 @@ func TestCLI(t *testing.T) {
 	runCLI(t, env, `{"webhook_id":"gh-1","gitlab_webhook_token":["",""]}`, 2, "set", "gh-1", "--stdin")
 	// Nothing, or two records, on stdin: nothing (a panic) or the first alone was taken.
 	runCLI(t, env, " \n", 2, "set", "gh-1", "--stdin")
-	runCLI(t, env, `{"webhook_id":"gh-1"},{"webhook_id":"gh-1","is_enabled":false}`, 2, "set", "gh-1", "--stdin")
+	runCLI(t, env, `{"webhook_id":"gh-1"},{"webhook_id":"other"}`, 2, "set", "gh-1", "--stdin")
 	runCLI(t, []string{"CODEMIE_WEBHOOKS_REDIS=" + r.Addr, "CODEMIE_WEBHOOKS_KEY=not-a-key"}, "", 2, "list")
 	if after := snapshot(t, r); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("bad input changed Redis")

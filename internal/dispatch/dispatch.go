@@ -266,8 +266,9 @@ func (c *Client) do(ctx context.Context, job Job, cl call, out any) (res Result,
 		return res, false
 	}
 	if out != nil {
-		if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(out); err != nil {
-			res.Class, res.Reason = answerError(cl.step, err)
+		answer := &io.LimitedReader{R: resp.Body, N: maxResponse + 1}
+		if err := json.NewDecoder(answer).Decode(out); err != nil {
+			res.Class, res.Reason = answerError(cl.step, err, answer.N == 0)
 			return res, false
 		}
 	}
@@ -373,12 +374,16 @@ func retryAfter(v string) time.Duration {
 }
 
 // answerError classifies a 2xx answer that could not be decoded: one
-// that is not the JSON expected is final; one cut short (the connection
-// lost, the call's timeout, a stop) is retried.
-func answerError(step string, err error) (Class, string) {
+// that is not the JSON expected, or is longer than maxResponse (tooLong),
+// is final; one cut short (the connection lost, the call's timeout, a
+// stop) is retried.
+func answerError(step string, err error, tooLong bool) (Class, string) {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
-	if errors.Is(err, io.EOF) || errors.As(err, &syntax) || errors.As(err, &typ) {
+	switch {
+	case tooLong:
+		return Final, fmt.Sprintf("%s: CodeMie's answer is longer than %d bytes", step, maxResponse)
+	case errors.Is(err, io.EOF) || errors.As(err, &syntax) || errors.As(err, &typ):
 		return Final, step + ": CodeMie's answer is not the expected JSON"
 	}
 	return Retryable, step + ": reading CodeMie's answer: " + NetworkReason(err)

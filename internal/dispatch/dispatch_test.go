@@ -224,6 +224,9 @@ func TestDispatchAnswerCutShort(t *testing.T) {
 		{"conversation answer not JSON", func(w http.ResponseWriter) { _, _ = w.Write([]byte("<html>")) }, job("assistant", "a", "x"), Final},
 		{"conversation answer empty", func(http.ResponseWriter) {}, job("assistant", "a", "x"), Final},
 		{"datasource answer cut", cutAnswer(`{"index_type":`), job("datasource", "d", "x"), Retryable},
+		{"datasource answer too long", func(w http.ResponseWriter) {
+			_, _ = w.Write([]byte(`{"index_type":"` + strings.Repeat("x", maxResponse) + `"}`))
+		}, job("datasource", "d", "x"), Final},
 		{"execution answer empty", func(http.ResponseWriter) {}, job("workflow", "w", "x"), Success},
 		{"execution answer cut", cutAnswer(`{"execution_id":`), job("workflow", "w", "x"), Success},
 	} {

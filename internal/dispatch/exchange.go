@@ -47,6 +47,7 @@ type OwnerTokens struct {
 type ownerToken struct {
 	mu      sync.Mutex // one exchange at a time per owner
 	token   string
+	fetched time.Time
 	expires time.Time // zero: never
 	refresh time.Time // when the token is replaced; zero: never
 }
@@ -74,7 +75,7 @@ func (o *OwnerTokens) Token(ctx context.Context, owner string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ot.token, ot.expires, ot.refresh = token, time.Time{}, time.Time{}
+	ot.token, ot.fetched, ot.expires, ot.refresh = token, now, time.Time{}, time.Time{}
 	if expiresIn > 0 {
 		life := lifeOf(expiresIn)
 		ot.expires, ot.refresh = now.Add(life), refreshAt(now, life)
@@ -121,19 +122,22 @@ func (o *OwnerTokens) evict() {
 }
 
 // Invalidate implements Tokens: a token the API refused is not used
-// again; the next call exchanges a new one.
+// again; the next call exchanges a new one, which can help unless the one
+// refused was got less than freshFor ago.
 func (o *OwnerTokens) Invalidate(owner, token string) bool {
 	o.mu.Lock()
 	ot, ok := o.owners[owner]
 	o.mu.Unlock()
-	if ok {
-		ot.mu.Lock()
-		if ot.token == token {
-			ot.token = ""
-		}
-		ot.mu.Unlock()
+	if !ok {
+		return true
 	}
-	return true
+	ot.mu.Lock()
+	defer ot.mu.Unlock()
+	if ot.token != token {
+		return true // replaced already
+	}
+	ot.token = ""
+	return !fresher(ot.fetched, o.now())
 }
 
 // exchangeAnswer is the token endpoint's answer (RFC 6749 section 5).
@@ -186,7 +190,7 @@ func (o *OwnerTokens) exchange(ctx context.Context, owner string) (string, int64
 // dropped and retried, as are 408, 429 and 5xx.
 func (o *OwnerTokens) refused(owner, subject string, status int, code string) *TokenError {
 	msg := fmt.Sprintf("exchanging a token for owner %s: the token endpoint answered %d", quoteOwner(owner), status)
-	if code != "" && printableCode(code) {
+	if knownCode(code) {
 		msg += " (" + code + ")"
 	}
 	switch {
@@ -209,16 +213,15 @@ func quoteOwner(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// printableCode reports whether an OAuth2 error code is safe to repeat:
-// RFC 6749 limits it to printable ASCII; a long one is not repeated.
-func printableCode(s string) bool {
-	if len(s) > 64 {
-		return false
+// knownCode reports whether an OAuth2 error code is one the RFCs define
+// (6749, 6750, 8693), and so safe to repeat: a token endpoint could echo
+// anything, the client's secret included, as its code.
+func knownCode(s string) bool {
+	switch s {
+	case "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+		"invalid_scope", "access_denied", "server_error", "temporarily_unavailable", "invalid_token",
+		"insufficient_scope", "invalid_target":
+		return true
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\' {
-			return false
-		}
-	}
-	return true
+	return false
 }

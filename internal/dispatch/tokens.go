@@ -49,6 +49,15 @@ func fresh(token string, refresh, now time.Time) bool {
 	return token != "" && (refresh.IsZero() || now.Before(refresh))
 }
 
+// freshFor is how long after it was fetched a token the API refuses is
+// not worth renewing: the API refuses the client, not a token that expired
+// early or was revoked, and a new one would be refused too.
+const freshFor = time.Minute
+
+// fresher reports whether a token fetched at fetched is within freshFor
+// of now.
+func fresher(fetched, now time.Time) bool { return now.Sub(fetched) < freshFor }
+
 // maxToken is the longest token kept, in bytes: it is sent twice in each
 // call's headers, and one is kept for each of up to 10,000 owners.
 // Keycloak's run to a few KB with many roles.
@@ -83,6 +92,7 @@ type ClientCredentials struct {
 
 	mu      sync.Mutex
 	token   string
+	fetched time.Time
 	refresh time.Time // when the token is replaced; zero: never
 }
 
@@ -111,7 +121,7 @@ func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error
 	if !sendable(t.AccessToken) {
 		return "", &TokenError{Retryable: true, msg: "fetching OAuth2 token: the answer has no access_token that can be sent"}
 	}
-	cc.token, cc.refresh = t.AccessToken, time.Time{}
+	cc.token, cc.fetched, cc.refresh = t.AccessToken, now, time.Time{}
 	switch {
 	case t.ExpiresIn > 0:
 		cc.refresh = refreshAt(now, lifeOf(t.ExpiresIn))
@@ -124,14 +134,16 @@ func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error
 }
 
 // Invalidate implements Tokens: a token the API refused is not used
-// again; the next call fetches a new one.
+// again; the next call fetches a new one, which can help unless the one
+// refused was fetched less than freshFor ago.
 func (cc *ClientCredentials) Invalidate(_, token string) bool {
 	cc.mu.Lock()
-	if cc.token == token {
-		cc.token = ""
+	defer cc.mu.Unlock()
+	if cc.token != token {
+		return true // replaced already
 	}
-	cc.mu.Unlock()
-	return true
+	cc.token = ""
+	return !fresher(cc.fetched, cc.now())
 }
 
 // tokenError describes a failed fetch by status only.
@@ -140,7 +152,7 @@ func tokenError(err error) *TokenError {
 	if errors.As(err, &re) && re.Response != nil {
 		status := re.Response.StatusCode
 		msg := fmt.Sprintf("fetching OAuth2 token: the token endpoint answered %d", status)
-		if re.ErrorCode != "" && printableCode(re.ErrorCode) {
+		if knownCode(re.ErrorCode) {
 			msg += " (" + re.ErrorCode + ")"
 		}
 		return &TokenError{Retryable: status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500, msg: msg}

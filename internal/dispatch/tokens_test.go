@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,22 +163,52 @@ func TestTokenFailures(t *testing.T) {
 	if _, err := cc.Token(context.Background(), ""); err == nil || !err.(*TokenError).Retryable {
 		t.Errorf("unreachable token endpoint: %v, want a retryable error", err)
 	}
+
+	// An error code the RFCs do not define is not repeated: the endpoint
+	// could echo the form, secret and all, as its code.
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		_, secret, _ := r.BasicAuth()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"` + secret + r.PostForm.Get("client_secret") + `"}`))
+	}))
+	t.Cleanup(echo.Close)
+	_, err := NewClientCredentials(echo.URL, "id", "s3cret", echo.Client()).Token(context.Background(), "")
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.HasSuffix(err.Error(), "answered 400") {
+		t.Errorf("error %v, want the status alone", err)
+	}
 }
 
+// TestUnauthorizedInvalidatesToken: a token CodeMie refuses is replaced;
+// the attempt is retried when the token was old enough to have expired
+// early or been revoked, and final when it was just fetched (a new one
+// would be refused too: every attempt used to fetch one and be refused).
 func TestUnauthorizedInvalidatesToken(t *testing.T) {
-	api := testenv.StartCodeMie(t)
-	cc := NewClientCredentials(api.URL+"/token", testenv.FakeClientID, testenv.FakeClientSecret, &http.Client{})
+	api, cc, clock := clockedCredentials(t, 3600)
 	c := newClient(t, api.URL, cc)
+	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Success {
+		t.Fatalf("result %+v", res)
+	}
+	*clock = clock.Add(10 * time.Minute)
 	api.FailWith(func(testenv.Call) int { return http.StatusUnauthorized })
 	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Retryable || res.Status != 401 {
 		t.Fatalf("result %+v, want 401 retryable: the next attempt carries a new token", res)
+	}
+	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Final || res.Status != 401 {
+		t.Fatalf("result %+v, want 401 final: the token refused was just fetched", res)
 	}
 	api.FailWith(nil)
 	if res := c.Dispatch(context.Background(), job("workflow", "w", "x")); res.Class != Success {
 		t.Fatalf("result %+v", res)
 	}
-	calls := api.Calls()
-	if a, b := calls[0].Header.Get("Authorization"), calls[1].Header.Get("Authorization"); a != "Bearer access-1" || b != "Bearer access-2" {
-		t.Errorf("Authorization %q then %q: a refused token must be replaced", a, b)
+	var got []string
+	for _, call := range api.Calls() {
+		if call.Path != "/token" {
+			got = append(got, call.Header.Get("Authorization"))
+		}
+	}
+	if want := []string{"Bearer access-1", "Bearer access-1", "Bearer access-2", "Bearer access-3"}; !slices.Equal(got, want) {
+		t.Errorf("Authorization %q, want %q: each refused token replaced", got, want)
 	}
 }

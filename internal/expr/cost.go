@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
@@ -25,7 +26,8 @@ import (
 //     its pattern: an automaton of thousands of steps over megabytes
 //     took a minute, and CEL counts a call only once it has run; it costs
 //     its work (the text's length times the pattern's steps) over
-//     matchCost.
+//     matchCost, and a pattern that is not the filter's own its length
+//     too, as it is compiled for each call.
 //
 // CEL stops an evaluation at MaxCost only after the call that passed it,
 // so each evaluation does at most MaxCost units and one call more, which
@@ -36,15 +38,19 @@ import (
 // matches 160 KB at most.
 const MaxRegexWork = 8 << 20
 
+// matchCost divides a match's work into CEL's units: a match of
+// MaxRegexWork costs a third of MaxCost.
+const matchCost = 3 * MaxRegexWork / MaxCost
+
 // overCost is a cost past any evaluation's: sizes are counted up to it.
 const overCost = MaxCost + 1
 
 // deepCost is the ActualCostEstimator of filters: CEL's, but for
-// equalities and lookups in lists.
+// equalities, lookups in lists and matches.
 type deepCost struct{}
 
 // CallCost implements interpreter.ActualCostEstimator.
-func (deepCost) CallCost(function, overloadID string, args []ref.Val, _ ref.Val) *uint64 {
+func (deepCost) CallCost(function, _ string, args []ref.Val, _ ref.Val) *uint64 {
 	var n uint64
 	switch function {
 	case operators.Equals, operators.NotEquals:
@@ -61,9 +67,12 @@ func (deepCost) CallCost(function, overloadID string, args []ref.Val, _ ref.Val)
 		s, text := args[0].(types.String)
 		p, pat := args[1].(types.String)
 		if text && pat {
-			if re, err := patterns.get(string(p)); err == nil {
-				n += uint64(len(s)) * uint64(re.steps) / matchCost
+			steps, own := patterns.steps(string(p))
+			if !own {
+				steps = len(p)
+				n += uint64(len(p))
 			}
+			n += uint64(len(s)) * uint64(steps) / matchCost
 		}
 	default:
 		return nil
@@ -73,62 +82,51 @@ func (deepCost) CallCost(function, overloadID string, args []ref.Val, _ ref.Val)
 
 // deepSize is how many values v holds, nested ones included, a string or
 // bytes counting its length: what comparing it can visit. It counts up
-// to limit at most, and stops there.
-func deepSize(v any, limit uint64) uint64 {
-	n := uint64(1)
-	add := func(e any) bool {
-		if n < limit {
-			n += deepSize(e, limit-n)
-		}
-		return n < limit
+// to limit at most, and stops there; a list or a map is walked, never
+// made whole (a list joined with + is made whole by its Value).
+func deepSize(v ref.Val, limit uint64) uint64 {
+	if limit == 0 {
+		return 0
 	}
+	n := uint64(1)
 	switch v := v.(type) {
-	case ref.Val:
-		return deepSize(v.Value(), limit)
-	case string:
+	case traits.Lister:
+		size, _ := v.Size().(types.Int)
+		if uint64(max(size, 0)) >= limit {
+			return limit
+		}
+		for i := types.Int(0); i < size && n < limit; i++ {
+			n += deepSize(v.Get(i), limit-n)
+		}
+	case traits.Mapper:
+		size, _ := v.Size().(types.Int)
+		if uint64(max(size, 0)) >= limit {
+			return limit
+		}
+		for it := v.Iterator(); n < limit && it.HasNext() == types.True; {
+			k := it.Next()
+			if n += deepSize(k, limit-n); n < limit {
+				n += deepSize(v.Get(k), limit-n)
+			}
+		}
+	case types.String:
 		n += uint64(len(v))
-	case []byte:
+	case types.Bytes:
 		n += uint64(len(v))
-	case []any:
-		for _, e := range v {
-			if !add(e) {
-				break
-			}
-		}
-	case []ref.Val:
-		for _, e := range v {
-			if !add(e) {
-				break
-			}
-		}
-	case map[string]any:
-		for k, e := range v {
-			if n += uint64(len(k)); !add(e) {
-				break
-			}
-		}
-	case map[ref.Val]ref.Val:
-		for k, e := range v {
-			if !add(k) || !add(e) {
-				break
-			}
-		}
 	}
 	return min(n, limit)
 }
 
 // matchesFunction is CEL's matches (the function and the method), bounded
-// by MaxRegexWork, its patterns compiled once.
+// by MaxRegexWork.
 var matchesFunction = cel.Function(overloads.Matches,
 	cel.Overload("bounded_matches", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType),
 	cel.MemberOverload("bounded_matches_string", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType),
 	cel.SingletonBinaryBinding(matches))
 
-// matchCost is a match's cost, in CEL's units: its work (MaxRegexWork's
-// units) divided by this.
-const matchCost = 16
-
-// matches reports whether text matches pattern, RE2 syntax as CEL's own.
+// matches reports whether text matches pattern, RE2 syntax as CEL's own:
+// one of a filter's own patterns compiled when the filter was, any other
+// for this call.
 func matches(text, pattern ref.Val) ref.Val {
 	s, ok := text.(types.String)
 	if !ok {
@@ -148,57 +146,94 @@ func matches(text, pattern ref.Val) ref.Val {
 	return types.Bool(re.MatchString(string(s)))
 }
 
-// pattern is a compiled regular expression and its automaton's size.
-type pattern struct {
+// compiledPattern is a regular expression and its automaton's size.
+type compiledPattern struct {
 	*regexp.Regexp
 	steps int
 }
 
-// maxPatterns bounds the patterns kept compiled: a filter's own are a few,
-// but a pattern can be read from the body.
+// maxPatterns bounds the patterns kept compiled; when it is reached, they
+// are all dropped, and each filter's come back as it is compiled again.
 const maxPatterns = 1024
 
-// patternCache keeps compiled patterns, up to maxPatterns.
+// patternCache keeps the filters' own patterns (the literals they match),
+// compiled. A pattern read from the body is compiled for each call, and
+// never kept: kept, megabytes of them stayed for good.
 type patternCache struct {
 	mu sync.Mutex
-	m  map[string]pattern
+	m  map[string]compiledPattern
 }
 
-var patterns = patternCache{m: map[string]pattern{}}
+var patterns = patternCache{m: map[string]compiledPattern{}}
 
-// get returns src compiled.
-func (c *patternCache) get(src string) (pattern, error) {
+// keep compiles a filter's own pattern and keeps it.
+func (c *patternCache) keep(src string) error {
+	p, err := compilePattern(src)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxPatterns {
+		clear(c.m)
+	}
+	c.m[src] = p
+	return nil
+}
+
+// get returns src compiled: kept, or compiled now.
+func (c *patternCache) get(src string) (compiledPattern, error) {
 	c.mu.Lock()
 	p, ok := c.m[src]
 	c.mu.Unlock()
 	if ok {
 		return p, nil
 	}
-	p, err := compilePattern(src)
-	if err != nil {
-		return pattern{}, err
-	}
+	return compilePattern(src)
+}
+
+// steps returns the steps of a kept pattern, and whether it is kept.
+func (c *patternCache) steps(src string) (int, bool) {
 	c.mu.Lock()
-	if len(c.m) < maxPatterns {
-		c.m[src] = p
-	}
-	c.mu.Unlock()
-	return p, nil
+	defer c.mu.Unlock()
+	p, ok := c.m[src]
+	return p.steps, ok
 }
 
 // compilePattern compiles src and counts its automaton's steps.
-func compilePattern(src string) (pattern, error) {
+func compilePattern(src string) (compiledPattern, error) {
 	re, err := regexp.Compile(src)
 	if err != nil {
-		return pattern{}, err
+		return compiledPattern{}, err
 	}
 	parsed, err := syntax.Parse(src, syntax.Perl)
 	if err != nil {
-		return pattern{}, err
+		return compiledPattern{}, err
 	}
 	prog, err := syntax.Compile(parsed.Simplify())
 	if err != nil {
-		return pattern{}, err
+		return compiledPattern{}, err
 	}
-	return pattern{Regexp: re, steps: len(prog.Inst)}, nil
+	return compiledPattern{Regexp: re, steps: len(prog.Inst)}, nil
+}
+
+// ownPatterns are the string literals root matches against: the patterns
+// a filter names itself.
+func ownPatterns(root celast.Expr) []string {
+	var own []string
+	celast.PreOrderVisit(root, celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != overloads.Matches {
+			return
+		}
+		args := e.AsCall().Args()
+		if len(args) == 0 {
+			return
+		}
+		if lit := args[len(args)-1]; lit.Kind() == celast.LiteralKind {
+			if s, ok := lit.AsLiteral().(types.String); ok {
+				own = append(own, string(s))
+			}
+		}
+	}))
+	return own
 }

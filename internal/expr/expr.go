@@ -110,6 +110,11 @@ func CompileFilter(src string) (*Filter, error) {
 	}
 	f := &Filter{src: src, prg: prg}
 	f.reads, f.whole = bodyReads(ast.NativeRep().Expr())
+	for _, p := range ownPatterns(ast.NativeRep().Expr()) {
+		if err := patterns.keep(p); err != nil {
+			return nil, fmt.Errorf("matches %q: %v", p, err)
+		}
+	}
 	return f, nil
 }
 
@@ -227,49 +232,94 @@ func place(m map[string]any, chain []string, value any) {
 
 // Path returns a path written with dots as a gjson path that does only
 // that: each part a key, an array's index, or # (an array's length; with
-// more after it, each element's value); \ takes the next character as it
-// is (a\.b is the key "a.b"). gjson's modifiers, queries, wildcards and
-// multipaths are not reached: an integration's author, a CodeMie user
-// through sync, could make one request cost gigabytes with them (@pretty's
-// indent, [@this,@this,...]) or recurse once per level of a deep body.
-func Path(dotted string) string {
-	var chain []string
-	var key strings.Builder
-	for i := 0; i < len(dotted); i++ {
-		switch c := dotted[i]; {
-		case c == '\\' && i+1 < len(dotted):
-			i++
-			key.WriteByte(dotted[i])
-		case c == '.':
-			chain = append(chain, key.String())
-			key.Reset()
-		default:
-			key.WriteByte(c)
+// more after it, each element's value), at most one #; \ takes the next
+// character as it is (a\.b is the key "a.b", \# the key "#"). A path
+// with an empty part, or more than one #, is refused. gjson's modifiers,
+// queries, wildcards, multipaths and JSON Lines are not reached: an
+// integration's author, a CodeMie user through sync, could make one
+// request cost gigabytes with them (@pretty's indent, [@this,@this,...])
+// or recurse once per level of a deep body.
+func Path(dotted string) (string, error) {
+	var b strings.Builder
+	counts := 0
+	for part := range pathParts(dotted) {
+		switch {
+		case part.key == "" && !part.count:
+			return "", errors.New("an empty part (a dot at an end, or two together)")
+		case part.count:
+			if counts++; counts > 1 {
+				return "", errors.New("more than one #")
+			}
 		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		if part.count {
+			b.WriteByte('#')
+			continue
+		}
+		escapeKey(&b, part.key)
 	}
-	return gjsonPath(append(chain, key.String()))
+	return b.String(), nil
 }
 
-// gjsonPath is chain as a gjson path, every character gjson gives a
-// meaning escaped but a part that is # alone.
+// pathPart is one part of a path written with dots: a key, or # as
+// written, unescaped (count).
+type pathPart struct {
+	key   string
+	count bool
+}
+
+// pathParts yields the parts of dotted, its escapes read.
+func pathParts(dotted string) func(yield func(pathPart) bool) {
+	return func(yield func(pathPart) bool) {
+		var key strings.Builder
+		escaped := false
+		end := func() bool {
+			part := pathPart{key: key.String()}
+			part.count = part.key == "#" && !escaped
+			key.Reset()
+			escaped = false
+			return yield(part)
+		}
+		for i := 0; i < len(dotted); i++ {
+			switch c := dotted[i]; {
+			case c == '\\' && i+1 < len(dotted):
+				i++
+				key.WriteByte(dotted[i])
+				escaped = true
+			case c == '.':
+				if !end() {
+					return
+				}
+			default:
+				key.WriteByte(c)
+			}
+		}
+		end()
+	}
+}
+
+// gjsonPath is chain as a gjson path, each part a key.
 func gjsonPath(chain []string) string {
 	var b strings.Builder
 	for i, key := range chain {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		if key == "#" {
-			b.WriteByte('#')
-			continue
-		}
-		for _, c := range key {
-			if strings.ContainsRune(`.*?|#@\!=<>%[]{}(),:`, c) {
-				b.WriteByte('\\')
-			}
-			b.WriteRune(c)
-		}
+		escapeKey(&b, key)
 	}
 	return b.String()
+}
+
+// escapeKey writes key with every character gjson gives a meaning escaped.
+func escapeKey(b *strings.Builder, key string) {
+	for _, c := range key {
+		if strings.ContainsRune(`.*?|#@\!=<>%[]{}(),:`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
 }
 
 // activation is v as CEL's variables, the body as f reads it.

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 )
 
 // Bodies shaped as the senders document them (trimmed to the fields used).
@@ -43,7 +47,7 @@ func TestFilter(t *testing.T) {
 		{"matches, function", `matches(body.pull_request.title, "^Fi")`, "", githubPR, true, false},
 		{"matches a pattern of the body's", `body.pull_request.base.ref.matches(body.pull_request.user.login)`, "", githubPR, false, false},
 		{"matches a number", `body.pull_request.base.ref.matches(body.number)`, "", githubPR, false, true},
-		{"matches, a bad pattern", `body.pull_request.base.ref.matches("(")`, "", githubPR, false, true},
+		{"matches, a bad pattern of the body's", `body.pull_request.base.ref.matches(body.pull_request.title + "(")`, "", githubPR, false, true},
 		{"over the cost limit", `[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0)))))`, "", "{}", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,13 +71,16 @@ func TestFilter(t *testing.T) {
 // CEL counted neither.
 func TestFilterWorkBounded(t *testing.T) {
 	list := "[[" + strings.Repeat("1,", 1<<20) + "1]]"
-	body := []byte(`{"s":"` + strings.Repeat("a", 1<<20) + `","a":` + list + `,"b":` + list +
+	body := []byte(`{"s":"` + strings.Repeat("a", 100<<10) + `","a":` + list + `,"b":` + list +
 		`,"big":{"k":"` + strings.Repeat("x", 1<<20) + `"}}`)
 	for _, tc := range []struct{ name, filter, want string }{
 		{"what needs no visit costs none", strings.Repeat(`body.big != null && "k" in body.big && body.a != [] && `, 50) + `true`, ""},
 		{"a long automaton over a long text", `body.s.matches('a{0,1000}b')`, "limit"},
 		{"equalities of nested lists", strings.Repeat(`body.a == body.b && `, 200) + `true`, "cost limit exceeded"},
 		{"nested lists looked for", strings.Repeat(`body.a in [body.b] && `, 150) + `true`, "cost limit exceeded"},
+		{"a list joined 200 times against an empty one", "(" + strings.Repeat(`body.a + `, 200) + `body.a) != []`, ""},
+		{"a usual pattern over 100 KB", `body.s.matches("(?i)(fixes|closes|resolves) #\\d+") == false`, ""},
+		{"patterns of the body's, each compiled for its call", strings.Repeat(`body.s.matches(body.s) && `, 50) + `true`, "limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := CompileFilter(tc.filter)
@@ -104,7 +111,8 @@ func TestFilterReadsEachFieldOnce(t *testing.T) {
 }
 
 func TestCompileFilterRefuses(t *testing.T) {
-	for _, src := range []string{`body.action ==`, `"a string"`, `1 + 1`, `unknown_var == 1`, strings.Repeat("a", MaxSourceBytes+1)} {
+	for _, src := range []string{`body.action ==`, `"a string"`, `1 + 1`, `unknown_var == 1`, strings.Repeat("a", MaxSourceBytes+1),
+		`body.ref.matches("(")`, `matches(body.ref, "[")`} {
 		if _, err := CompileFilter(src); err == nil {
 			t.Errorf("%.40q compiled", src)
 		}
@@ -161,7 +169,7 @@ func TestPrompt(t *testing.T) {
 	}
 }
 
-// TestPath: a path written with dots reaches keys, indexes and #, and
+// TestPath: a path written with dots reaches keys, indexes and one #, and
 // nothing else of gjson's syntax.
 func TestPath(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -171,14 +179,20 @@ func TestPath(t *testing.T) {
 		{"commits.#", "commits.#"},
 		{"commits.#.id", "commits.#.id"},
 		{`a\.b.c`, `a\.b.c`},
+		{`a.\#`, `a.\#`},
 		{"@pretty", `\@pretty`},
 		{`@pretty:{"indent":"  "}`, `\@pretty\:\{"indent"\:"  "\}`},
 		{"[@this,@this]", `\[\@this\,\@this\]`},
 		{`items.#(n>1)#.id`, `items.\#\(n\>1\)\#.id`},
 		{"a|b.*", `a\|b.\*`},
 	} {
-		if got := Path(tc.in); got != tc.want {
-			t.Errorf("Path(%q) = %q, want %q", tc.in, got, tc.want)
+		if got, err := Path(tc.in); got != tc.want || err != nil {
+			t.Errorf("Path(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", ".", "..#", "..#.a", "a.", "a..b", "#.#", "a.#.b.#"} {
+		if got, err := Path(bad); err == nil {
+			t.Errorf("Path(%q) = %q, want an error", bad, got)
 		}
 	}
 }
@@ -231,12 +245,22 @@ func TestPromptInvalidUTF8(t *testing.T) {
 // TestDeepSize: values are counted nested, strings by their length, and
 // no further than the limit.
 func TestDeepSize(t *testing.T) {
-	nested := []any{"abc", map[string]any{"key": []any{1.0, 2.0}}, nil}
+	nested := types.DefaultTypeAdapter.NativeToValue([]any{"abc", map[string]any{"key": []any{1.0, 2.0}}, nil})
+	joined := types.DefaultTypeAdapter.NativeToValue([]any{1.0}).(traits.Lister).Add(nested)
 	for _, tc := range []struct {
+		v           ref.Val
 		limit, want uint64
-	}{{1000, 1 + 4 + (1 + 3 + 3) + 1}, {5, 5}, {1, 1}} {
-		if got := deepSize(nested, tc.limit); got != tc.want {
-			t.Errorf("deepSize up to %d: %d, want %d", tc.limit, got, tc.want)
+	}{
+		{nested, 1000, 1 + 4 + (1 + 4 + 3) + 1},
+		{nested, 5, 5},
+		{nested, 1, 1},
+		{nested, 0, 0},
+		{joined, 1000, 1 + 1 + 4 + 8 + 1},
+		{joined, 3, 3}, // a list of 4 is at least 4: no walk
+	} {
+		v, limit, want := tc.v, tc.limit, tc.want
+		if got := deepSize(v, limit); got != want {
+			t.Errorf("deepSize of %v up to %d: %d, want %d", v, limit, got, want)
 		}
 	}
 }

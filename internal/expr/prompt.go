@@ -69,7 +69,11 @@ func reference(ref string) (part, error) {
 	case (root == "event" || root == "action" || root == "body") && path == "" && ref == root:
 		return part{root: root}, nil
 	case root == "body" && path != "":
-		return part{root: root, path: Path(path)}, nil
+		p, err := Path(path)
+		if err != nil {
+			return part{}, fmt.Errorf("{{%s}}: %v", ref, err)
+		}
+		return part{root: root, path: p}, nil
 	case (root == "headers" || root == "webhook") && path != "":
 		return part{root: root, path: path}, nil
 	}
@@ -84,19 +88,25 @@ func (p *Prompt) Source() string { return p.src }
 func (p *Prompt) Render(v Vars) string {
 	var b strings.Builder
 	for _, pt := range p.parts {
+		room := MaxPromptBytes - b.Len()
+		if room <= 0 {
+			break
+		}
 		text := pt.text
 		if pt.root != "" {
 			text = v.lookup(pt)
 		}
-		room := MaxPromptBytes - b.Len()
-		if len(text) >= room {
+		if len(text) > room {
+			for room > 0 && !utf8.RuneStart(text[room]) {
+				room-- // not a character's first bytes alone
+			}
 			b.WriteString(strings.ToValidUTF8(text[:room], "\uFFFD"))
 			break
 		}
 		b.WriteString(strings.ToValidUTF8(text, "\uFFFD"))
 	}
 	out := b.String()
-	if len(out) > MaxPromptBytes { // a replacement or a character cut
+	if len(out) > MaxPromptBytes { // invalid bytes replaced by longer characters
 		cut := MaxPromptBytes
 		for cut > 0 && !utf8.RuneStart(out[cut]) {
 			cut--

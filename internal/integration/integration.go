@@ -346,7 +346,7 @@ func Decode(id string, fields map[string]string, keys *seal.Keys) (*Integration,
 			SignatureEncoding:  fields[FieldSignatureEncoding],
 			SignatureTolerance: d.duration(FieldSignatureTolerance, DefaultSignatureTolerance),
 			EventFilter:        splitList(fields[FieldEventFilter]),
-			EventField:         expr.Path(cmp.Or(fields[FieldEventField], DefaultEventField)),
+			EventField:         d.path(FieldEventField, DefaultEventField),
 			GraphValidation:    d.boolean(FieldGraphValidation, false),
 			Filter:             compiled(&d, FieldFilter, "a boolean CEL expression", expr.CompileFilter),
 			Prompt:             compiled(&d, FieldPrompt, "a prompt template", expr.CompilePrompt),
@@ -532,6 +532,15 @@ func (d *decoder) boolean(field string, unset bool) bool {
 		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a boolean (true, false, 1, 0, True, False)"}
 	}
 	return v
+}
+
+// path reads a path field (expr.Path) as a gjson path; unset when empty.
+func (d *decoder) path(field, unset string) string {
+	p, err := expr.Path(cmp.Or(d.fields[field], unset))
+	if err != nil && d.err == nil {
+		d.err = &FieldError{ID: d.id, Field: field, Reason: "not a path of keys separated by dots: " + err.Error()}
+	}
+	return p
 }
 
 // duration reads a duration field: a Go duration ("5m") or whole seconds.
