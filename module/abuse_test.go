@@ -34,9 +34,16 @@ func fileSite(t *testing.T, extra string) (*testenv.Caddy, *testenv.CodeMie) {
 }
 
 // openBody starts a POST to webhook id that announces length bytes of
-// body and sends only the first part of it; the connection stays open
-// until the test ends.
+// body and sends only the first part of it, with a well-formed GitHub
+// signature (a wrong one: the body is read before it is checked); the
+// connection stays open until the test ends.
 func openBody(t *testing.T, c *testenv.Caddy, id string, length int, part string) net.Conn {
+	t.Helper()
+	return openRequest(t, c, id, length, part, "X-Hub-Signature-256: sha256="+strings.Repeat("0", 64))
+}
+
+// openRequest is openBody with the header lines given, and no other.
+func openRequest(t *testing.T, c *testenv.Caddy, id string, length int, part string, header ...string) net.Conn {
 	t.Helper()
 	u, err := url.Parse(c.URL)
 	if err != nil {
@@ -47,8 +54,12 @@ func openBody(t *testing.T, c *testenv.Caddy, id string, length int, part string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	var extra strings.Builder
+	for _, line := range header {
+		extra.WriteString(line + "\r\n")
+	}
 	_, err = fmt.Fprintf(conn, "POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
-		"X-GitHub-Event: push\r\nContent-Length: %d\r\n\r\n%s", webhooks, id, u.Host, length, part)
+		"X-GitHub-Event: push\r\n%sContent-Length: %d\r\n\r\n%s", webhooks, id, u.Host, extra.String(), length, part)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,19 +171,36 @@ func TestSlowBody(t *testing.T) {
 }
 
 // TestAnsweredBeforeTheBody: an answer given before the body is read (an
-// unknown id) closes the connection instead of waiting for a body the
-// sender does not send; an answer after it keeps the connection.
+// unknown id; a signature missing or malformed, which no body can mend)
+// closes the connection instead of waiting for a body the sender does not
+// send, and holds none of the bodies' budget; an answer after it keeps the
+// connection.
 func TestAnsweredBeforeTheBody(t *testing.T) {
 	c, _ := fileSite(t, "body_timeout 1h")
-	conn := openBody(t, c, "nope", 1000, "")
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer before the body: %v", err)
+	for _, tc := range []struct {
+		name   string
+		conn   net.Conn
+		status int
+		detail string
+	}{
+		{"unknown id", openBody(t, c, "nope", 1000, ""), http.StatusBadRequest, `{"detail":"Webhook with ID 'nope' not found or not enabled"}`},
+		{"no signature", openRequest(t, c, "big", 1000, ""), http.StatusUnauthorized, `{"detail":"Missing GitHub webhook signature header"}`},
+		{"malformed signature", openRequest(t, c, "big", 1000, "", "X-Hub-Signature-256: sha256=zz"), http.StatusUnauthorized,
+			`{"detail":"Invalid GitHub webhook signature"}`},
+	} {
+		_ = tc.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(tc.conn), nil)
+		if err != nil {
+			t.Fatalf("%s: no answer before the body: %v", tc.name, err)
+		}
+		detail, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status || string(detail) != tc.detail || !resp.Close {
+			t.Errorf("%s: %d %s, closes the connection: %v; want %d %s, closing", tc.name, resp.StatusCode, detail, resp.Close, tc.status, tc.detail)
+		}
 	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || !resp.Close {
-		t.Errorf("unknown id: %d, closes the connection: %v; want 400, closing", resp.StatusCode, resp.Close)
+	if v := metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight"); v != 0 {
+		t.Errorf("body_bytes_in_flight %v, want 0", v)
 	}
 	if status, h, answer := postSigned(t, c, "big", "d-kept", `{"action":"opened"}`); status != http.StatusOK || h.Get("Connection") == "close" {
 		t.Errorf("a request read whole: %d %s, Connection %q", status, answer, h.Get("Connection"))

@@ -125,6 +125,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeText(w, a.with(outcome(verify.Handshake), http.StatusOK), token)
 	}
 
+	if v, refused := verify.RefusedByHeaders(in, r.Header); refused {
+		// Answered before the body is read: a sender without the secret
+		// holds none of the bodies' memory budget.
+		return writeUnread(w, a.with(outcome(v.Outcome), v.Status), v.Message)
+	}
 	bp, err := h.bodies.Read(w, r)
 	held := &heldBody{bodies: h.bodies, bp: bp}
 	defer held.release()
@@ -142,7 +147,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	}
 	bodyRead(w)
 
-	payload := *bp
+	payload := bp.Bytes
 	a.bodyBytes = len(payload)
 	_, endVerify := a.startSpan(r.Context(), spanVerify)
 	v := verify.Check(in, r.Header, payload, h.verifyOpts)
@@ -200,7 +205,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 // stopped waiting for it.
 type heldBody struct {
 	bodies    *body.Reader
-	bp        *[]byte
+	bp        *body.Body
 	handedOff bool
 }
 
@@ -241,7 +246,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, a answer, in *in
 	ctx := context.WithoutCancel(r.Context())
 	deadline := time.Now().Add(max(a.redisLeft, time.Second))
 	bound := redisconn.Bound{Deadline: deadline, HandOff: held.handOff}
-	job := h.job(r, a, in, *held.bp)
+	job := h.job(r, a, in, held.bp.Bytes)
 	a.deliveryID = job.DeliveryID
 	if h.intake != nil && h.intake.OneRoundTrip() {
 		ctx, end := a.startSpan(ctx, spanAdmit)

@@ -31,11 +31,23 @@ const pooledBody = 64 << 10
 // firstBody is the capacity a buffer starts with, in bytes.
 const firstBody = 8 << 10
 
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, firstBody); return &b }}
+// Body is a request body, read into a buffer, and the share of the budget
+// it holds.
+type Body struct {
+	// Bytes is the body.
+	Bytes []byte
+	// held is the budget it takes: the bytes received while the pooled
+	// buffer holds them, then the whole of a buffer grown for them.
+	held int64
+}
 
-// Reader reads request bodies. The buffers of all the bodies being read or
-// held at once stay within one budget: a flood of large or slow bodies is
-// refused instead of growing the heap.
+var bodyPool = sync.Pool{New: func() any { return &Body{Bytes: make([]byte, 0, firstBody)} }}
+
+// Reader reads request bodies. The bodies being read or held at once stay
+// within one budget: a flood of large or slow bodies is refused instead of
+// growing the heap. A body takes its share as its bytes arrive, not
+// before: a request whose body does not come (thousands of idle HTTP/2
+// streams) takes none of it.
 type Reader struct {
 	limit   int64         // the most bytes of one body (max_body)
 	budget  int64         // the most bytes of buffers held at once (max_bodies_in_flight)
@@ -53,19 +65,16 @@ func NewReader(limit, budget int64, timeout time.Duration) *Reader {
 // Reader holds now, for the gauges.
 func InFlight() (bytes, count int64) { return bodyBytes.Load(), bodyCount.Load() }
 
-// reserve takes n bytes of the budget; false when they are not there.
-func (b *Reader) reserve(n int64) bool {
+// take adds n bytes of the budget to what bd holds; false when they are
+// not there.
+func (b *Reader) take(bd *Body, n int64) bool {
 	if b.used.Add(n) > b.budget {
 		b.used.Add(-n)
 		return false
 	}
 	bodyBytes.Add(n)
+	bd.held += n
 	return true
-}
-
-func (b *Reader) free(n int64) {
-	b.used.Add(-n)
-	bodyBytes.Add(-n)
 }
 
 // bodyBytes and bodyCount are the bytes and number of bodies held by every
@@ -75,20 +84,14 @@ var bodyBytes, bodyCount atomic.Int64
 // Read reads the whole request body, byte for byte, into a pooled buffer
 // that grows as bytes arrive, within the body_timeout. It fails with
 // ErrTooLarge as soon as the body exceeds the limit, ErrBudget
-// when growing the buffer would exceed the budget, and ErrTimeout
-// when the sender is too slow. The body is *bp; give bp back with Release
-// once nothing refers to the body any more, whatever read returned.
-func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err error) {
-	bp = bodyPool.Get().(*[]byte)
-	buf := (*bp)[:0]
-	defer func() { *bp = buf }()
-	if !b.reserve(int64(cap(buf))) {
-		buf = nil
-		return bp, ErrBudget
-	}
+// when its bytes would exceed the budget, and ErrTimeout
+// when the sender is too slow. Give the Body back with Release once
+// nothing refers to its bytes any more, whatever Read returned.
+func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err error) {
+	bd = bodyPool.Get().(*Body)
 	bodyCount.Add(1)
 	if r.Body == nil || r.Body == http.NoBody {
-		return bp, nil
+		return bd, nil
 	}
 	// The most the buffer needs: the announced length (+1 so that EOF is
 	// seen without growing), or the limit (+1 to see it exceeded).
@@ -110,32 +113,36 @@ func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bp *[]byte, err e
 			}()
 		}
 	}
+	buf := bd.Bytes[:0]
+	defer func() { bd.Bytes = buf }()
 	for {
 		if len(buf) == cap(buf) {
-			if buf, err = b.grow(buf, want); err != nil {
-				return bp, err
+			if buf, err = b.grow(bd, buf, want); err != nil {
+				return bd, err
 			}
 		}
 		n, rerr := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		switch {
+		case int64(len(buf)) > bd.held && !b.take(bd, int64(len(buf))-bd.held):
+			return bd, ErrBudget
 		case int64(len(buf)) > b.limit:
-			return bp, ErrTooLarge
+			return bd, ErrTooLarge
 		case errors.Is(rerr, io.EOF):
-			return bp, nil
+			return bd, nil
 		case errors.Is(rerr, os.ErrDeadlineExceeded):
-			return bp, ErrTimeout
+			return bd, ErrTimeout
 		case rerr != nil:
-			return bp, rerr
+			return bd, rerr
 		}
 	}
 }
 
 // grow doubles buf's capacity, up to want, once the budget has room for
-// the difference.
-func (b *Reader) grow(buf []byte, want int64) ([]byte, error) {
+// the whole new buffer.
+func (b *Reader) grow(bd *Body, buf []byte, want int64) ([]byte, error) {
 	size := min(max(2*int64(cap(buf)), firstBody), max(want, int64(cap(buf))+1))
-	if !b.reserve(size - int64(cap(buf))) {
+	if !b.take(bd, size-bd.held) {
 		return buf, ErrBudget
 	}
 	grown := make([]byte, len(buf), size)
@@ -143,15 +150,14 @@ func (b *Reader) grow(buf []byte, want int64) ([]byte, error) {
 	return grown, nil
 }
 
-// Release gives back a buffer from Read, and its share of the budget.
-func (b *Reader) Release(bp *[]byte) {
-	if cap(*bp) == 0 {
-		return // read could not reserve it
-	}
-	b.free(int64(cap(*bp)))
+// Release gives back a Body from Read, and its share of the budget.
+func (b *Reader) Release(bd *Body) {
+	b.used.Add(-bd.held)
+	bodyBytes.Add(-bd.held)
 	bodyCount.Add(-1)
-	if cap(*bp) <= pooledBody {
-		*bp = (*bp)[:0]
-		bodyPool.Put(bp)
+	bd.held = 0
+	if cap(bd.Bytes) <= pooledBody {
+		bd.Bytes = bd.Bytes[:0]
+		bodyPool.Put(bd)
 	}
 }

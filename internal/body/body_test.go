@@ -2,9 +2,12 @@ package body
 
 import (
 	"errors"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
 func TestRead(t *testing.T) {
@@ -26,10 +29,10 @@ func TestRead(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Read: %v, want %v", err, tc.want)
 			}
-			if err == nil && string(*bp) != tc.body {
-				t.Errorf("read %d bytes, want %d", len(*bp), len(tc.body))
+			if err == nil && string(bp.Bytes) != tc.body {
+				t.Errorf("read %d bytes, want %d", len(bp.Bytes), len(tc.body))
 			}
-			if bytes, _ := InFlight(); bytes <= 0 && err == nil {
+			if bytes, _ := InFlight(); bytes <= 0 && err == nil && tc.body != "" {
 				t.Errorf("a held body takes %d bytes of the budget", bytes)
 			}
 			r.Release(bp)
@@ -37,5 +40,43 @@ func TestRead(t *testing.T) {
 				t.Errorf("after Release, %d bytes of the budget are still taken", r.used.Load())
 			}
 		})
+	}
+}
+
+// TestBudgetTakenAsBytesArrive: a body takes its share of the budget as
+// its bytes arrive, not before: idle requests (HTTP/2 streams whose body
+// never comes, 32,768 of them filled 256 MiB) take none of it, and a body
+// that arrives beside them is read.
+func TestBudgetTakenAsBytesArrive(t *testing.T) {
+	r := NewReader(1<<20, 4*firstBody, 0)
+	var idle []*io.PipeWriter
+	done := make(chan *Body, 16)
+	_, before := InFlight()
+	for range 16 {
+		pr, pw := io.Pipe()
+		idle = append(idle, pw)
+		go func() {
+			bd, _ := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", pr))
+			done <- bd
+		}()
+	}
+	testenv.Eventually(t, "the 16 reads to start", func() bool { _, n := InFlight(); return n >= before+16 })
+	if used := r.used.Load(); used != 0 {
+		t.Errorf("16 bodies without a byte take %d bytes of the budget, want 0", used)
+	}
+	bd, err := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 3*firstBody))))
+	if err != nil || len(bd.Bytes) != 3*firstBody {
+		t.Errorf("a body beside idle ones: %d bytes, %v", len(bd.Bytes), err)
+	}
+	r.Release(bd)
+	for _, pw := range idle {
+		_, _ = pw.Write([]byte("abc"))
+		pw.Close()
+	}
+	for range 16 {
+		r.Release(<-done)
+	}
+	if used := r.used.Load(); used != 0 {
+		t.Errorf("after Release, %d bytes of the budget are still taken", used)
 	}
 }

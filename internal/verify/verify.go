@@ -246,11 +246,8 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 			return r
 		}
 	}
-	if gl := in.GitLab; gl != nil && len(gl.Token) > 0 && !tokenMatches(single(h, HeaderGitLabToken), gl.Token) {
-		return Result{Outcome: GitLabTokenInvalid, Status: http.StatusUnauthorized, Message: answer.GitLabToken}
-	}
-	if sh := in.SecureHeader; sh != nil && !tokenMatches(single(h, sh.Name), sh.Value) {
-		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: answer.SecureHeader}
+	if r := checkTokens(in, h); r.Outcome != Pass {
+		return r
 	}
 	if in.Sender != nil && in.Sender.SignatureScheme != "" {
 		now := opts.Now
@@ -263,6 +260,51 @@ func authenticate(in *integration.Integration, h http.Header, body []byte, opts 
 		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: answer.AuthRequired}
 	}
 	return Result{Outcome: Pass}
+}
+
+// checkTokens checks the GitLab token and the secure header, each in
+// constant time.
+func checkTokens(in *integration.Integration, h http.Header) Result {
+	if gl := in.GitLab; gl != nil && len(gl.Token) > 0 && !tokenMatches(single(h, HeaderGitLabToken), gl.Token) {
+		return Result{Outcome: GitLabTokenInvalid, Status: http.StatusUnauthorized, Message: answer.GitLabToken}
+	}
+	if sh := in.SecureHeader; sh != nil && !tokenMatches(single(h, sh.Name), sh.Value) {
+		return Result{Outcome: SecureHeaderInvalid, Status: http.StatusUnauthorized, Message: answer.SecureHeader}
+	}
+	return Result{Outcome: Pass}
+}
+
+// RefusedByHeaders returns what Check answers a request to in whatever its
+// body, when its headers alone decide it fails: a GitHub signature missing
+// or malformed, else a GitLab token or secure header that does not match,
+// in Check's order. A sender without the secret is then answered before
+// its body is read, and holds none of the bodies' memory budget.
+func RefusedByHeaders(in *integration.Integration, h http.Header) (Result, bool) {
+	if len(in.GitHubSecret) > 0 {
+		if wellFormedGitHub(in, h) {
+			return Result{}, false // the body decides first
+		}
+		return checkGitHub(in, h, nil), true // missing or malformed: no HMAC
+	}
+	r := checkTokens(in, h)
+	return r, r.Outcome != Pass
+}
+
+// wellFormedGitHub reports whether the GitHub signature header that
+// checkGitHub would verify is there and parses.
+func wellFormedGitHub(in *integration.Integration, h http.Header) bool {
+	var sum [sha256.Size]byte
+	if v, ok := h[HeaderGitHubSignature256]; ok {
+		return len(v) == 1 && ParseHexSignature(v[0], "sha256=", sum[:])
+	}
+	v, ok := h[HeaderGitHubSignature1]
+	switch {
+	case ok && len(v) == 1 && strings.HasPrefix(v[0], "sha256="):
+		return ParseHexSignature(v[0], "sha256=", sum[:])
+	case ok && !in.GitHubRequireSHA256:
+		return len(v) == 1 && ParseHexSignature(v[0], "sha1=", sum[:20])
+	}
+	return false
 }
 
 // checkGitHub verifies X-Hub-Signature-256; or, without it,

@@ -312,3 +312,58 @@ func TestGitHubEventAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedByHeadersAgreesWithCheck: what RefusedByHeaders refuses, Check
+// refuses with the same answer whatever the body; what the headers cannot
+// decide (a well-formed GitHub signature) is left to Check.
+func TestRefusedByHeadersAgreesWithCheck(t *testing.T) {
+	const body = `{"action":"opened"}`
+	integrations := map[string]map[string]string{
+		"github":         {"github_webhook_secret": "s3cret"},
+		"github sha256":  {"github_webhook_secret": "s3cret", "github_require_sha256": "true"},
+		"gitlab":         {"gitlab_webhook_token": "gl-tok"},
+		"secure header":  {"secure_header_name": "X-Key", "secure_header_value": "k"},
+		"gitlab, header": {"gitlab_webhook_token": "gl-tok", "secure_header_name": "X-Key", "secure_header_value": "k"},
+		"github, gitlab": {"github_webhook_secret": "s3cret", "gitlab_webhook_token": "gl-tok"},
+		"none":           {},
+	}
+	requests := map[string]http.Header{
+		"nothing":          headers(),
+		"signed":           headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", body)),
+		"signed wrong":     headers(HeaderGitHubSignature256, testenv.SignGitHub256("other", body)),
+		"malformed":        headers(HeaderGitHubSignature256, "sha256=zz"),
+		"twice":            headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", body), HeaderGitHubSignature256, "sha256=00"),
+		"sha1":             headers(HeaderGitHubSignature1, testenv.SignGitHub1("s3cret", body)),
+		"sha1 malformed":   headers(HeaderGitHubSignature1, "sha1=nothex"),
+		"gitlab token":     headers(HeaderGitLabToken, "gl-tok"),
+		"gitlab wrong":     headers(HeaderGitLabToken, "nope"),
+		"header":           headers("X-Key", "k"),
+		"gitlab and wrong": headers(HeaderGitLabToken, "gl-tok", "X-Key", "no"),
+		"signed, gitlab":   headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", body), HeaderGitLabToken, "nope"),
+	}
+	refusedSome, leftSome := false, false
+	for iname, fields := range integrations {
+		in := schemeIntegration(t, fields)
+		for rname, h := range requests {
+			early, refused := RefusedByHeaders(in, h)
+			if !refused {
+				leftSome = true
+				continue
+			}
+			refusedSome = true
+			for _, b := range []string{"", body} {
+				r := Check(in, h, []byte(b), Options{})
+				if r.Outcome != early.Outcome || r.Status != early.Status || r.Message != early.Message {
+					t.Errorf("%s, %s, body %q: refused early as %s %d %q, Check answers %s %d %q", iname, rname, b,
+						early.Outcome, early.Status, early.Message, r.Outcome, r.Status, r.Message)
+				}
+			}
+		}
+	}
+	if !refusedSome || !leftSome {
+		t.Errorf("refused some: %v, left some to Check: %v; want both", refusedSome, leftSome)
+	}
+	if _, refused := RefusedByHeaders(schemeIntegration(t, integrations["github, gitlab"]), requests["signed, gitlab"]); refused {
+		t.Error("a well-formed signature was refused before its body was read")
+	}
+}
