@@ -242,7 +242,7 @@ func place(m map[string]any, chain []string, value any) {
 func Path(dotted string) (string, error) {
 	var b strings.Builder
 	counts := 0
-	for part := range pathParts(dotted) {
+	for _, part := range pathParts(dotted) {
 		switch {
 		case part.key == "" && !part.count:
 			return "", errors.New("an empty part (a dot at an end, or two together)")
@@ -270,34 +270,31 @@ type pathPart struct {
 	count bool
 }
 
-// pathParts yields the parts of dotted, its escapes read.
-func pathParts(dotted string) func(yield func(pathPart) bool) {
-	return func(yield func(pathPart) bool) {
-		var key strings.Builder
-		escaped := false
-		end := func() bool {
-			part := pathPart{key: key.String()}
-			part.count = part.key == "#" && !escaped
-			key.Reset()
-			escaped = false
-			return yield(part)
-		}
-		for i := 0; i < len(dotted); i++ {
-			switch c := dotted[i]; {
-			case c == '\\' && i+1 < len(dotted):
-				i++
-				key.WriteByte(dotted[i])
-				escaped = true
-			case c == '.':
-				if !end() {
-					return
-				}
-			default:
-				key.WriteByte(c)
-			}
-		}
-		end()
+// pathParts returns the parts of dotted, its escapes read.
+func pathParts(dotted string) []pathPart {
+	var parts []pathPart
+	var key strings.Builder
+	escaped := false
+	end := func() {
+		k := key.String()
+		parts = append(parts, pathPart{key: k, count: k == "#" && !escaped})
+		key.Reset()
+		escaped = false
 	}
+	for i := 0; i < len(dotted); i++ {
+		switch c := dotted[i]; {
+		case c == '\\' && i+1 < len(dotted):
+			i++
+			key.WriteByte(dotted[i])
+			escaped = true
+		case c == '.':
+			end()
+		default:
+			key.WriteByte(c)
+		}
+	}
+	end()
+	return parts
 }
 
 // gjsonPath is chain as a gjson path, each part a key.
