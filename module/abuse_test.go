@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/codemie-edge/caddy-webhooks/internal/body"
 	"github.com/codemie-edge/caddy-webhooks/internal/testenv"
 )
 
@@ -151,6 +152,30 @@ func TestBodyBudget(t *testing.T) {
 	}
 }
 
+// TestBodyThatNeverStarts: a body whose first byte does not come within
+// FirstByteTimeout is answered 408 then, whatever body_timeout allows the
+// rest: an idle request held its stream and a buffer for all of it.
+func TestBodyThatNeverStarts(t *testing.T) {
+	c, _ := fileSite(t, "body_timeout 1h")
+	const start = `{"a":`
+	started := openBody(t, c, "big", len(start)+2, start)
+	testenv.Eventually(t, "the started body to be read", func() bool {
+		return metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight") == float64(len(start))
+	})
+	began := time.Now()
+	if got := readStatus(t, openBody(t, c, "big", 100, "")); got != http.StatusRequestTimeout {
+		t.Errorf("a body that never starts: %d, want 408", got)
+	}
+	t.Logf("answered after %v (FirstByteTimeout %v)", time.Since(began).Round(time.Millisecond), body.FirstByteTimeout)
+	// The one that started, before it, is given body_timeout for the rest.
+	if _, err := io.WriteString(started, "1}"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readStatus(t, started); got != http.StatusUnauthorized {
+		t.Errorf("a body that started, ended later: %d, want 401 (its signature is wrong)", got)
+	}
+}
+
 // TestSlowBody: a sender that stops sending its body is answered 408
 // once body_timeout has passed, instead of holding the connection.
 func TestSlowBody(t *testing.T) {
@@ -182,11 +207,14 @@ func TestAnsweredBeforeTheBody(t *testing.T) {
 		conn   net.Conn
 		status int
 		detail string
+		closes bool
 	}{
-		{"unknown id", openBody(t, c, "nope", 1000, ""), http.StatusBadRequest, `{"detail":"Webhook with ID 'nope' not found or not enabled"}`},
-		{"no signature", openRequest(t, c, "big", 1000, ""), http.StatusUnauthorized, `{"detail":"Missing GitHub webhook signature header"}`},
+		{"unknown id", openBody(t, c, "nope", 1000, ""), http.StatusBadRequest, `{"detail":"Webhook with ID 'nope' not found or not enabled"}`, true},
+		{"no signature", openRequest(t, c, "big", 1000, ""), http.StatusUnauthorized, `{"detail":"Missing GitHub webhook signature header"}`, true},
 		{"malformed signature", openRequest(t, c, "big", 1000, "", "X-Hub-Signature-256: sha256=zz"), http.StatusUnauthorized,
-			`{"detail":"Invalid GitHub webhook signature"}`},
+			`{"detail":"Invalid GitHub webhook signature"}`, true},
+		// Without a body, there is nothing to wait for: the connection stays.
+		{"no signature, no body", openRequest(t, c, "big", 0, ""), http.StatusUnauthorized, `{"detail":"Missing GitHub webhook signature header"}`, false},
 	} {
 		_ = tc.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		resp, err := http.ReadResponse(bufio.NewReader(tc.conn), nil)
@@ -195,8 +223,8 @@ func TestAnsweredBeforeTheBody(t *testing.T) {
 		}
 		detail, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		if resp.StatusCode != tc.status || string(detail) != tc.detail || !resp.Close {
-			t.Errorf("%s: %d %s, closes the connection: %v; want %d %s, closing", tc.name, resp.StatusCode, detail, resp.Close, tc.status, tc.detail)
+		if resp.StatusCode != tc.status || string(detail) != tc.detail || resp.Close != tc.closes {
+			t.Errorf("%s: %d %s, closes the connection: %v; want %d %s, closing %v", tc.name, resp.StatusCode, detail, resp.Close, tc.status, tc.detail, tc.closes)
 		}
 	}
 	if v := metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight"); v != 0 {

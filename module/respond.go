@@ -25,17 +25,13 @@ func writeAnswer(w http.ResponseWriter, a answer, text string) answer {
 	return a
 }
 
-// writeUnread answers a request whose body was not read to its end, and
-// closes the connection: otherwise the server would first read what is
-// left of the body, as slowly as the sender sends it.
-func writeUnread(w http.ResponseWriter, a answer, msg string) answer {
-	w.Header()["Connection"] = closeConnection
-	return writeAnswer(w, a, msg)
-}
-
-// closeUntilRead marks any answer to r given before its body is read, as
-// writeUnread does, when r is HTTP/1 and has a body; bodyRead takes the
-// mark off once it has been read.
+// closeUntilRead marks any answer to r given before its body is read to
+// its end to close the connection, when r is HTTP/1 and has a body:
+// otherwise the server would first read what is left of the body, as
+// slowly as the sender sends it. bodyRead takes the mark off once it has
+// been read. HTTP/2 resets the stream of an unread body on its own; a
+// Connection header there would close the connection, and every other
+// stream on it.
 func closeUntilRead(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		w.Header()["Connection"] = closeConnection

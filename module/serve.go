@@ -92,7 +92,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		repl.Set("http.codemie_webhooks.delivery_id", a.deliveryID)
 	}
 	if r.ContentLength > h.MaxBody {
-		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), answers.TooLarge)
+		return writeAnswer(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), answers.TooLarge)
 	}
 
 	loading := time.Now()
@@ -125,25 +125,25 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		return writeText(w, a.with(outcome(verify.Handshake), http.StatusOK), token)
 	}
 
-	if v, refused := verify.RefusedByHeaders(in, r.Header); refused {
+	if v, refused := verify.RefusedByHeaders(in, r.Header, h.verifyOpts); refused {
 		// Answered before the body is read: a sender without the secret
 		// holds none of the bodies' memory budget.
-		return writeUnread(w, a.with(outcome(v.Outcome), v.Status), v.Message)
+		return writeAnswer(w, a.with(outcome(v.Outcome), v.Status), v.Message)
 	}
 	bp, err := h.bodies.Read(w, r)
 	held := &heldBody{bodies: h.bodies, bp: bp}
 	defer held.release()
 	switch {
 	case errors.Is(err, body.ErrTooLarge):
-		return writeUnread(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), answers.TooLarge)
+		return writeAnswer(w, a.with(outcomeTooLarge, http.StatusRequestEntityTooLarge), answers.TooLarge)
 	case errors.Is(err, body.ErrBudget):
 		w.Header().Set("Retry-After", "5")
-		return writeUnread(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), answers.BodyBudget)
+		return writeAnswer(w, a.with(outcomeBodyBudget, http.StatusServiceUnavailable), answers.BodyBudget)
 	case errors.Is(err, body.ErrTimeout):
-		return writeUnread(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), answers.BodyTimeout)
+		return writeAnswer(w, a.with(outcomeBodyTimeout, http.StatusRequestTimeout), answers.BodyTimeout)
 	case err != nil:
 		a.err = err
-		return writeUnread(w, a.with(outcomeBadBody, http.StatusBadRequest), answers.BadBody)
+		return writeAnswer(w, a.with(outcomeBadBody, http.StatusBadRequest), answers.BadBody)
 	}
 	bodyRead(w)
 

@@ -28,6 +28,13 @@ var (
 // get a buffer of their own, left to the garbage collector.
 const pooledBody = 64 << 10
 
+// FirstByteTimeout bounds the wait for a body's first byte, within the
+// body timeout: senders send the body right after the headers, and a
+// request whose body does not come holds a connection's stream and a
+// buffer until it times out (thousands of idle HTTP/2 streams took
+// gigabytes in 10 s).
+const FirstByteTimeout = 2 * time.Second
+
 // firstBody is the capacity a buffer starts with, in bytes.
 const firstBody = 8 << 10
 
@@ -82,7 +89,8 @@ func (b *Reader) take(bd *Body, n int64) bool {
 var bodyBytes, bodyCount atomic.Int64
 
 // Read reads the whole request body, byte for byte, into a pooled buffer
-// that grows as bytes arrive, within the body_timeout. It fails with
+// that grows as bytes arrive, within the body_timeout, its first byte
+// within FirstByteTimeout. It fails with
 // ErrTooLarge as soon as the body exceeds the limit, ErrBudget
 // when its bytes would exceed the budget, and ErrTimeout
 // when the sender is too slow. Give the Body back with Release once
@@ -99,19 +107,22 @@ func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err err
 	if r.ContentLength >= 0 && r.ContentLength < b.limit {
 		want = r.ContentLength + 1
 	}
-	if b.timeout > 0 {
-		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(time.Now().Add(b.timeout)) == nil {
-			// Once the body is read, the rest of this request has none of
-			// our deadlines (the next request on the connection gets the
-			// server's own). A body that failed keeps it: the server
-			// must not wait without end for the rest of a refused body.
-			defer func() {
-				if err == nil {
-					_ = rc.SetReadDeadline(time.Time{})
-				}
-			}()
-		}
+	var (
+		rc      = http.NewResponseController(w)
+		started = time.Now()
+		waiting = false // for the first byte, within FirstByteTimeout
+	)
+	if b.timeout > 0 && rc.SetReadDeadline(started.Add(min(b.timeout, FirstByteTimeout))) == nil {
+		waiting = b.timeout > FirstByteTimeout
+		// Once the body is read, the rest of this request has none of
+		// our deadlines (the next request on the connection gets the
+		// server's own). A body that failed keeps it: the server
+		// must not wait without end for the rest of a refused body.
+		defer func() {
+			if err == nil {
+				_ = rc.SetReadDeadline(time.Time{})
+			}
+		}()
 	}
 	buf := bd.Bytes[:0]
 	defer func() { bd.Bytes = buf }()
@@ -123,6 +134,10 @@ func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err err
 		}
 		n, rerr := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if waiting && n > 0 {
+			waiting = false
+			_ = rc.SetReadDeadline(started.Add(b.timeout))
+		}
 		switch {
 		case int64(len(buf)) > bd.held && !b.take(bd, int64(len(buf))-bd.held):
 			return bd, ErrBudget

@@ -277,17 +277,30 @@ func checkTokens(in *integration.Integration, h http.Header) Result {
 // RefusedByHeaders returns what Check answers a request to in whatever its
 // body, when its headers alone decide it fails: a GitHub signature missing
 // or malformed, else a GitLab token or secure header that does not match,
-// in Check's order. A sender without the secret is then answered before
-// its body is read, and holds none of the bodies' memory budget.
-func RefusedByHeaders(in *integration.Integration, h http.Header) (Result, bool) {
+// a signature scheme's headers missing, or no mechanism where opts
+// require one, in Check's order. A sender without the secret is then
+// answered before its body is read, and holds none of the bodies' memory
+// budget.
+func RefusedByHeaders(in *integration.Integration, h http.Header, opts Options) (Result, bool) {
 	if len(in.GitHubSecret) > 0 {
 		if wellFormedGitHub(in, h) {
 			return Result{}, false // the body decides first
 		}
 		return checkGitHub(in, h, nil), true // missing or malformed: no HMAC
 	}
-	r := checkTokens(in, h)
-	return r, r.Outcome != Pass
+	if r := checkTokens(in, h); r.Outcome != Pass {
+		return r, true
+	}
+	if in.Sender != nil && in.Sender.SignatureScheme != "" {
+		keyless := *in.Sender
+		keyless.SignatureSecret = nil // no HMAC: only whether the headers are there
+		r := checkScheme(&keyless, h, nil, time.Time{})
+		return r, r.Outcome == SchemeSignatureMissing
+	}
+	if opts.RequireAuth && !in.HasAuth() {
+		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: answer.AuthRequired}, true
+	}
+	return Result{}, false
 }
 
 // wellFormedGitHub reports whether the GitHub signature header that

@@ -326,6 +326,9 @@ func TestRefusedByHeadersAgreesWithCheck(t *testing.T) {
 		"gitlab, header": {"gitlab_webhook_token": "gl-tok", "secure_header_name": "X-Key", "secure_header_value": "k"},
 		"github, gitlab": {"github_webhook_secret": "s3cret", "gitlab_webhook_token": "gl-tok"},
 		"none":           {},
+		"hmac-sha256":    {"signature_scheme": "hmac-sha256", "signature_secret": "s3cret", "signature_header": "X-Sig"},
+		"stripe":         {"signature_scheme": "stripe", "signature_secret": "s3cret"},
+		"gitlab, slack":  {"gitlab_webhook_token": "gl-tok", "signature_scheme": "slack", "signature_secret": "s3cret"},
 	}
 	requests := map[string]http.Header{
 		"nothing":          headers(),
@@ -340,22 +343,27 @@ func TestRefusedByHeadersAgreesWithCheck(t *testing.T) {
 		"header":           headers("X-Key", "k"),
 		"gitlab and wrong": headers(HeaderGitLabToken, "gl-tok", "X-Key", "no"),
 		"signed, gitlab":   headers(HeaderGitHubSignature256, testenv.SignGitHub256("s3cret", body), HeaderGitLabToken, "nope"),
+		"x-sig":            headers("X-Sig", "00"),
+		"stripe signature": headers("Stripe-Signature", "t=1,v1=00"),
+		"slack, gitlab":    headers("X-Slack-Signature", "v0=00", "X-Slack-Request-Timestamp", "1", HeaderGitLabToken, "gl-tok"),
 	}
 	refusedSome, leftSome := false, false
 	for iname, fields := range integrations {
 		in := schemeIntegration(t, fields)
 		for rname, h := range requests {
-			early, refused := RefusedByHeaders(in, h)
-			if !refused {
-				leftSome = true
-				continue
-			}
-			refusedSome = true
-			for _, b := range []string{"", body} {
-				r := Check(in, h, []byte(b), Options{})
-				if r.Outcome != early.Outcome || r.Status != early.Status || r.Message != early.Message {
-					t.Errorf("%s, %s, body %q: refused early as %s %d %q, Check answers %s %d %q", iname, rname, b,
-						early.Outcome, early.Status, early.Message, r.Outcome, r.Status, r.Message)
+			for _, opts := range []Options{{}, {RequireAuth: true}} {
+				early, refused := RefusedByHeaders(in, h, opts)
+				if !refused {
+					leftSome = true
+					continue
+				}
+				refusedSome = true
+				for _, b := range []string{"", body} {
+					r := Check(in, h, []byte(b), opts)
+					if r.Outcome != early.Outcome || r.Status != early.Status || r.Message != early.Message {
+						t.Errorf("%s, %s, %+v, body %q: refused early as %s %d %q, Check answers %s %d %q", iname, rname, opts, b,
+							early.Outcome, early.Status, early.Message, r.Outcome, r.Status, r.Message)
+					}
 				}
 			}
 		}
@@ -363,7 +371,24 @@ func TestRefusedByHeadersAgreesWithCheck(t *testing.T) {
 	if !refusedSome || !leftSome {
 		t.Errorf("refused some: %v, left some to Check: %v; want both", refusedSome, leftSome)
 	}
-	if _, refused := RefusedByHeaders(schemeIntegration(t, integrations["github, gitlab"]), requests["signed, gitlab"]); refused {
+	if _, refused := RefusedByHeaders(schemeIntegration(t, integrations["github, gitlab"]), requests["signed, gitlab"], Options{}); refused {
 		t.Error("a well-formed signature was refused before its body was read")
+	}
+	for _, c := range []struct {
+		in, req string
+		opts    Options
+		want    Outcome
+	}{
+		{"github", "nothing", Options{}, SignatureMissing},
+		{"github", "malformed", Options{}, SignatureInvalid},
+		{"gitlab", "gitlab wrong", Options{}, GitLabTokenInvalid},
+		{"gitlab, header", "gitlab and wrong", Options{}, SecureHeaderInvalid},
+		{"stripe", "nothing", Options{}, SchemeSignatureMissing},
+		{"gitlab, slack", "gitlab token", Options{}, SchemeSignatureMissing},
+		{"none", "nothing", Options{RequireAuth: true}, AuthRequired},
+	} {
+		if r, refused := RefusedByHeaders(schemeIntegration(t, integrations[c.in]), requests[c.req], c.opts); !refused || r.Outcome != c.want {
+			t.Errorf("%s, %s: refused %v as %s, want %s", c.in, c.req, refused, r.Outcome, c.want)
+		}
 	}
 }
