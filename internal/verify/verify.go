@@ -7,6 +7,7 @@ package verify
 
 import (
 	"cmp"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -283,10 +284,9 @@ func checkTokens(in *integration.Integration, h http.Header) Result {
 // budget.
 func RefusedByHeaders(in *integration.Integration, h http.Header, opts Options) (Result, bool) {
 	if len(in.GitHubSecret) > 0 {
-		if wellFormedGitHub(in, h) {
-			return Result{}, false // the body decides first
-		}
-		return checkGitHub(in, h, nil), true // missing or malformed: no HMAC
+		var sum [sha256.Size]byte
+		_, _, r := githubSignature(in, h, &sum)
+		return r, r.Outcome != Pass // else the body decides first
 	}
 	if r := checkTokens(in, h); r.Outcome != Pass {
 		return r, true
@@ -303,28 +303,28 @@ func RefusedByHeaders(in *integration.Integration, h http.Header, opts Options) 
 	return Result{}, false
 }
 
-// wellFormedGitHub reports whether the GitHub signature header that
-// checkGitHub would verify is there and parses.
-func wellFormedGitHub(in *integration.Integration, h http.Header) bool {
-	var sum [sha256.Size]byte
-	if v, ok := h[HeaderGitHubSignature256]; ok {
-		return len(v) == 1 && ParseHexSignature(v[0], "sha256=", sum[:])
-	}
-	v, ok := h[HeaderGitHubSignature1]
-	switch {
-	case ok && len(v) == 1 && strings.HasPrefix(v[0], "sha256="):
-		return ParseHexSignature(v[0], "sha256=", sum[:])
-	case ok && !in.GitHubRequireSHA256:
-		return len(v) == 1 && ParseHexSignature(v[0], "sha1=", sum[:20])
-	}
-	return false
-}
-
 // checkGitHub verifies X-Hub-Signature-256; or, without it,
 // X-Hub-Signature: sha256= (Jira, Bitbucket, WebSub), or X-Hub-Signature:
 // sha1= when the integration allows SHA-1.
 func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result {
-	invalid := Result{Outcome: SignatureInvalid, Status: http.StatusUnauthorized, Message: answer.SignatureInvalid}
+	var sum [sha256.Size]byte
+	m, signed, r := githubSignature(in, h, &sum)
+	if r.Outcome != Pass {
+		return r
+	}
+	if !m.matchAny(in.GitHubSecret, [][]byte{signed}, body) {
+		return githubInvalid
+	}
+	return r
+}
+
+// githubInvalid is the answer to a GitHub signature that is not the body's.
+var githubInvalid = Result{Outcome: SignatureInvalid, Status: http.StatusUnauthorized, Message: answer.SignatureInvalid}
+
+// githubSignature picks the signature checkGitHub verifies and parses it
+// into sum: its MAC and its bytes, with Pass; or the failure the headers
+// alone decide, missing or malformed.
+func githubSignature(in *integration.Integration, h http.Header, sum *[sha256.Size]byte) (*mac, []byte, Result) {
 	v, ok := h[HeaderGitHubSignature256]
 	if !ok {
 		if v1, ok1 := h[HeaderGitHubSignature1]; ok1 && len(v1) == 1 && strings.HasPrefix(v1[0], "sha256=") {
@@ -332,20 +332,18 @@ func checkGitHub(in *integration.Integration, h http.Header, body []byte) Result
 		}
 	}
 	if ok {
-		var sum [sha256.Size]byte
-		if len(v) != 1 || !ParseHexSignature(v[0], "sha256=", sum[:]) || !hmacSHA256.matchAny(in.GitHubSecret, [][]byte{sum[:]}, body) {
-			return invalid
+		if len(v) != 1 || !ParseHexSignature(v[0], "sha256=", sum[:]) {
+			return nil, nil, githubInvalid
 		}
-		return Result{Outcome: Pass}
+		return hmacSHA256, sum[:], Result{Outcome: Pass}
 	}
 	if v, ok := h[HeaderGitHubSignature1]; ok && !in.GitHubRequireSHA256 {
-		var sum [20]byte
-		if len(v) != 1 || !ParseHexSignature(v[0], "sha1=", sum[:]) || !hmacSHA1.matchAny(in.GitHubSecret, [][]byte{sum[:]}, body) {
-			return invalid
+		if len(v) != 1 || !ParseHexSignature(v[0], "sha1=", sum[:sha1.Size]) {
+			return nil, nil, githubInvalid
 		}
-		return Result{Outcome: Pass}
+		return hmacSHA1, sum[:sha1.Size], Result{Outcome: Pass}
 	}
-	return Result{Outcome: SignatureMissing, Status: http.StatusUnauthorized, Message: answer.SignatureMissing}
+	return nil, nil, Result{Outcome: SignatureMissing, Status: http.StatusUnauthorized, Message: answer.SignatureMissing}
 }
 
 // ParseHexSignature decodes v, which must be prefix followed by exactly
