@@ -137,7 +137,7 @@ func (o *OwnerTokens) Invalidate(owner, token string) bool {
 		return true // replaced already
 	}
 	ot.token = ""
-	return !fresher(ot.fetched, o.now())
+	return !justFetched(ot.fetched, o.now())
 }
 
 // exchangeAnswer is the token endpoint's answer (RFC 6749 section 5).

@@ -54,9 +54,9 @@ func fresh(token string, refresh, now time.Time) bool {
 // early or was revoked, and a new one would be refused too.
 const freshFor = time.Minute
 
-// fresher reports whether a token fetched at fetched is within freshFor
+// justFetched reports whether a token fetched at fetched is within freshFor
 // of now.
-func fresher(fetched, now time.Time) bool { return now.Sub(fetched) < freshFor }
+func justFetched(fetched, now time.Time) bool { return now.Sub(fetched) < freshFor }
 
 // maxToken is the longest token kept, in bytes: it is sent twice in each
 // call's headers, and one is kept for each of up to 10,000 owners.
@@ -143,7 +143,7 @@ func (cc *ClientCredentials) Invalidate(_, token string) bool {
 		return true // replaced already
 	}
 	cc.token = ""
-	return !fresher(cc.fetched, cc.now())
+	return !justFetched(cc.fetched, cc.now())
 }
 
 // tokenError describes a failed fetch by status only.
