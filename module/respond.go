@@ -3,6 +3,7 @@ package module
 import (
 	"io"
 	"net/http"
+	"time"
 
 	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
 )
@@ -35,6 +36,17 @@ func writeAnswer(w http.ResponseWriter, a answer, text string) answer {
 func closeUntilRead(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		w.Header()["Connection"] = closeConnection
+	}
+}
+
+// stopReadingUnread ends, at once, the reading of a body left unread by
+// an answer closeUntilRead marked: net/http reads up to 256 KiB of it
+// before it closes the connection, under no deadline but ours, so a
+// sender refused before its body could hold the connection as long as it
+// trickled (or sent nothing).
+func stopReadingUnread(w http.ResponseWriter) {
+	if _, marked := w.Header()["Connection"]; marked {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 }
 

@@ -78,6 +78,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	// Until the body is read, an answer closes the connection: net/http
 	// would first read what is left of the body, beyond body_timeout.
 	closeUntilRead(w, r)
+	defer stopReadingUnread(w)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeAnswer(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, answers.MethodNotAllowed)

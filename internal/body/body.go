@@ -28,6 +28,11 @@ var (
 // get a buffer of their own, left to the garbage collector.
 const pooledBody = 64 << 10
 
+// firstBuffer is the capacity a body's buffer starts with, in bytes; it
+// doubles as the bytes arrive, so that a body holds at most twice what
+// its sender sent (and the budget counts what it holds).
+const firstBuffer = 512
+
 // FirstByteTimeout bounds the wait for a body's first byte, within the
 // body timeout: senders send the body right after the headers, and a
 // request whose body does not come holds a connection's stream and a
@@ -35,20 +40,64 @@ const pooledBody = 64 << 10
 // gigabytes in 10 s).
 const FirstByteTimeout = 2 * time.Second
 
-// firstBody is the capacity a buffer starts with, in bytes.
-const firstBody = 8 << 10
-
 // Body is a request body, read into a buffer, and the share of the budget
 // it holds.
 type Body struct {
 	// Bytes is the body.
 	Bytes []byte
-	// held is the budget it takes: the bytes received while the pooled
-	// buffer holds them, then the whole of a buffer grown for them.
+	// buf is the buffer Bytes is read into.
+	buf *[]byte
+	// held is the budget it takes: its buffer's whole capacity, from the
+	// first byte on (nothing before it).
 	held int64
 }
 
-var bodyPool = sync.Pool{New: func() any { return &Body{Bytes: make([]byte, 0, firstBody)} }}
+var bodyPool = sync.Pool{New: func() any { return new(Body) }}
+
+// buffers are pools of buffers of firstBuffer bytes, then of each power of
+// two up to pooledBody.
+var buffers [7]sync.Pool
+
+// class is the index in buffers of the smallest buffer of at least n
+// bytes; -1 past pooledBody.
+func class(n int64) int {
+	for i := range buffers {
+		if n <= firstBuffer<<i {
+			return i
+		}
+	}
+	return -1
+}
+
+// capacity is the capacity of a buffer got for n bytes.
+func capacity(n int64) int64 {
+	if i := class(n); i >= 0 {
+		return firstBuffer << i
+	}
+	return n
+}
+
+// getBuffer returns an empty buffer of capacity(n).
+func getBuffer(n int64) *[]byte {
+	i := class(n)
+	if i < 0 {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	if b, ok := buffers[i].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, firstBuffer<<i)
+	return &b
+}
+
+// putBuffer gives b back to its pool, if it has one.
+func putBuffer(b *[]byte) {
+	if i := class(int64(cap(*b))); i >= 0 && cap(*b) == firstBuffer<<i {
+		*b = (*b)[:0]
+		buffers[i].Put(b)
+	}
+}
 
 // Reader reads request bodies. The bodies being read or held at once stay
 // within one budget: a flood of large or slow bodies is refused instead of
@@ -124,7 +173,8 @@ func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err err
 			}
 		}()
 	}
-	buf := bd.Bytes[:0]
+	bd.buf = getBuffer(firstBuffer)
+	buf := *bd.buf
 	defer func() { bd.Bytes = buf }()
 	for {
 		if len(buf) == cap(buf) {
@@ -139,7 +189,7 @@ func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err err
 			_ = rc.SetReadDeadline(started.Add(b.timeout))
 		}
 		switch {
-		case int64(len(buf)) > bd.held && !b.take(bd, int64(len(buf))-bd.held):
+		case n > 0 && int64(cap(buf)) > bd.held && !b.take(bd, int64(cap(buf))-bd.held):
 			return bd, ErrBudget
 		case int64(len(buf)) > b.limit:
 			return bd, ErrTooLarge
@@ -156,13 +206,15 @@ func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err err
 // grow doubles buf's capacity, up to want, once the budget has room for
 // the whole new buffer.
 func (b *Reader) grow(bd *Body, buf []byte, want int64) ([]byte, error) {
-	size := min(max(2*int64(cap(buf)), firstBody), max(want, int64(cap(buf))+1))
+	size := capacity(min(2*int64(cap(buf)), max(want, int64(cap(buf))+1)))
 	if !b.take(bd, size-bd.held) {
 		return buf, ErrBudget
 	}
-	grown := make([]byte, len(buf), size)
-	copy(grown, buf)
-	return grown, nil
+	grown := getBuffer(size)
+	*grown = append(*grown, buf...)
+	putBuffer(bd.buf)
+	bd.buf = grown
+	return *grown, nil
 }
 
 // Release gives back a Body from Read, and its share of the budget.
@@ -170,9 +222,9 @@ func (b *Reader) Release(bd *Body) {
 	b.used.Add(-bd.held)
 	bodyBytes.Add(-bd.held)
 	bodyCount.Add(-1)
-	bd.held = 0
-	if cap(bd.Bytes) <= pooledBody {
-		bd.Bytes = bd.Bytes[:0]
-		bodyPool.Put(bd)
+	if bd.buf != nil {
+		putBuffer(bd.buf)
 	}
+	*bd = Body{}
+	bodyPool.Put(bd)
 }

@@ -20,7 +20,8 @@ func TestRead(t *testing.T) {
 		{"fits", 100, 1 << 20, strings.Repeat("x", 100), nil},
 		{"empty", 100, 1 << 20, "", nil},
 		{"one byte over the limit", 100, 1 << 20, strings.Repeat("x", 101), ErrTooLarge},
-		{"over the budget", 1 << 20, firstBody + 10, strings.Repeat("x", 2*firstBody), ErrBudget},
+		{"over the budget", 1 << 20, 4096, strings.Repeat("x", 8192), ErrBudget},
+		{"within the budget, buffers doubled", 1 << 20, 16384, strings.Repeat("x", 8192), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewReader(tc.limit, tc.budget, 0)
@@ -46,9 +47,11 @@ func TestRead(t *testing.T) {
 // TestBudgetTakenAsBytesArrive: a body takes its share of the budget as
 // its bytes arrive, not before: idle requests (HTTP/2 streams whose body
 // never comes, 32,768 of them filled 256 MiB) take none of it, and a body
-// that arrives beside them is read.
+// that arrives beside them is read. A body's buffer grows with its bytes,
+// and the budget counts the buffer: a byte holds firstBuffer, not 8 KiB.
 func TestBudgetTakenAsBytesArrive(t *testing.T) {
-	r := NewReader(1<<20, 4*firstBody, 0)
+	const kib8 = 8 << 10
+	r := NewReader(1<<20, 4*kib8, 0)
 	var idle []*io.PipeWriter
 	done := make(chan *Body, 16)
 	_, before := InFlight()
@@ -64,13 +67,18 @@ func TestBudgetTakenAsBytesArrive(t *testing.T) {
 	if used := r.used.Load(); used != 0 {
 		t.Errorf("16 bodies without a byte take %d bytes of the budget, want 0", used)
 	}
-	bd, err := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 3*firstBody))))
-	if err != nil || len(bd.Bytes) != 3*firstBody {
+	bd, err := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 3*kib8))))
+	if err != nil || len(bd.Bytes) != 3*kib8 {
 		t.Errorf("a body beside idle ones: %d bytes, %v", len(bd.Bytes), err)
 	}
 	r.Release(bd)
+	// A byte each: each holds its first buffer, and takes all of it.
 	for _, pw := range idle {
-		_, _ = pw.Write([]byte("abc"))
+		_, _ = pw.Write([]byte("a"))
+	}
+	testenv.Eventually(t, "the first bytes to take their buffers", func() bool { return r.used.Load() == 16*firstBuffer })
+	for _, pw := range idle {
+		_, _ = pw.Write([]byte("bc"))
 		pw.Close()
 	}
 	for range 16 {
