@@ -227,8 +227,9 @@ func TestAnsweredBeforeTheBody(t *testing.T) {
 		if resp.StatusCode != tc.status || string(detail) != tc.detail || resp.Close != tc.closes {
 			t.Errorf("%s: %d %s, closes the connection: %v; want %d %s, closing %v", tc.name, resp.StatusCode, detail, resp.Close, tc.status, tc.detail, tc.closes)
 		}
-		// Closed at once, not once net/http has read what it reads of an
-		// unread body: that had no deadline, and the sender sent none of it.
+		// Closed within unreadGrace, not once net/http has read what it
+		// reads of an unread body: that had no deadline (body_timeout is an
+		// hour here), and the sender sent none of it.
 		if !tc.closes {
 			continue
 		}
@@ -241,6 +242,30 @@ func TestAnsweredBeforeTheBody(t *testing.T) {
 	}
 	if status, h, answer := postSigned(t, c, "big", "d-kept", `{"action":"opened"}`); status != http.StatusOK || h.Get("Connection") == "close" {
 		t.Errorf("a request read whole: %d %s, Connection %q", status, answer, h.Get("Connection"))
+	}
+}
+
+// TestRefusedSenderReadsTheAnswer: a sender answered before it has sent
+// all of its body, still sending at full speed, reads the answer instead
+// of a connection reset. Closing at once with unread bytes resets the
+// connection, and the sender's TCP stack drops the answer with it.
+func TestRefusedSenderReadsTheAnswer(t *testing.T) {
+	body := `{"x":"` + strings.Repeat("a", 200_000) + `"}`
+	for _, tc := range []struct {
+		name, options, id string
+		header            []string
+		status            int
+	}{
+		{"too large", "max_body 100KB", "big", nil, http.StatusRequestEntityTooLarge},
+		{"unknown id", "", "nope", nil, http.StatusBadRequest},
+		{"no signature", "", "big", []string{"X-GitHub-Event: push"}, http.StatusUnauthorized},
+	} {
+		c, _ := fileSite(t, tc.options)
+		for range 10 {
+			if status, _, answer := c.Post(t, webhooks+tc.id, body, tc.header...); status != tc.status {
+				t.Fatalf("%s: %d %s, want %d", tc.name, status, answer, tc.status)
+			}
+		}
 	}
 }
 

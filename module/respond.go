@@ -39,14 +39,22 @@ func closeUntilRead(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// stopReadingUnread ends, at once, the reading of a body left unread by
-// an answer closeUntilRead marked: net/http reads up to 256 KiB of it
+// unreadGrace is how long net/http may go on reading a body left unread by
+// an answer, after the answer: it reads up to 256 KiB of it so that a
+// sender still sending at full speed reads the answer (closing with
+// unread bytes resets the connection, and the reset drops the answer on
+// the sender's side too). Go's own wait for the same purpose, before it
+// closes a connection with more than that unread, is 500 ms.
+const unreadGrace = time.Second
+
+// stopReadingUnread bounds the reading of a body left unread by an answer
+// closeUntilRead marked to unreadGrace: net/http reads up to 256 KiB of it
 // before it closes the connection, under no deadline but ours, so a
 // sender refused before its body could hold the connection as long as it
 // trickled (or sent nothing).
 func stopReadingUnread(w http.ResponseWriter) {
 	if _, marked := w.Header()["Connection"]; marked {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadGrace))
 	}
 }
 
