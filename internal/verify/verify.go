@@ -292,10 +292,10 @@ func RefusedByHeaders(in *integration.Integration, h http.Header, opts Options) 
 		return r, true
 	}
 	if in.Sender != nil && in.Sender.SignatureScheme != "" {
-		keyless := *in.Sender
-		keyless.SignatureSecret = nil // no HMAC: only whether the headers are there
-		r := checkScheme(&keyless, h, nil, time.Time{})
-		return r, r.Outcome == SchemeSignatureMissing
+		if _, ok := readScheme(in.Sender, h); !ok {
+			return schemeMissing, true
+		}
+		return Result{}, false // else the body decides first
 	}
 	if opts.RequireAuth && !in.HasAuth() {
 		return Result{Outcome: AuthRequired, Status: http.StatusUnauthorized, Message: answer.AuthRequired}, true
