@@ -152,6 +152,34 @@ func TestBodyBudget(t *testing.T) {
 	}
 }
 
+// TestBodyShareOfOneWebhook: one webhook's bodies hold at most half of
+// max_bodies_in_flight: a flood of bodies with well-formed, wrong
+// signatures to one webhook (read before they are found wrong) leaves the
+// other webhooks the rest.
+func TestBodyShareOfOneWebhook(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "integrations.json")
+	record := func(id string) string {
+		return `{"webhook_id":"` + id + `","is_enabled":true,"github_webhook_secret":"` + ghSecret +
+			`","resource_type":"workflow","resource_id":"wf-1"}`
+	}
+	testenv.WriteFile(t, file, "["+record("big")+","+record("other")+"]")
+	api := testenv.StartCodeMie(t)
+	c := testenv.StartCaddy(t, testenv.Site{Store: "integrations_file " + file, Upstream: api.URL,
+		Options: []string{"max_body 300KB\n\t\t\tmax_bodies_in_flight 1MiB"}}.String())
+	const announced = 300_000
+	openBody(t, c, "big", announced, strings.Repeat("a", announced-1000))
+	testenv.Eventually(t, "the flood's body to hold its buffer", func() bool {
+		return metricValue(t, c, "caddy_codemie_webhooks_body_bytes_in_flight") >= announced
+	})
+	body := `{"x":"` + strings.Repeat("b", 250_000) + `"}`
+	if status, _, answer := postSigned(t, c, "big", "d-share-1", body); status != http.StatusServiceUnavailable {
+		t.Errorf("a second body to the flooded webhook, past half the budget: %d %s, want 503", status, answer)
+	}
+	if status, _, answer := postSigned(t, c, "other", "d-share-2", body); status != http.StatusOK {
+		t.Errorf("another webhook's body, within the budget: %d %s, want 200", status, answer)
+	}
+}
+
 // TestBodyThatNeverStarts: a body whose first byte does not come within
 // FirstByteTimeout is answered 408 then, whatever body_timeout allows the
 // rest: an idle request held its stream and a buffer for all of it.

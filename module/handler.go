@@ -151,8 +151,9 @@ type Handler struct {
 	// MaxBodiesInFlight bounds the memory that the bodies of all the
 	// requests being read or handled at once may take, in bytes. A body
 	// takes memory only as its bytes arrive; a request whose body would
-	// go past the bound gets 503 with Retry-After. Default: 268435456
-	// (256 MiB).
+	// go past the bound, or past half of it for the bodies of one webhook
+	// (or one body of max_body, if that is more), gets 503 with
+	// Retry-After. Default: 268435456 (256 MiB).
 	MaxBodiesInFlight int64 `json:"max_bodies_in_flight,omitempty"`
 
 	// BodyTimeout bounds the time to receive one request's body once its

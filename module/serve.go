@@ -131,7 +131,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		// holds none of the bodies' memory budget.
 		return writeAnswer(w, a.with(outcome(v.Outcome), v.Status), v.Message)
 	}
-	bp, err := h.bodies.Read(w, r)
+	bp, err := h.bodies.Read(w, r, id)
 	held := &heldBody{bodies: h.bodies, bp: bp}
 	defer held.release()
 	switch {

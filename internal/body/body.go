@@ -1,7 +1,8 @@
-// Package body reads webhook request bodies within three bounds: the most
+// Package body reads webhook request bodies within four bounds: the most
 // bytes of one body, the most bytes of all the bodies read or held at
-// once (a shared memory budget), and the time to receive one. A body costs
-// memory only as its bytes arrive, whatever Content-Length announces.
+// once (a shared memory budget), the most of that budget one webhook's
+// bodies hold, and the time to receive one. A body costs memory only as
+// its bytes arrive, whatever Content-Length announces.
 package body
 
 import (
@@ -50,6 +51,8 @@ type Body struct {
 	// held is the budget it takes: its buffer's whole capacity, from the
 	// first byte on (nothing before it).
 	held int64
+	// owner is the webhook whose share held counts in.
+	owner string
 }
 
 var bodyPool = sync.Pool{New: func() any { return new(Body) }}
@@ -101,20 +104,30 @@ func putBuffer(b *[]byte) {
 
 // Reader reads request bodies. The bodies being read or held at once stay
 // within one budget: a flood of large or slow bodies is refused instead of
-// growing the heap. A body takes its share as its bytes arrive, not
+// growing the heap. A body takes its part as its bytes arrive, not
 // before: a request whose body does not come (thousands of idle HTTP/2
-// streams) takes none of it.
+// streams) takes none of it. The bodies of one webhook hold at most a
+// share of the budget, so that a flood sent to one webhook (well-formed
+// signatures, wrong ones: the body is read before that is known) leaves
+// the others the rest of it.
 type Reader struct {
 	limit   int64         // the most bytes of one body (max_body)
 	budget  int64         // the most bytes of buffers held at once (max_bodies_in_flight)
+	share   int64         // the most of them one webhook's bodies hold
 	timeout time.Duration // how long reading one body may take (body_timeout)
 	used    atomic.Int64  // bytes of buffers held now
+
+	mu    sync.Mutex
+	owned map[string]int64 // bytes held now per webhook, for those holding any
 }
 
 // NewReader returns a Reader of bodies of at most limit bytes, all of them
 // together within budget bytes, each received within timeout (0: none).
+// One webhook's bodies hold at most half the budget, or one body of limit
+// bytes if that is more.
 func NewReader(limit, budget int64, timeout time.Duration) *Reader {
-	return &Reader{limit: limit, budget: budget, timeout: timeout}
+	return &Reader{limit: limit, budget: budget, timeout: timeout,
+		share: max(budget/2, capacity(limit+1)), owned: map[string]int64{}}
 }
 
 // InFlight returns the bytes and the number of the bodies that every
@@ -122,30 +135,57 @@ func NewReader(limit, budget int64, timeout time.Duration) *Reader {
 func InFlight() (bytes, count int64) { return bodyBytes.Load(), bodyCount.Load() }
 
 // take adds n bytes of the budget to what bd holds; false when they are
-// not there.
+// not there, in the budget or in the share of bd's webhook.
 func (b *Reader) take(bd *Body, n int64) bool {
 	if b.used.Add(n) > b.budget {
 		b.used.Add(-n)
 		return false
 	}
+	b.mu.Lock()
+	owned := b.owned[bd.owner] + n
+	if owned > b.share {
+		b.mu.Unlock()
+		b.used.Add(-n)
+		return false
+	}
+	b.owned[bd.owner] = owned
+	b.mu.Unlock()
 	bodyBytes.Add(n)
 	bd.held += n
 	return true
+}
+
+// giveBack returns what bd holds to the budget and to its webhook's share.
+func (b *Reader) giveBack(bd *Body) {
+	if bd.held == 0 {
+		return
+	}
+	b.mu.Lock()
+	if owned := b.owned[bd.owner] - bd.held; owned > 0 {
+		b.owned[bd.owner] = owned
+	} else {
+		delete(b.owned, bd.owner)
+	}
+	b.mu.Unlock()
+	b.used.Add(-bd.held)
+	bodyBytes.Add(-bd.held)
 }
 
 // bodyBytes and bodyCount are the bytes and number of bodies held by every
 // Reader, for the gauges (read when scraped).
 var bodyBytes, bodyCount atomic.Int64
 
-// Read reads the whole request body, byte for byte, into a pooled buffer
+// Read reads the whole request body of a request to webhook owner, byte
+// for byte, into a pooled buffer
 // that grows as bytes arrive, within the body_timeout, its first byte
 // within FirstByteTimeout. It fails with
 // ErrTooLarge as soon as the body exceeds the limit, ErrBudget
-// when its bytes would exceed the budget, and ErrTimeout
+// when its bytes would exceed the budget or owner's share, and ErrTimeout
 // when the sender is too slow. Give the Body back with Release once
 // nothing refers to its bytes any more, whatever Read returned.
-func (b *Reader) Read(w http.ResponseWriter, r *http.Request) (bd *Body, err error) {
+func (b *Reader) Read(w http.ResponseWriter, r *http.Request, owner string) (bd *Body, err error) {
 	bd = bodyPool.Get().(*Body)
+	bd.owner = owner
 	bodyCount.Add(1)
 	if r.Body == nil || r.Body == http.NoBody {
 		return bd, nil
@@ -219,8 +259,7 @@ func (b *Reader) grow(bd *Body, buf []byte, want int64) ([]byte, error) {
 
 // Release gives back a Body from Read, and its share of the budget.
 func (b *Reader) Release(bd *Body) {
-	b.used.Add(-bd.held)
-	bodyBytes.Add(-bd.held)
+	b.giveBack(bd)
 	bodyCount.Add(-1)
 	if bd.buf != nil {
 		putBuffer(bd.buf)

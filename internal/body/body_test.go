@@ -26,7 +26,7 @@ func TestRead(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewReader(tc.limit, tc.budget, 0)
 			req := httptest.NewRequest("POST", "/", strings.NewReader(tc.body))
-			bp, err := r.Read(httptest.NewRecorder(), req)
+			bp, err := r.Read(httptest.NewRecorder(), req, "w")
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Read: %v, want %v", err, tc.want)
 			}
@@ -59,7 +59,7 @@ func TestBudgetTakenAsBytesArrive(t *testing.T) {
 		pr, pw := io.Pipe()
 		idle = append(idle, pw)
 		go func() {
-			bd, _ := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", pr))
+			bd, _ := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", pr), "w")
 			done <- bd
 		}()
 	}
@@ -67,7 +67,7 @@ func TestBudgetTakenAsBytesArrive(t *testing.T) {
 	if used := r.used.Load(); used != 0 {
 		t.Errorf("16 bodies without a byte take %d bytes of the budget, want 0", used)
 	}
-	bd, err := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 3*kib8))))
+	bd, err := r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", 3*kib8))), "w")
 	if err != nil || len(bd.Bytes) != 3*kib8 {
 		t.Errorf("a body beside idle ones: %d bytes, %v", len(bd.Bytes), err)
 	}
@@ -86,5 +86,63 @@ func TestBudgetTakenAsBytesArrive(t *testing.T) {
 	}
 	if used := r.used.Load(); used != 0 {
 		t.Errorf("after Release, %d bytes of the budget are still taken", used)
+	}
+}
+
+// TestShareOfOneWebhook: the bodies of one webhook hold at most half the
+// budget (here 32 KiB of 64: four bodies of 8 KiB buffers); the fifth
+// is refused while another webhook's body is read, and Release gives
+// each webhook's part back.
+func TestShareOfOneWebhook(t *testing.T) {
+	const kib8 = 8 << 10
+	r := NewReader(kib8, 8*kib8, 0)
+	if r.share != 4*kib8 {
+		t.Fatalf("share %d, want %d", r.share, 4*kib8)
+	}
+	read := func(owner string, body io.Reader) (*Body, error) {
+		return r.Read(httptest.NewRecorder(), httptest.NewRequest("POST", "/", body), owner)
+	}
+	type result struct {
+		bd  *Body
+		err error
+	}
+	done := make(chan result, 5)
+	var open []*io.PipeWriter
+	for range 5 {
+		pr, pw := io.Pipe()
+		open = append(open, pw)
+		go func() { bd, err := read("noisy", pr); done <- result{bd, err} }()
+	}
+	for i, pw := range open[:4] {
+		if _, err := pw.Write([]byte(strings.Repeat("x", 8000))); err != nil {
+			t.Fatalf("body %d: %v", i, err)
+		}
+	}
+	testenv.Eventually(t, "four bodies to hold their buffers", func() bool { return r.used.Load() == 4*kib8 })
+	// The fifth would go past the share: refused at its first bytes.
+	go func() { _, _ = open[4].Write([]byte(strings.Repeat("x", 8000))) }()
+	refused := <-done
+	if !errors.Is(refused.err, ErrBudget) {
+		t.Fatalf("a fifth body of the same webhook: %v, want ErrBudget", refused.err)
+	}
+	r.Release(refused.bd)
+	quiet, err := read("quiet", strings.NewReader(strings.Repeat("y", 8000)))
+	if err != nil || len(quiet.Bytes) != 8000 {
+		t.Fatalf("another webhook's body beside them: %d bytes, %v", len(quiet.Bytes), err)
+	}
+	r.Release(quiet)
+	open[4].CloseWithError(io.ErrUnexpectedEOF)
+	for _, pw := range open[:4] {
+		pw.Close()
+	}
+	for range 4 {
+		got := <-done
+		if got.err != nil {
+			t.Errorf("a body within the share: %v", got.err)
+		}
+		r.Release(got.bd)
+	}
+	if used, owned := r.used.Load(), len(r.owned); used != 0 || owned != 0 {
+		t.Errorf("after Release: %d bytes of the budget taken, %d webhooks holding a share", used, owned)
 	}
 }
