@@ -75,10 +75,15 @@ type answer struct {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, traced bool) answer {
-	// Until the body is read, an answer closes the connection: net/http
-	// would first read what is left of the body, beyond body_timeout.
-	closeUntilRead(w, r)
-	defer stopReadingUnread(w)
+	// Until the body is read to its end, an answer gives net/http
+	// unreadGrace to read what is left of it, not as long as the sender
+	// takes.
+	read := false
+	defer func() {
+		if !read {
+			bodyUnread(w, r)
+		}
+	}()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeAnswer(w, answer{outcome: outcomeMethodNotAllowed, status: http.StatusMethodNotAllowed}, answers.MethodNotAllowed)
@@ -146,7 +151,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		a.err = err
 		return writeAnswer(w, a.with(outcomeBadBody, http.StatusBadRequest), answers.BadBody)
 	}
-	bodyRead(w)
+	read = true
 
 	payload := bp.Bytes
 	a.bodyBytes = len(payload)
