@@ -79,9 +79,12 @@ func TestRedisCluster(t *testing.T) {
 
 // TestRedisClusterRoundTrips: on a Redis Cluster an accepted webhook costs
 // two scripts, the guard on its webhook's slot and the enqueue on the
-// stream's, and no read of its record once that is cached. (EVALSHA, EVAL
-// and HGETALL are all the request path sends; the commands inside a script
-// are counted by Redis too, so only these are summed.)
+// stream's, and no read of its record once that is cached. (EVALSHA and
+// HGETALL are all the request path sends once its scripts are loaded; the
+// commands inside a script are counted by Redis too, so only these are
+// summed. The delivery log's batches are EVALs, off the request's path,
+// flushed whenever their batch is due: counted, they made this test
+// depend on when that was, as the bench does not count them either.)
 func TestRedisClusterRoundTrips(t *testing.T) {
 	cl := testenv.StartRedisCluster(t)
 	api := testenv.StartCodeMie(t)
@@ -129,14 +132,14 @@ func TestRedisClusterRoundTrips(t *testing.T) {
 	if !warm {
 		t.Fatal("every request read the record again")
 	}
-	before := calls("evalsha", "eval", "hgetall")
+	before := calls("evalsha", "hgetall")
 	const requests = 5
 	for i := range requests {
 		if status, _, answer := postSigned(t, c, "rt", "d-"+strconv.Itoa(i), "{}"); status != 200 || answer != invoked {
 			t.Fatalf("delivery %d: %d %s", i, status, answer)
 		}
 	}
-	if n := calls("evalsha", "eval", "hgetall") - before; n != 2*requests {
+	if n := calls("evalsha", "hgetall") - before; n != 2*requests {
 		t.Errorf("%d commands on the cluster for %d accepted webhooks, want 2 each", n, requests)
 	}
 }
