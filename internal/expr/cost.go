@@ -1,6 +1,8 @@
 package expr
 
 import (
+	"errors"
+	"fmt"
 	"regexp"
 	"regexp/syntax"
 	"sync"
@@ -19,15 +21,18 @@ import (
 // sync) also chooses the body they run over:
 //
 //   - an equality costs what it can visit of its operands, nested values
-//     included (the smaller one), and a value looked for in a list what
-//     the list holds: CEL counts a list by its length, so that comparing
-//     [[a million values]] cost 1;
-//   - matches is refused before it runs when its text is too long for
-//     its pattern: an automaton of thousands of steps over megabytes
-//     took a minute, and CEL counts a call only once it has run; it costs
-//     its work (the text's length times the pattern's steps) over
-//     matchCost, and a pattern that is not the filter's own its length
-//     too, as it is compiled for each call.
+//     included (the smaller one, which is all that is walked to learn it),
+//     and a value looked for in a list what the list holds: CEL counts a
+//     list by its length, so that comparing [[a million values]] cost 1;
+//   - matches takes only a pattern written in the filter, of at most
+//     MaxPatternSteps, compiled with it; it is refused before it runs when
+//     its text is too long for its pattern (an automaton of thousands of
+//     steps over megabytes took a minute, and CEL counts a call only once
+//     it has run), and costs its work (the text's length times the
+//     pattern's steps) over matchCost;
+//   - any other call CEL counts as 1 costs a tenth of the bytes of the
+//     strings it is given, as CEL counts a traversal: size() counts a
+//     string's characters, and double() parses all of it.
 //
 // CEL stops an evaluation at MaxCost only after the call that passed it,
 // so each evaluation does at most MaxCost units and one call more, which
@@ -50,34 +55,74 @@ const overCost = MaxCost + 1
 type deepCost struct{}
 
 // CallCost implements interpreter.ActualCostEstimator.
-func (deepCost) CallCost(function, _ string, args []ref.Val, _ ref.Val) *uint64 {
+func (deepCost) CallCost(function, overload string, args []ref.Val, _ ref.Val) *uint64 {
 	var n uint64
-	switch function {
-	case operators.Equals, operators.NotEquals:
+	switch {
+	case function == operators.Equals || function == operators.NotEquals:
 		// A comparison stops at the first difference: it visits no more
 		// than the smaller side holds.
-		n = deepSize(args[1], deepSize(args[0], overCost))
-	case operators.In:
-		n = 1 + deepSize(args[1], overCost)
+		n = smallerSize(args[0], args[1])
+	case function == operators.In:
 		if _, isMap := args[1].(traits.Mapper); isMap {
 			n = 1 + deepSize(args[0], overCost) // a lookup by key
+		} else {
+			n = 1 + deepSize(args[1], overCost)
 		}
-	case overloads.Matches:
+	case function == overloads.Matches:
 		n = 1
 		s, text := args[0].(types.String)
 		p, pat := args[1].(types.String)
 		if text && pat {
-			steps, own := patterns.steps(string(p))
-			if !own {
-				steps = len(p)
-				n += uint64(len(p))
+			if re, err := patterns.get(string(p)); err == nil {
+				n += uint64(len(s)) * uint64(re.steps) / matchCost
 			}
-			n += uint64(len(s)) * uint64(steps) / matchCost
 		}
-	default:
+	case sizedByCEL[overload]:
 		return nil
+	default:
+		n = 1 + textSize(args)/traversalCost
 	}
 	return &n
+}
+
+// sizedByCEL are the calls whose cost CEL counts by their operands' size
+// itself (string comparisons, concatenations, contains, prefixes).
+var sizedByCEL = map[string]bool{
+	overloads.StartsWithString: true, overloads.EndsWithString: true, overloads.ContainsString: true,
+	overloads.StringToBytes: true, overloads.BytesToString: true, overloads.AddString: true, overloads.AddBytes: true,
+	overloads.LessString: true, overloads.GreaterString: true, overloads.LessEqualsString: true, overloads.GreaterEqualsString: true,
+	overloads.LessBytes: true, overloads.GreaterBytes: true, overloads.LessEqualsBytes: true, overloads.GreaterEqualsBytes: true,
+}
+
+// traversalCost is the bytes of a string a unit of cost pays for, as CEL
+// counts a traversal (common.StringTraversalCostFactor, 0.1).
+const traversalCost = 10
+
+// textSize is the bytes of the strings and bytes among args.
+func textSize(args []ref.Val) uint64 {
+	var n uint64
+	for _, a := range args {
+		switch a := a.(type) {
+		case types.String:
+			n += uint64(len(a))
+		case types.Bytes:
+			n += uint64(len(a))
+		}
+	}
+	return n
+}
+
+// smallerSize is the deep size of the smaller of a and b. Both are walked
+// in step, up to a bound that grows fourfold, so that learning it visits
+// a few times that size at most, however large the other one is.
+func smallerSize(a, b ref.Val) uint64 {
+	for limit := uint64(16); ; limit *= 4 {
+		limit = min(limit, overCost)
+		sa, sb := deepSize(a, limit), deepSize(b, limit)
+		if sa < limit || sb < limit || limit == overCost {
+			return min(sa, sb)
+		}
+	}
 }
 
 // deepSize is how many values v holds, nested ones included, a string or
@@ -124,9 +169,9 @@ var matchesFunction = cel.Function(overloads.Matches,
 	cel.MemberOverload("bounded_matches_string", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType),
 	cel.SingletonBinaryBinding(matches))
 
-// matches reports whether text matches pattern, RE2 syntax as CEL's own:
-// one of a filter's own patterns compiled when the filter was, any other
-// for this call.
+// matches reports whether text matches pattern, RE2 syntax as CEL's own.
+// The pattern is one written in a filter (CompileFilter refuses any
+// other), compiled when the filter was.
 func matches(text, pattern ref.Val) ref.Val {
 	s, ok := text.(types.String)
 	if !ok {
@@ -146,42 +191,32 @@ func matches(text, pattern ref.Val) ref.Val {
 	return types.Bool(re.MatchString(string(s)))
 }
 
+// MaxPatternSteps bounds a pattern's automaton, in regexp/syntax
+// instructions, its repetitions counted out: x{1000} is a thousand. A
+// pattern of 7 KB took 2 s and 451 MB to compile.
+const MaxPatternSteps = 10_000
+
 // compiledPattern is a regular expression and its automaton's size.
 type compiledPattern struct {
 	*regexp.Regexp
 	steps int
 }
 
-// maxPatterns bounds the patterns kept compiled; when it is reached, they
-// are all dropped, and each filter's come back as it is compiled again.
-const maxPatterns = 1024
+// maxCachedSteps bounds the steps of the patterns kept compiled; when it
+// is reached, they are all dropped, and each comes back as it is used.
+const maxCachedSteps = 1 << 20
 
-// patternCache keeps the filters' own patterns (the literals they match),
-// compiled. A pattern read from the body is compiled for each call, and
-// never kept: kept, megabytes of them stayed for good.
+// patternCache keeps the filters' patterns compiled, shared by the
+// filters that write the same one.
 type patternCache struct {
-	mu sync.Mutex
-	m  map[string]compiledPattern
+	mu    sync.Mutex
+	m     map[string]compiledPattern
+	steps int // of the patterns in m
 }
 
 var patterns = patternCache{m: map[string]compiledPattern{}}
 
-// keep compiles a filter's own pattern and keeps it.
-func (c *patternCache) keep(src string) error {
-	p, err := compilePattern(src)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= maxPatterns {
-		clear(c.m)
-	}
-	c.m[src] = p
-	return nil
-}
-
-// get returns src compiled: kept, or compiled now.
+// get returns src compiled: kept, or compiled now and kept.
 func (c *patternCache) get(src string) (compiledPattern, error) {
 	c.mu.Lock()
 	p, ok := c.m[src]
@@ -189,38 +224,71 @@ func (c *patternCache) get(src string) (compiledPattern, error) {
 	if ok {
 		return p, nil
 	}
-	return compilePattern(src)
-}
-
-// steps returns the steps of a kept pattern, and whether it is kept.
-func (c *patternCache) steps(src string) (int, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.m[src]
-	return p.steps, ok
-}
-
-// compilePattern compiles src and counts its automaton's steps.
-func compilePattern(src string) (compiledPattern, error) {
-	re, err := regexp.Compile(src)
+	p, err := compilePattern(src)
 	if err != nil {
 		return compiledPattern{}, err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.steps+p.steps > maxCachedSteps {
+		clear(c.m)
+		c.steps = 0
+	}
+	if _, ok := c.m[src]; !ok {
+		c.m[src] = p
+		c.steps += p.steps
+	}
+	return p, nil
+}
+
+// compilePattern compiles src, of at most MaxPatternSteps, and counts its
+// automaton's steps. The bound is checked on the parsed pattern, before
+// its repetitions are counted out.
+func compilePattern(src string) (compiledPattern, error) {
 	parsed, err := syntax.Parse(src, syntax.Perl)
 	if err != nil {
 		return compiledPattern{}, err
 	}
+	if patternSize(parsed, MaxPatternSteps) > MaxPatternSteps {
+		return compiledPattern{}, fmt.Errorf("the pattern is larger than %d steps", MaxPatternSteps)
+	}
 	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		return compiledPattern{}, err
+	}
+	re, err := regexp.Compile(src)
 	if err != nil {
 		return compiledPattern{}, err
 	}
 	return compiledPattern{Regexp: re, steps: len(prog.Inst)}, nil
 }
 
-// ownPatterns are the string literals root matches against: the patterns
-// a filter names itself.
-func ownPatterns(root celast.Expr) []string {
-	var own []string
+// patternSize is about the instructions re compiles to, each repetition
+// counted out, up to limit+1 (more is counted as limit+1).
+func patternSize(re *syntax.Regexp, limit int) int {
+	n := 1
+	for _, sub := range re.Sub {
+		n = min(n+patternSize(sub, limit), limit+1)
+	}
+	switch re.Op {
+	case syntax.OpLiteral:
+		n += len(re.Rune)
+	case syntax.OpRepeat:
+		times := max(re.Min, re.Max)
+		if re.Max < 0 {
+			times = re.Min + 1
+		}
+		n *= max(times, 1)
+	}
+	return min(n, limit+1)
+}
+
+// patternsOf returns the patterns root matches against: each must be a
+// string written in the expression (a pattern from the body would be
+// compiled for each call, with its cost unknown until it is).
+func patternsOf(root celast.Expr) ([]string, error) {
+	var found []string
+	var err error
 	celast.PreOrderVisit(root, celast.NewExprVisitor(func(e celast.Expr) {
 		if e.Kind() != celast.CallKind || e.AsCall().FunctionName() != overloads.Matches {
 			return
@@ -231,9 +299,11 @@ func ownPatterns(root celast.Expr) []string {
 		}
 		if lit := args[len(args)-1]; lit.Kind() == celast.LiteralKind {
 			if s, ok := lit.AsLiteral().(types.String); ok {
-				own = append(own, string(s))
+				found = append(found, string(s))
+				return
 			}
 		}
+		err = errors.New("the pattern of matches must be a string written in the filter")
 	}))
-	return own
+	return found, err
 }

@@ -9,6 +9,7 @@ package expr
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
@@ -32,6 +34,19 @@ const MaxCost = 100_000
 
 // MaxSourceBytes bounds an expression's length.
 const MaxSourceBytes = 4096
+
+// MaxEvalTime bounds one evaluation's time, whatever its cost counts: a
+// comprehension still going then is stopped, with an error. The cost
+// limit stops any evaluation known of long before; this is for the ones
+// it does not foresee.
+const MaxEvalTime = time.Second
+
+// evalTime is MaxEvalTime, but in a test of it.
+var evalTime = MaxEvalTime
+
+// MaxBodyFields bounds the fields of the body a filter, or a prompt,
+// reads: each is looked for in the whole body, once an evaluation.
+const MaxBodyFields = 32
 
 // Vars are what an expression sees.
 type Vars struct {
@@ -104,14 +119,21 @@ func CompileFilter(src string) (*Filter, error) {
 	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
 		return nil, fmt.Errorf("is a %s, not a boolean", ast.OutputType())
 	}
-	prg, err := e.Program(ast, cel.CostLimit(MaxCost), cel.CostTracking(deepCost{}))
+	prg, err := e.Program(ast, cel.CostLimit(MaxCost), cel.CostTracking(deepCost{}), cel.InterruptCheckFrequency(interruptEvery))
 	if err != nil {
 		return nil, err
 	}
 	f := &Filter{src: src, prg: prg}
 	f.reads, f.whole = bodyReads(ast.NativeRep().Expr())
-	for _, p := range ownPatterns(ast.NativeRep().Expr()) {
-		if err := patterns.keep(p); err != nil {
+	if len(f.reads) > MaxBodyFields {
+		return nil, fmt.Errorf("reads %d fields of the body, more than %d", len(f.reads), MaxBodyFields)
+	}
+	found, err := patternsOf(ast.NativeRep().Expr())
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range found {
+		if _, err := patterns.get(p); err != nil {
 			return nil, fmt.Errorf("matches %q: %v", p, err)
 		}
 	}
@@ -164,13 +186,19 @@ func outermost(reads [][]string) [][]string {
 	return kept
 }
 
+// interruptEvery is how many iterations of a comprehension run between two
+// looks at MaxEvalTime.
+const interruptEvery = 100
+
 // Source is the expression as written.
 func (f *Filter) Source() string { return f.src }
 
 // Allows evaluates the filter over v. An error (a missing field, a wrong
 // type, the cost limit) is returned as such: the caller drops the delivery.
 func (f *Filter) Allows(v Vars) (bool, error) {
-	out, _, err := f.prg.Eval(v.activation(f))
+	ctx, cancel := context.WithTimeout(context.Background(), evalTime)
+	defer cancel()
+	out, _, err := f.prg.ContextEval(ctx, v.activation(f))
 	if err != nil {
 		return false, err
 	}

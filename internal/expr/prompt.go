@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -25,12 +26,16 @@ const MaxPromptBytes = 64 << 10
 type Prompt struct {
 	src   string
 	parts []part
+	// fields are the body's paths the references read, each once.
+	fields []string
 }
 
-// part is a literal text, or a reference (root set).
+// part is a literal text, or a reference (root set); a reference to a
+// field of the body reads fields[field].
 type part struct {
 	text       string
 	root, path string
+	field      int
 }
 
 // CompilePrompt parses src.
@@ -56,8 +61,17 @@ func CompilePrompt(src string) (*Prompt, error) {
 		if err != nil {
 			return nil, err
 		}
+		if r.root == "body" && r.path != "" {
+			if r.field = slices.Index(p.fields, r.path); r.field < 0 {
+				r.field = len(p.fields)
+				p.fields = append(p.fields, r.path)
+			}
+		}
 		p.parts = append(p.parts, r)
 		rest = tail
+	}
+	if len(p.fields) > MaxBodyFields {
+		return nil, fmt.Errorf("reads %d fields of the body, more than %d", len(p.fields), MaxBodyFields)
 	}
 	return p, nil
 }
@@ -84,16 +98,25 @@ func reference(ref string) (part, error) {
 func (p *Prompt) Source() string { return p.src }
 
 // Render fills the template from v, as valid UTF-8 (each invalid byte
-// replaced), at most MaxPromptBytes.
+// replaced), at most MaxPromptBytes. Each field of the body is looked for
+// once, however many references read it.
 func (p *Prompt) Render(v Vars) string {
 	var b strings.Builder
+	read := make([]*string, len(p.fields))
 	for _, pt := range p.parts {
 		room := MaxPromptBytes - b.Len()
 		if room <= 0 {
 			break
 		}
 		text := pt.text
-		if pt.root != "" {
+		switch {
+		case pt.root == "body" && pt.path != "":
+			if read[pt.field] == nil {
+				got := v.field(pt.path)
+				read[pt.field] = &got
+			}
+			text = *read[pt.field]
+		case pt.root != "":
 			text = v.lookup(pt)
 		}
 		if len(text) > room {
@@ -128,10 +151,13 @@ func (v Vars) lookup(pt part) string {
 	case "webhook":
 		return v.Webhook[pt.path]
 	}
-	if pt.path == "" {
-		return string(v.Body)
-	}
-	r := v.get(pt.path)
+	// The whole body: no more of it than a prompt holds.
+	return string(v.Body[:min(len(v.Body), MaxPromptBytes+utf8.UTFMax)])
+}
+
+// field is the text of the body's field at path.
+func (v Vars) field(path string) string {
+	r := v.get(path)
 	if r.Type == gjson.String {
 		return r.Str
 	}
