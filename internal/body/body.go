@@ -59,7 +59,7 @@ var bodyPool = sync.Pool{New: func() any { return new(Body) }}
 
 // buffers are pools of buffers of firstBuffer bytes, then of each power of
 // two up to pooledBody.
-var buffers [7]sync.Pool
+var buffers [8]sync.Pool
 
 // class is the index in buffers of the smallest buffer of at least n
 // bytes; -1 past pooledBody.

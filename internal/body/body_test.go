@@ -146,3 +146,17 @@ func TestShareOfOneWebhook(t *testing.T) {
 		t.Errorf("after Release: %d bytes of the budget taken, %d webhooks holding a share", used, owned)
 	}
 }
+
+// TestBufferClasses: buffers of firstBuffer to pooledBody bytes, each
+// power of two, come from a pool; larger ones do not.
+func TestBufferClasses(t *testing.T) {
+	for _, tc := range []struct {
+		n           int64
+		class, size int
+	}{{1, 0, firstBuffer}, {firstBuffer, 0, firstBuffer}, {firstBuffer + 1, 1, 2 * firstBuffer},
+		{pooledBody, 7, pooledBody}, {pooledBody + 1, -1, pooledBody + 1}} {
+		if c, size := class(tc.n), capacity(tc.n); c != tc.class || size != int64(tc.size) {
+			t.Errorf("%d bytes: class %d, capacity %d; want %d, %d", tc.n, c, size, tc.class, tc.size)
+		}
+	}
+}

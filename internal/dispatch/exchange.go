@@ -75,11 +75,8 @@ func (o *OwnerTokens) Token(ctx context.Context, owner string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ot.token, ot.fetched, ot.expires, ot.refresh = token, now, time.Time{}, time.Time{}
-	if expiresIn > 0 {
-		life := lifeOf(expiresIn)
-		ot.expires, ot.refresh = now.Add(life), refreshAt(now, life)
-	}
+	life := lifeOf(expiresIn)
+	ot.token, ot.fetched, ot.expires, ot.refresh = token, now, now.Add(life), refreshAt(now, life)
 	return token, nil
 }
 

@@ -73,10 +73,10 @@ func sendable(token string) bool {
 	return token != "" && len(token) <= maxToken && httpguts.ValidHeaderFieldValue(token)
 }
 
-// lifeOf is how long a token good for expiresIn seconds (more than 0) is
-// kept: at most maxLife.
+// lifeOf is how long a token good for expiresIn seconds is kept: at most
+// maxLife, and maxLife when the answer gives none (0).
 func lifeOf(expiresIn int64) time.Duration {
-	if expiresIn >= int64(maxLife/time.Second) {
+	if expiresIn <= 0 || expiresIn >= int64(maxLife/time.Second) {
 		return maxLife
 	}
 	return time.Duration(expiresIn) * time.Second
@@ -123,12 +123,12 @@ func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error
 	}
 	cc.token, cc.fetched, cc.refresh = t.AccessToken, now, time.Time{}
 	switch {
-	case t.ExpiresIn > 0:
-		cc.refresh = refreshAt(now, lifeOf(t.ExpiresIn))
-	case !t.Expiry.IsZero():
+	case t.ExpiresIn <= 0 && !t.Expiry.IsZero():
 		// The library dates the expiry by the wall clock; keep its
 		// distance, on this source's clock.
 		cc.refresh = refreshAt(now, min(max(time.Until(t.Expiry), 0), maxLife))
+	default:
+		cc.refresh = refreshAt(now, lifeOf(t.ExpiresIn))
 	}
 	return cc.token, nil
 }

@@ -82,16 +82,18 @@ func TestShortLivedToken(t *testing.T) {
 
 // TestLongTokenLife: a token whose expires_in is past a day (up to
 // overflowing a time.Duration, which made it expired at once and fetched
-// again for every call) is kept for a day.
+// again for every call), or that has none (0), is kept for a day.
 func TestLongTokenLife(t *testing.T) {
-	_, cc, clock := clockedCredentials(t, 9223372037)
-	for _, step := range []struct {
-		after time.Duration
-		want  string
-	}{{0, "access-1"}, {time.Hour, "access-1"}, {24 * time.Hour, "access-2"}} {
-		*clock = clock.Add(step.after)
-		if tok, err := cc.Token(context.Background(), ""); err != nil || tok != step.want {
-			t.Errorf("after %v more: %q, %v, want %q", step.after, tok, err, step.want)
+	for _, ttl := range []int{9223372037, 0} {
+		_, cc, clock := clockedCredentials(t, ttl)
+		for _, step := range []struct {
+			after time.Duration
+			want  string
+		}{{0, "access-1"}, {time.Hour, "access-1"}, {24 * time.Hour, "access-2"}} {
+			*clock = clock.Add(step.after)
+			if tok, err := cc.Token(context.Background(), ""); err != nil || tok != step.want {
+				t.Errorf("expires_in %d, after %v more: %q, %v, want %q", ttl, step.after, tok, err, step.want)
+			}
 		}
 	}
 }
