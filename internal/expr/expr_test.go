@@ -109,7 +109,10 @@ func TestFilterWorkBounded(t *testing.T) {
 			if tc.want == "" && (!ok || err != nil) {
 				t.Errorf("got %v, %v; want true", ok, err)
 			}
-			if tc.want != "" && (ok || err == nil || !strings.Contains(err.Error(), tc.want)) {
+			// On a loaded machine (the race detector, CI beside other
+			// work) MaxEvalTime can stop a loop before its cost does:
+			// bounded either way.
+			if tc.want != "" && (ok || err == nil || !strings.Contains(err.Error(), tc.want) && !strings.Contains(err.Error(), "interrupted")) {
 				t.Errorf("got %v, %v; want an error: %s", ok, err, tc.want)
 			}
 		})
