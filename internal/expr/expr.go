@@ -49,6 +49,18 @@ var evalTime = MaxEvalTime
 // reads: each is looked for in the whole body, once an evaluation.
 const MaxBodyFields = 32
 
+// MaxBodyValues bounds the values a filter is given of the body (those of
+// the fields it reads, or of all of it), counted before they are made:
+// 25 MB of [{},{},...] took 5 s and 1.2 GB to make, before any cost was
+// counted, and CEL's cost tracking slows down with each turn of a loop
+// (16,000 turns took 0.9 s).
+const MaxBodyValues = 10_000
+
+// MaxLiteralNesting bounds how deeply a filter's list and map literals
+// nest: CEL's type checker takes time of the cube of the depth (a map
+// nested 249 deep, 1 KB, took 5.7 s and 3.5 GB to compile).
+const MaxLiteralNesting = 16
+
 // Vars are what an expression sees.
 type Vars struct {
 	// Event is the sender's event: the X-GitHub-Event or X-Gitlab-Event
@@ -108,6 +120,9 @@ func environment() (*cel.Env, error) {
 func CompileFilter(src string) (*Filter, error) {
 	if len(src) > MaxSourceBytes {
 		return nil, fmt.Errorf("longer than %d bytes", MaxSourceBytes)
+	}
+	if literalNesting(src) > MaxLiteralNesting {
+		return nil, fmt.Errorf("lists and maps nested more than %d deep", MaxLiteralNesting)
 	}
 	e, err := environment()
 	if err != nil {
@@ -197,9 +212,13 @@ func (f *Filter) Source() string { return f.src }
 // Allows evaluates the filter over v. An error (a missing field, a wrong
 // type, the cost limit) is returned as such: the caller drops the delivery.
 func (f *Filter) Allows(v Vars) (bool, error) {
+	vars, err := v.activation(f)
+	if err != nil {
+		return false, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), evalTime)
 	defer cancel()
-	out, _, err := f.prg.ContextEval(ctx, v.activation(f))
+	out, _, err := f.prg.ContextEval(ctx, vars)
 	if err != nil {
 		return false, err
 	}
@@ -211,26 +230,81 @@ func (f *Filter) Allows(v Vars) (bool, error) {
 }
 
 // body is the document as the filter reads it: only the fields it
-// selects, each parsed on its own, unless it needs the whole.
-func (f *Filter) body(v Vars) any {
+// selects, each parsed on its own, unless it needs the whole; nothing
+// when it reads none, or reads fields of what is no object. It fails when
+// that is more than MaxBodyValues values.
+func (f *Filter) body(v Vars) (any, error) {
 	doc := v.Body
-	if len(doc) == 0 {
-		return nil
-	}
-	if f.whole || !isObject(doc) {
+	switch {
+	case len(doc) == 0:
+		return nil, nil
+	case f.whole:
+		if n := jsonValues(doc, MaxBodyValues); n > MaxBodyValues {
+			return nil, fmt.Errorf("the body holds more than %d values", MaxBodyValues)
+		}
 		var body any
 		_ = json.Unmarshal(doc, &body) // not JSON: body is null
-		return body
+		return body, nil
+	case len(f.reads) == 0 || !isObject(doc):
+		return nil, nil
 	}
 	body := map[string]any{}
+	values := 0
 	for _, chain := range f.reads {
 		r := v.get(gjsonPath(chain))
 		if !r.Exists() {
 			continue
 		}
+		if values += jsonValues(r.Raw, MaxBodyValues-values); values > MaxBodyValues {
+			return nil, fmt.Errorf("the fields of the body read hold more than %d values", MaxBodyValues)
+		}
 		place(body, chain, r.Value())
 	}
-	return body
+	return body, nil
+}
+
+// jsonValues counts the values of doc, JSON, up to limit+1 (more are
+// counted as limit+1): one, and one more for each comma and each opening
+// bracket or brace outside strings.
+func jsonValues[T string | []byte](doc T, limit int) int {
+	n, quoted := 1, false
+	for i := 0; i < len(doc) && n <= limit; i++ {
+		switch c := doc[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && (c == ',' || c == '[' || c == '{'):
+			n++
+		}
+	}
+	return min(n, limit+1)
+}
+
+// literalNesting is how deeply the lists and maps written in src nest:
+// its brackets and braces outside string literals (a triple-quoted one
+// read as three quoted ones, which keeps its inside quoted).
+func literalNesting(src string) int {
+	depth, deepest := 0, 0
+	var quote byte
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; {
+		case quote != 0 && c == '\\':
+			i++
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // isObject reports whether doc, JSON, is an object.
@@ -349,8 +423,11 @@ func escapeKey(b *strings.Builder, key string) {
 }
 
 // activation is v as CEL's variables, the body as f reads it.
-func (v Vars) activation(f *Filter) map[string]any {
-	body := f.body(v)
+func (v Vars) activation(f *Filter) (map[string]any, error) {
+	body, err := f.body(v)
+	if err != nil {
+		return nil, err
+	}
 	headers := make(map[string]string, len(v.Headers))
 	for name, values := range v.Headers {
 		headers[name] = strings.Join(values, ", ")
@@ -359,5 +436,5 @@ func (v Vars) activation(f *Filter) map[string]any {
 	if webhook == nil {
 		webhook = map[string]string{}
 	}
-	return map[string]any{"event": v.Event, "action": v.Action, "body": body, "headers": headers, "webhook": webhook}
+	return map[string]any{"event": v.Event, "action": v.Action, "body": body, "headers": headers, "webhook": webhook}, nil
 }

@@ -182,7 +182,7 @@ func decide(in *integration.Integration, h http.Header, body []byte, opts Option
 		// Always 200: GitLab disables hooks that keep answering non-2xx.
 		return filtered(integration.FieldGitLabEventFilter)
 	case in.Sender != nil && len(in.Sender.EventFilter) > 0 &&
-		!slices.Contains(in.Sender.EventFilter, gjson.GetBytes(payload(h, body), in.Sender.EventField).String()):
+		!slices.Contains(in.Sender.EventFilter, expr.Field(payload(h, body), in.Sender.EventField)):
 		return filtered(integration.FieldEventFilter)
 	case in.Filter() != nil:
 		return evaluate(in, h, body)
@@ -223,7 +223,7 @@ func ExpressionVars(in *integration.Integration, h http.Header, body []byte) exp
 	doc := payload(h, body)
 	event := cmp.Or(single(h, HeaderGitHubEvent), single(h, HeaderGitLabEvent))
 	if event == "" && in.Sender != nil {
-		event = gjson.GetBytes(doc, in.Sender.EventField).String()
+		event = expr.Field(doc, in.Sender.EventField)
 	}
 	actionPath := "action"
 	if h.Get(HeaderGitLabEvent) != "" {
