@@ -44,11 +44,23 @@ const unreadGrace = time.Second
 // no longer sees the body was left unread, so it closes at once with the
 // rest still coming, which resets the connection, and the reset drops the
 // answer on the sender's side.
+//
+// A request that says Connection: close itself is read here, as net/http
+// reads nothing of it before it closes the connection.
 func bodyUnread(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength != 0 && r.ProtoMajor == 1 {
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadGrace))
+	if r.ContentLength == 0 || r.ProtoMajor != 1 {
+		return
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadGrace))
+	if r.Close {
+		_, _ = io.CopyN(io.Discard, r.Body, maxUnread)
 	}
 }
+
+// maxUnread is what net/http reads of a body left unread (its
+// maxPostHandlerReadBytes), in bytes: past it, it closes the connection
+// without reading more.
+const maxUnread = 256 << 10
 
 // writeNotFound answers an unknown or disabled webhook, with the same body
 // for both so that ids cannot be probed.
