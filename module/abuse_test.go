@@ -307,6 +307,50 @@ func TestRefusedSenderReadsTheAnswer(t *testing.T) {
 	}
 }
 
+// TestRefusedSenderAwaitingContinue: a sender that waits for 100 Continue
+// before its body, answered before it, gets the answer at once and sends
+// nothing: net/http tried to read the body that was never asked for until
+// the sender's own wait (here as long as unreadGrace, 1 s) ran out, then raced
+// it, and half of the answers were lost to resets.
+func TestRefusedSenderAwaitingContinue(t *testing.T) {
+	c, _ := fileSite(t, "max_body 100KB")
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Second}} // unreadGrace
+	t.Cleanup(client.CloseIdleConnections)
+	for _, tc := range []struct {
+		id     string
+		size   int
+		status int
+	}{{"nope", 50_000, http.StatusBadRequest}, {"big", 2 << 20, http.StatusRequestEntityTooLarge}} {
+		for range 10 {
+			req, _ := http.NewRequest(http.MethodPost, c.URL+webhooks+tc.id, strings.NewReader(strings.Repeat("a", tc.size)))
+			req.Header.Set("Expect", "100-continue")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.id, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%s: %d, want %d", tc.id, resp.StatusCode, tc.status)
+			}
+		}
+	}
+	// One whose body is read is answered as any other.
+	body := `{"action":"opened"}`
+	req, _ := http.NewRequest(http.MethodPost, c.URL+webhooks+"big", strings.NewReader(body))
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("X-GitHub-Event", "pull_request")
+	req.Header.Set("X-Hub-Signature-256", testenv.SignGitHub256(ghSecret, body))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Errorf("a body asked for and read: %d, closing %v; want 200, kept", resp.StatusCode, resp.Close)
+	}
+}
+
 // TestMalformedButDisabled: a disabled record is answered as a disabled
 // one, like an unknown id, even when another of its fields is malformed;
 // an enabled malformed record is a 500.

@@ -3,6 +3,7 @@ package module
 import (
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	answers "github.com/codemie-edge/caddy-webhooks/internal/answer"
@@ -13,6 +14,7 @@ var (
 	jsonContentType = []string{"application/json"}
 	textContentType = []string{"text/plain; charset=utf-8"}
 	noSniff         = []string{"nosniff"}
+	closeConnection = []string{"close"}
 )
 
 // writeAnswer answers a.status with text as JSON: answer.Body.
@@ -55,6 +57,16 @@ func bodyUnread(w http.ResponseWriter, r *http.Request) {
 	if r.Close {
 		_, _ = io.CopyN(io.Discard, r.Body, maxUnread)
 	}
+}
+
+// awaitsContinue reports whether r's sender waits for 100 Continue
+// before it sends its body (Expect: 100-continue, HTTP/1.1). Reading the
+// body sends it; an answer before that gets no body, and is marked to
+// close the connection (closeConnection): net/http would otherwise wait,
+// to read the body, for the sender's own timeout (Caddy's reader around
+// the body hides the waiting from it), then race it and reset.
+func awaitsContinue(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.ContentLength != 0 && strings.EqualFold(r.Header.Get("Expect"), "100-continue")
 }
 
 // maxUnread is what net/http reads of a body left unread (its

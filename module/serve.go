@@ -78,9 +78,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 	// Until the body is read to its end, an answer gives net/http
 	// unreadGrace to read what is left of it, not as long as the sender
 	// takes.
-	read := false
+	// A sender waiting for 100 Continue sends nothing before the body is
+	// read: an answer before then closes the connection, unread.
+	read, waiting := false, awaitsContinue(r)
+	if waiting {
+		w.Header()["Connection"] = closeConnection
+	}
 	defer func() {
-		if !read {
+		if !read && !waiting {
 			bodyUnread(w, r)
 		}
 	}()
@@ -135,6 +140,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, repl *caddy.Repl
 		// Answered before the body is read: a sender without the secret
 		// holds none of the bodies' memory budget.
 		return writeAnswer(w, a.with(outcome(v.Outcome), v.Status), v.Message)
+	}
+	if waiting { // reading asks for the body: it comes
+		delete(w.Header(), "Connection")
+		waiting = false
 	}
 	bp, err := h.bodies.Read(w, r, id)
 	held := &heldBody{bodies: h.bodies, bp: bp}
