@@ -121,14 +121,18 @@ func CompileFilter(src string) (*Filter, error) {
 	if len(src) > MaxSourceBytes {
 		return nil, fmt.Errorf("longer than %d bytes", MaxSourceBytes)
 	}
-	if literalNesting(src) > MaxLiteralNesting {
-		return nil, fmt.Errorf("lists and maps nested more than %d deep", MaxLiteralNesting)
-	}
 	e, err := environment()
 	if err != nil {
 		return nil, err
 	}
-	ast, issues := e.Compile(src)
+	parsed, issues := e.Parse(src)
+	if issues != nil && issues.Err() != nil {
+		return nil, errors.New(strings.ReplaceAll(issues.Err().Error(), "\n", " "))
+	}
+	if literalDepth(parsed.NativeRep().Expr()) > MaxLiteralNesting {
+		return nil, fmt.Errorf("lists and maps nested more than %d deep", MaxLiteralNesting)
+	}
+	ast, issues := e.Check(parsed)
 	if issues != nil && issues.Err() != nil {
 		return nil, errors.New(strings.ReplaceAll(issues.Err().Error(), "\n", " "))
 	}
@@ -281,30 +285,41 @@ func jsonValues[T string | []byte](doc T, limit int) int {
 	return min(n, limit+1)
 }
 
-// literalNesting is how deeply the lists and maps written in src nest:
-// its brackets and braces outside string literals (a triple-quoted one
-// read as three quoted ones, which keeps its inside quoted).
-func literalNesting(src string) int {
-	depth, deepest := 0, 0
-	var quote byte
-	for i := 0; i < len(src); i++ {
-		switch c := src[i]; {
-		case quote != 0 && c == '\\':
-			i++
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
+// literalDepth is how deeply the list, map and message literals of e
+// nest, as parsed (before the type checker, whose time grows with the
+// cube of that depth, sees them).
+func literalDepth(e celast.Expr) int {
+	var children []celast.Expr
+	own := 0
+	switch e.Kind() {
+	case celast.CallKind:
+		if c := e.AsCall(); c.IsMemberFunction() {
+			children = append(children, c.Target())
+		}
+		children = append(children, e.AsCall().Args()...)
+	case celast.ComprehensionKind:
+		c := e.AsComprehension()
+		children = []celast.Expr{c.IterRange(), c.AccuInit(), c.LoopCondition(), c.LoopStep(), c.Result()}
+	case celast.SelectKind:
+		children = []celast.Expr{e.AsSelect().Operand()}
+	case celast.ListKind:
+		own, children = 1, e.AsList().Elements()
+	case celast.MapKind:
+		own = 1
+		for _, entry := range e.AsMap().Entries() {
+			children = append(children, entry.AsMapEntry().Key(), entry.AsMapEntry().Value())
+		}
+	case celast.StructKind:
+		own = 1
+		for _, field := range e.AsStruct().Fields() {
+			children = append(children, field.AsStructField().Value())
 		}
 	}
-	return deepest
+	deepest := 0
+	for _, c := range children {
+		deepest = max(deepest, literalDepth(c))
+	}
+	return own + deepest
 }
 
 // isObject reports whether doc, JSON, is an object.

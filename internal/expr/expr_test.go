@@ -157,8 +157,32 @@ func TestFilterWithoutBody(t *testing.T) {
 			t.Errorf("%s: given %T, %v; want nothing", src, body, err)
 		}
 	}
-	if got := literalNesting(`[{"a": "[[[[", 'b': '}}}'}, """[[""", [r"\"[["]]`); got != 2 {
-		t.Errorf("nesting %d, want 2: brackets in strings do not count", got)
+}
+
+// TestLiteralDepth: lists and maps are counted as parsed: brackets in
+// strings, raw strings and comments are not, and nesting through calls
+// and comprehensions is.
+func TestLiteralDepth(t *testing.T) {
+	deep := strings.Repeat("{1:", MaxLiteralNesting+1) + "1" + strings.Repeat("}", MaxLiteralNesting+1)
+	for _, tc := range []struct {
+		src  string
+		want int
+	}{
+		{`[{"a": "[[[[", 'b': '}}}'}, """[["[""", [r"\"]]`, 2},
+		{"// [[[[[[[[[[[[[[[[[[[ a comment\nevent == 'push'", 0},
+		{`body.x == '''it's [[[[[[[[[[[[[[[[[[[['''`, 0},
+		{`r'\' == '' || ` + deep + ` == {1:1}`, MaxLiteralNesting + 1},
+		{"// don't\nsize(" + deep + ") == 1", MaxLiteralNesting + 1},
+		{`[1].exists(x, [[x]] == [[1]])`, 2},
+	} {
+		e, _ := environment()
+		parsed, issues := e.Parse(tc.src)
+		if issues != nil && issues.Err() != nil {
+			t.Fatalf("%q: %v", tc.src, issues.Err())
+		}
+		if got := literalDepth(parsed.NativeRep().Expr()); got != tc.want {
+			t.Errorf("%.40q: depth %d, want %d", tc.src, got, tc.want)
+		}
 	}
 }
 
