@@ -130,11 +130,7 @@ func (o *OwnerTokens) Invalidate(owner, token string) bool {
 	}
 	ot.mu.Lock()
 	defer ot.mu.Unlock()
-	if ot.token != token {
-		return true // replaced already
-	}
-	ot.token = ""
-	return !justFetched(ot.fetched, o.now())
+	return dropRefused(&ot.token, ot.fetched, token, o.now())
 }
 
 // exchangeAnswer is the token endpoint's answer (RFC 6749 section 5).

@@ -58,6 +58,18 @@ const freshFor = time.Minute
 // of now.
 func justFetched(fetched, now time.Time) bool { return now.Sub(fetched) < freshFor }
 
+// dropRefused is Invalidate's rule, for a token kept (fetched at fetched,
+// under its holder's lock): the refused token is dropped if it is still
+// the one kept, and a new one is worth fetching unless the one refused was
+// just fetched (one replaced already is).
+func dropRefused(kept *string, fetched time.Time, refused string, now time.Time) bool {
+	if *kept != refused {
+		return true // replaced already
+	}
+	*kept = ""
+	return !justFetched(fetched, now)
+}
+
 // maxToken is the longest token kept, in bytes: it is sent twice in each
 // call's headers, and one is kept for each of up to 10,000 owners.
 // Keycloak's run to a few KB with many roles.
@@ -139,11 +151,7 @@ func (cc *ClientCredentials) Token(ctx context.Context, _ string) (string, error
 func (cc *ClientCredentials) Invalidate(_, token string) bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.token != token {
-		return true // replaced already
-	}
-	cc.token = ""
-	return !justFetched(cc.fetched, cc.now())
+	return dropRefused(&cc.token, cc.fetched, token, cc.now())
 }
 
 // tokenError describes a failed fetch by status only.
